@@ -1,0 +1,209 @@
+"""The project's fixture format: recorded exchanges, byte-exact, one file per session.
+
+A fixture file is JSON (`format: "llm-gateway/fixture@1"`):
+
+    {"format": "llm-gateway/fixture@1",
+     "description": "what the session is",
+     "source": {"origin": "...", "path": "...", "commit": "...", "license": "...", "note": "..."},
+     "exchanges": [
+       {"request": {"method": "POST", "path": "/v1/messages?beta=true",
+                    "headers": [["content-type", "application/json"], ...],
+                    "body": {"text": "..."} | {"base64": "..."}},
+        "response": {"status": 200, "headers": [[...]],
+                     "chunks": [{"at": 0.0, "text": "..."} | {"at": 0.012, "base64": "..."}]}}]}
+
+Bodies are text when they are valid UTF-8 and base64 otherwise, so each byte comes back exactly. `at` is the
+chunk's offset in seconds from the response head. Header lists keep order and repeated fields. Credentials
+are replaced by `REDACTED` when a fixture is written (see `SECRET_HEADERS`).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+FORMAT = "llm-gateway/fixture@1"
+
+#: Header fields that carry credentials: never written to a fixture, never put on a span.
+SECRET_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-api-key",
+        "api-key",
+        "x-goog-api-key",
+        "cookie",
+        "set-cookie",
+        "x-amz-security-token",
+        "x-amz-content-sha256",
+        "chatgpt-account-id",
+    }
+)
+REDACTED = "REDACTED"
+
+
+@dataclass(slots=True)
+class Chunk:
+    at: float  # seconds after the response head
+    data: bytes
+
+
+@dataclass(slots=True)
+class RecordedRequest:
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+@dataclass(slots=True)
+class RecordedResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    chunks: list[Chunk]
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(c.data for c in self.chunks)
+
+
+@dataclass(slots=True)
+class Exchange:
+    request: RecordedRequest
+    response: RecordedResponse
+
+
+@dataclass(slots=True)
+class Fixture:
+    exchanges: list[Exchange]
+    description: str = ""
+    source: dict[str, Any] = field(default_factory=dict)
+    name: str = ""  # the file's stem when loaded
+
+
+def header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    name = name.lower()
+    return next((v for k, v in headers if k.lower() == name), None)
+
+
+def scrub(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(k, REDACTED if k.lower() in SECRET_HEADERS else v) for k, v in headers]
+
+
+def _body_to_json(data: bytes) -> dict[str, str]:
+    try:
+        return {"text": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(data).decode("ascii")}
+
+
+def _body_from_json(doc: dict[str, str]) -> bytes:
+    if "base64" in doc:
+        return base64.b64decode(doc["base64"])
+    return doc.get("text", "").encode("utf-8")
+
+
+def to_json(fixture: Fixture) -> bytes:
+    doc = {
+        "format": FORMAT,
+        "description": fixture.description,
+        "source": fixture.source,
+        "exchanges": [
+            {
+                "request": {
+                    "method": ex.request.method,
+                    "path": ex.request.path,
+                    "headers": [list(h) for h in scrub(ex.request.headers)],
+                    "body": _body_to_json(ex.request.body),
+                },
+                "response": {
+                    "status": ex.response.status,
+                    "headers": [list(h) for h in scrub(ex.response.headers)],
+                    "chunks": [{"at": round(c.at, 6), **_body_to_json(c.data)} for c in ex.response.chunks],
+                },
+            }
+            for ex in fixture.exchanges
+        ],
+    }
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def from_json(data: bytes, name: str = "") -> Fixture:
+    doc = orjson.loads(data)
+    if doc.get("format") != FORMAT:
+        raise ValueError(f"{name or 'fixture'}: not an {FORMAT} document (format={doc.get('format')!r})")
+    exchanges = []
+    for ex in doc["exchanges"]:
+        req, resp = ex["request"], ex["response"]
+        exchanges.append(
+            Exchange(
+                RecordedRequest(
+                    req["method"], req["path"], [tuple(h) for h in req["headers"]], _body_from_json(req["body"])
+                ),
+                RecordedResponse(
+                    resp["status"],
+                    [tuple(h) for h in resp["headers"]],
+                    [Chunk(c["at"], _body_from_json(c)) for c in resp["chunks"]],
+                ),
+            )
+        )
+    return Fixture(exchanges, doc.get("description", ""), doc.get("source", {}), name)
+
+
+def load(path: str | Path) -> Fixture:
+    path = Path(path)
+    return from_json(path.read_bytes(), path.stem)
+
+
+def save(fixture: Fixture, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(to_json(fixture))
+
+
+def fixture_files(root: str | Path) -> Iterator[Path]:
+    yield from sorted(Path(root).rglob("*.json"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Splitting a whole recorded body into the chunks a live server would have sent
+
+
+_SSE_EVENT_END = re.compile(rb"(?:\r\n|\r|\n)(?:\r\n|\r|\n)")
+
+
+def split_body(data: bytes, content_type: str | None) -> list[bytes]:
+    """One chunk per SSE event, AWS event-stream frame or NDJSON line; whole otherwise."""
+    ctype = (content_type or "").lower()
+    if "text/event-stream" in ctype:
+        return _split_at(data, [m.end() for m in _SSE_EVENT_END.finditer(data)])
+    if "vnd.amazon.eventstream" in ctype:
+        return _split_frames(data)
+    if "ndjson" in ctype or "jsonl" in ctype:
+        return _split_at(data, [i + 1 for i in range(len(data)) if data[i] == 0x0A])
+    return [data] if data else []
+
+
+def _split_at(data: bytes, cuts: list[int]) -> list[bytes]:
+    chunks, start = [], 0
+    for cut in cuts:
+        if cut > start:
+            chunks.append(data[start:cut])
+            start = cut
+    if start < len(data):
+        chunks.append(data[start:])
+    return chunks
+
+
+def _split_frames(data: bytes) -> list[bytes]:
+    cuts, pos = [], 0
+    while pos + 4 <= len(data):
+        pos += int.from_bytes(data[pos : pos + 4], "big") or len(data)
+        cuts.append(min(pos, len(data)))
+    return _split_at(data, cuts)

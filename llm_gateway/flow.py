@@ -1,0 +1,51 @@
+"""One relayed exchange (`Flow`) and the observers (`Addon`) that watch it.
+
+The relay knows HTTP and nothing about providers. Addons see a flow at fixed moments; the relay calls them
+in this order: `request`, then `response_headers` when the upstream answered, then exactly one of `done` or
+`error`. Hooks are synchronous and must be cheap: they run on the request path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from multidict import CIMultiDictProxy
+
+from llm_gateway.routing import Route
+
+
+@dataclass(slots=True)
+class Flow:
+    method: str
+    raw_path: str  # path and query exactly as the client sent them
+    request_headers: CIMultiDictProxy[str]
+    request_body: bytes
+    route: Route
+    upstream_url: str
+    started_ns: int  # wall clock (time.time_ns) when the request arrived
+    status: int | None = None
+    response_headers: CIMultiDictProxy[str] | None = None
+    response_started_ns: int | None = None  # upstream headers received
+    #: (time_ns, bytes) per chunk as relayed; None unless an addon asked for the body in `request`
+    chunks: list[tuple[int, bytes]] | None = None
+    ended_ns: int | None = None  # last byte written to the client, or the failure
+    error: str | None = None  # a cause class: "upstream_unreachable", "upstream_timeout", "client_gone", ...
+    error_message: str | None = None
+    scratch: dict[str, Any] | None = None  # per-flow state of addons, keyed by addon
+
+
+class Addon(Protocol):
+    def request(self, flow: Flow) -> None:
+        """The request has been read and routed; the upstream has not been called. Set `flow.chunks = []`
+        here to receive the response bytes."""
+
+    def response_headers(self, flow: Flow) -> None:
+        """The upstream answered with a status and headers; the body has not been relayed yet."""
+
+    def done(self, flow: Flow) -> None:
+        """The last byte went to the client. Fires instead of `error`, never with it."""
+
+    def error(self, flow: Flow) -> None:
+        """The exchange failed (`flow.error` says why): upstream unreachable or timing out, the stream cut,
+        or the client gone. Fires instead of `done`, never with it."""

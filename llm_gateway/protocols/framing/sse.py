@@ -1,0 +1,88 @@
+"""Server-sent events (https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation).
+
+Two stages: lines (CR, LF or CRLF, a CR at a chunk's end held back in case LF follows), then fields folded into
+events at each blank line. Works on bytes: line ends are ASCII, so a UTF-8 character split across chunks is
+whole again by the time its line is decoded. `str.splitlines()` is avoided on purpose (it splits on U+2028).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from llm_gateway.protocols.framing import DEFAULT_MAX_EVENT_SIZE, FramingError
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    event: str  # "message" when the stream names none
+    data: str
+    id: str | None = None
+
+
+class SSEDecoder:
+    """`feed(bytes) -> list[SSEEvent]`, `close() -> list[SSEEvent]` at end of body."""
+
+    __slots__ = ("_buf", "_data", "_event", "_id", "_max")
+
+    def __init__(self, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
+        self._buf = bytearray()
+        self._max = max_event_size
+        self._data: list[bytes] = []
+        self._event = b""
+        self._id: bytes | None = None
+
+    def feed(self, data: bytes) -> list[SSEEvent]:
+        buf = self._buf
+        buf += data
+        out: list[SSEEvent] = []
+        pos = 0
+        end = len(buf)
+        while pos < end:
+            match = _LINE_END.search(buf, pos)
+            if match is None:
+                break
+            if match.group() == b"\r" and match.end() == end:
+                break  # maybe the first half of CRLF: wait for the next chunk
+            self._line(bytes(buf[pos : match.start()]), out)
+            pos = match.end()
+        del buf[:pos]
+        if len(buf) > self._max:
+            raise FramingError(f"SSE line longer than {self._max} bytes")
+        return out
+
+    def close(self) -> list[SSEEvent]:
+        """End of body: a final line without its terminator is taken; an event without its blank line is
+        dispatched, as browsers do not, but as a truncated stream's last words are worth keeping."""
+        out: list[SSEEvent] = []
+        if self._buf:
+            self._line(bytes(self._buf.rstrip(b"\r")), out)
+            self._buf.clear()
+        self._line(b"", out)
+        return out
+
+    def _line(self, line: bytes, out: list[SSEEvent]) -> None:
+        if not line:
+            if self._data or self._event:
+                data = b"\n".join(self._data).decode("utf-8", "replace")
+                event = self._event.decode("utf-8", "replace") or "message"
+                ident = self._id.decode("utf-8", "replace") if self._id is not None else None
+                out.append(SSEEvent(event, data, ident))
+            self._data = []
+            self._event = b""
+            return
+        if line[0] == 0x3A:  # ":" comment (keep-alive)
+            return
+        name, sep, value = line.partition(b":")
+        if sep and value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            self._data.append(value)
+            if sum(map(len, self._data)) > self._max:
+                raise FramingError(f"SSE event larger than {self._max} bytes")
+        elif name == b"event":
+            self._event = value
+        elif name == b"id" and b"\0" not in value:
+            self._id = value

@@ -1,0 +1,335 @@
+"""The reverse proxy: forwards each request to its upstream and relays the answer chunk by chunk.
+
+This module knows HTTP and nothing about any provider. Bytes go to the client first; addons get a copy
+afterwards (see `flow.py`). A failing addon never breaks the relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+import aiohttp
+import orjson
+from aiohttp import WSMsgType, web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from llm_gateway import __version__
+from llm_gateway.config import Settings
+from llm_gateway.flow import Addon, Flow
+from llm_gateway.routing import Router
+
+log = logging.getLogger("llm_gateway.relay")
+
+HEALTH_PATH = "/_gateway/health"
+
+# RFC 9110 section 7.6.1 hop-by-hop fields, plus the ones the client library recomputes (Host, Content-Length)
+# and Expect (the gateway already read the body).
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "expect",
+    }
+)
+# The WebSocket handshake is negotiated anew on each leg.
+_WS_HANDSHAKE = frozenset(
+    {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-accept"}
+)
+# Without this aiohttp would add Accept, Accept-Encoding, User-Agent and Content-Type the client never sent.
+_SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
+
+
+def _connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> frozenset[str]:
+    values = headers.getall("Connection", ())
+    return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
+
+
+def forward_headers(
+    raw: Sequence[tuple[bytes, bytes]], extra_drop: frozenset[str] = frozenset()
+) -> CIMultiDict[str]:
+    """The end-to-end headers of a message, in order, repeated fields kept, names as sent."""
+    pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+    listed = frozenset(
+        t.strip().lower() for k, v in pairs if k.lower() == "connection" for t in v.split(",") if t.strip()
+    )
+    drop = _HOP_BY_HOP | listed | extra_drop
+    return CIMultiDict((k, v) for k, v in pairs if k.lower() not in drop)
+
+
+def error_response(status: int, error_type: str, message: str, **extra: str) -> web.Response:
+    """A JSON error both the Anthropic and the OpenAI SDKs surface (each reads `error.message`)."""
+    body = {"type": "error", "error": {"type": error_type, "message": message, **extra}}
+    return web.Response(
+        status=status,
+        body=orjson.dumps(body),
+        content_type="application/json",
+        headers={"x-llm-gateway-error": error_type},
+    )
+
+
+class Relay:
+    """The aiohttp request handler. One instance per server; holds the pooled upstream session."""
+
+    def __init__(self, settings: Settings, router: Router, addons: Sequence[Addon] = (), trace_configs=()):
+        self.settings = settings
+        self.router = router
+        self.addons = tuple(addons)
+        self._trace_configs = list(trace_configs)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=None,
+            sock_connect=self.settings.connect_timeout,
+            sock_read=self.settings.read_timeout,
+        )
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            auto_decompress=False,  # compressed bodies pass through compressed
+            cookie_jar=aiohttp.DummyCookieJar(),  # cookies are the client's business, never stored here
+            trace_configs=self._trace_configs or None,
+            skip_auto_headers=_SKIP_AUTO_HEADERS,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        raw_path = request.raw_path
+        if raw_path == HEALTH_PATH:
+            return web.json_response({"status": "ok", "version": __version__}, dumps=_dumps)
+        route = self.router.resolve(request.method, raw_path, request.headers)
+        if route is None:
+            return error_response(
+                404,
+                "route_not_found",
+                f"llm-gateway does not know where to send {request.method} {request.path}: no provider "
+                "protocol recognizes this path. Set a catch-all upstream with --upstream default=URL "
+                "(or LLM_GATEWAY_UPSTREAM_DEFAULT=URL), or send all traffic to one upstream with "
+                "LLM_GATEWAY_UPSTREAM=URL.",
+                path=request.path,
+            )
+        upstream_url = route.base_url + raw_path
+        if _is_websocket_upgrade(request):
+            return await self._relay_websocket(request, upstream_url)
+
+        limit = self.settings.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return _too_large(limit)
+        body = await _read_body(request, limit)
+        if body is None:
+            return _too_large(limit)
+
+        flow = Flow(
+            method=request.method,
+            raw_path=raw_path,
+            request_headers=request.headers,
+            request_body=body,
+            route=route,
+            upstream_url=upstream_url,
+            started_ns=time.time_ns(),
+        )
+        if self.addons:
+            self._call("request", flow)
+        try:
+            response = await self._forward(request, flow)
+        except asyncio.CancelledError:
+            self._fail(flow, "client_gone", "the client closed the connection before the response ended")
+            raise
+        except BaseException as exc:
+            self._fail(flow, "gateway_error", repr(exc))
+            raise
+        return response
+
+    async def _forward(self, request: web.BaseRequest, flow: Flow) -> web.StreamResponse:
+        assert self._session is not None, "Relay.start() was not awaited"
+        headers = forward_headers(request.raw_headers)
+        try:
+            upstream = await self._session.request(
+                flow.method,
+                URL(flow.upstream_url, encoded=True),
+                headers=headers,
+                data=flow.request_body if flow.request_body or flow.method in ("POST", "PUT", "PATCH") else None,
+                allow_redirects=False,
+            )
+        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+            return self._upstream_failed(flow, 504, "upstream_timeout", exc)
+        except aiohttp.ClientError as exc:
+            return self._upstream_failed(flow, 502, "upstream_unreachable", exc)
+
+        try:
+            flow.status = upstream.status
+            flow.response_headers = upstream.headers
+            flow.response_started_ns = time.time_ns()
+            if self.addons:
+                self._call("response_headers", flow)
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            response.headers.extend(forward_headers(upstream.raw_headers))
+            if upstream.headers.get("Content-Length") is not None:
+                response.content_length = int(upstream.headers["Content-Length"])
+            await response.prepare(request)
+            chunks = flow.chunks
+            try:
+                if chunks is None:
+                    async for chunk in upstream.content.iter_any():
+                        await response.write(chunk)
+                else:
+                    async for chunk in upstream.content.iter_any():
+                        await response.write(chunk)
+                        chunks.append((time.time_ns(), chunk))
+            except ConnectionResetError:  # raised by the write: aiohttp's ClientConnectionResetError
+                self._fail(flow, "client_gone", "the client closed the connection before the response ended")
+                return response
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                # Headers are out: the only honest signal left is to cut the connection, so the client sees a
+                # truncated body instead of a clean end.
+                self._fail(flow, "upstream_stream_cut", f"{type(exc).__name__}: {exc}")
+                _abort(request)
+                return response
+            await response.write_eof()
+        finally:
+            if upstream.content.at_eof():
+                upstream.release()  # back to the pool
+            else:
+                upstream.close()  # the upstream sees the cancel at once
+        flow.ended_ns = time.time_ns()
+        if self.addons:
+            self._call("done", flow)
+        return response
+
+    def _upstream_failed(self, flow: Flow, status: int, cause: str, exc: BaseException) -> web.Response:
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        origin = URL(flow.route.base_url)
+        verb = "did not answer in time" if status == 504 else "could not be reached"
+        self._fail(flow, cause, detail)
+        return error_response(
+            status,
+            cause,
+            f"llm-gateway: the upstream {origin.origin()} {verb} ({detail})",
+            upstream=flow.route.base_url,
+            cause=detail,
+        )
+
+    def _fail(self, flow: Flow, cause: str, message: str) -> None:
+        if flow.ended_ns is not None:
+            return  # done or error already fired
+        flow.ended_ns = time.time_ns()
+        flow.error = cause
+        flow.error_message = message
+        if self.addons:
+            self._call("error", flow)
+
+    def _call(self, hook: str, flow: Flow) -> None:
+        for addon in self.addons:
+            try:
+                getattr(addon, hook)(flow)
+            except Exception:  # an observer's bug must never reach the client
+                log.debug("addon %r failed in %s", addon, hook, exc_info=True)
+
+    async def _relay_websocket(self, request: web.BaseRequest, upstream_url: str) -> web.StreamResponse:
+        assert self._session is not None
+        headers = forward_headers(request.raw_headers, _WS_HANDSHAKE | {"sec-websocket-protocol"})
+        protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        ws_url = URL(upstream_url, encoded=True)
+        ws_url = ws_url.with_scheme("wss" if ws_url.scheme == "https" else "ws")
+        try:
+            upstream = await self._session.ws_connect(
+                ws_url, headers=headers, protocols=protocols, autoping=False, autoclose=False,
+                compress=0, max_msg_size=0,
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            return error_response(
+                exc.status or 502, "upstream_websocket_refused",
+                f"llm-gateway: the upstream refused the WebSocket upgrade ({exc.status} {exc.message})",
+                upstream=upstream_url,
+            )
+        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+            return error_response(504, "upstream_timeout", f"llm-gateway: WebSocket upstream timed out ({exc!r})")
+        except aiohttp.ClientError as exc:
+            return error_response(502, "upstream_unreachable", f"llm-gateway: WebSocket upstream failed ({exc!r})")
+        client = web.WebSocketResponse(
+            protocols=[upstream.protocol] if upstream.protocol else (), autoping=False, autoclose=False,
+            compress=False, max_msg_size=0,
+        )
+        await client.prepare(request)
+        try:
+            await asyncio.gather(_pump(client, upstream), _pump(upstream, client))
+        finally:
+            await upstream.close()
+            await client.close()
+        return client
+
+
+async def _pump(source, sink) -> None:
+    """Copy WebSocket messages one way, unchanged, until a close."""
+    async for msg in source:
+        if msg.type is WSMsgType.TEXT:
+            await sink.send_str(msg.data)
+        elif msg.type is WSMsgType.BINARY:
+            await sink.send_bytes(msg.data)
+        elif msg.type is WSMsgType.PING:
+            await sink.ping(msg.data)
+        elif msg.type is WSMsgType.PONG:
+            await sink.pong(msg.data)
+        elif msg.type is WSMsgType.CLOSE:
+            await sink.close(code=msg.data or 1000, message=(msg.extra or "").encode())
+            return
+        else:  # CLOSING / CLOSED / ERROR
+            break
+    if not sink.closed:
+        await sink.close()
+
+
+def _is_websocket_upgrade(request: web.BaseRequest) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket" and "upgrade" in _connection_tokens(
+        request.headers
+    )
+
+
+async def _read_body(request: web.BaseRequest, limit: int) -> bytes | None:
+    """The whole request body, or None when it is larger than `limit`."""
+    if not request.body_exists:
+        return b""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _too_large(limit: int) -> web.Response:
+    return error_response(
+        413, "request_too_large",
+        f"llm-gateway accepts request bodies up to {limit} bytes (LLM_GATEWAY_MAX_BODY_BYTES)",
+    )
+
+
+def _abort(request: web.BaseRequest) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+
+
+def _dumps(obj: object) -> str:
+    return orjson.dumps(obj).decode()

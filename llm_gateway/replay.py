@@ -1,0 +1,118 @@
+"""A fake upstream that answers requests with recorded responses, chunk by chunk, with the recorded timing.
+
+Matching: a request is answered by the first unused exchange with the same method and path whose body is the
+same (byte-equal or JSON-equal); failing that, by the next unused exchange with the same method and path in
+recording order (clients re-serialize bodies, so a replayed agent loop rarely sends the same bytes). A request
+that matches nothing gets a 409 JSON error that says what was asked and what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import orjson
+from aiohttp import web
+
+from llm_gateway.fixtures import Exchange, Fixture
+
+# Hop-by-hop fields from the recording are not replayed: this server frames the body itself.
+_DROP = frozenset({"transfer-encoding", "connection", "keep-alive", "content-length"})
+
+
+def _json_or_none(body: bytes) -> object:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _bare_path(path: str) -> str:
+    return path.partition("?")[0]
+
+
+class ReplayUpstream:
+    """`await ReplayUpstream(fixtures).start()` -> serves on 127.0.0.1; `await .stop()`."""
+
+    def __init__(self, fixtures: Sequence[Fixture], *, speed: float = 0.0, host: str = "127.0.0.1",
+                 port: int = 0) -> None:
+        # speed 0: no delays at all; 1: the recorded timing; N: N times faster
+        self._pending: list[tuple[str, Exchange]] = [(f.name, ex) for f in fixtures for ex in f.exchanges]
+        self._speed = speed
+        self._host = host
+        self._port = port
+        self._runner: web.ServerRunner | None = None
+        self.port = 0
+        self.requests: list[tuple[str, str, bytes]] = []  # what arrived (method, path, body)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    async def start(self) -> ReplayUpstream:
+        self._runner = web.ServerRunner(web.Server(self._handle), handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> ReplayUpstream:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _match(self, method: str, path: str, body: bytes) -> Exchange | None:
+        candidates = [
+            i for i, (_, ex) in enumerate(self._pending)
+            if ex.request.method == method and _bare_path(ex.request.path) == _bare_path(path)
+        ]
+        if not candidates:
+            return None
+        parsed = _json_or_none(body)
+        chosen = next(
+            (i for i in candidates
+             if self._pending[i][1].request.body == body
+             or (parsed is not None and _json_or_none(self._pending[i][1].request.body) == parsed)),
+            candidates[0],
+        )
+        return self._pending.pop(chosen)[1]
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        body = await request.read()
+        self.requests.append((request.method, request.raw_path, body))
+        exchange = self._match(request.method, request.raw_path, body)
+        if exchange is None:
+            left = sorted({f"{ex.request.method} {ex.request.path}" for _, ex in self._pending})
+            return web.json_response(
+                {"type": "error", "error": {
+                    "type": "replay_no_match",
+                    "message": f"no recorded exchange left for {request.method} {request.raw_path}",
+                    "remaining": left}},
+                status=409,
+            )
+        recorded = exchange.response
+        response = web.StreamResponse(status=recorded.status)
+        for name, value in recorded.headers:
+            if name.lower() not in _DROP:
+                response.headers.add(name, value)
+        if response.headers.get("content-type") is None:
+            response.headers["content-type"] = "application/octet-stream"
+        body_size = sum(len(c.data) for c in recorded.chunks)
+        if len(recorded.chunks) <= 1:
+            response.content_length = body_size
+        await response.prepare(request)
+        previous = 0.0
+        for chunk in recorded.chunks:
+            if self._speed > 0 and chunk.at > previous:
+                await asyncio.sleep((chunk.at - previous) / self._speed)
+            previous = chunk.at
+            await response.write(chunk.data)
+        await response.write_eof()
+        return response

@@ -1,0 +1,170 @@
+"""Which upstream a request goes to, and whether it is a model call worth tracing.
+
+Each provider protocol declares the requests it recognizes and its default upstream. Matching looks at the
+method, the path and (for AWS JSON protocols) the `X-Amz-Target` header only, never the body, so routing costs
+a few string comparisons. A path may carry a prefix before the provider's own path (an OpenRouter- or
+Azure-style base URL on the client side), so the OpenAI and Ollama rules match on the path's end.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from llm_gateway.config import ConfigError, Settings
+
+
+class Kind(enum.Enum):
+    #: a model call: traced as a chat span when tracing is on
+    CALL = "call"
+    #: another operation of the same API (model lists, token counts, telemetry): relayed, not traced as a call
+    RELAY = "relay"
+
+
+@dataclass(frozen=True, slots=True)
+class Protocol:
+    name: str  # the wire protocol, e.g. "anthropic.messages"
+    upstream: str  # the upstream it shares with its siblings, e.g. "anthropic"
+    classify: Callable[[str, str, Mapping[str, str]], Kind | None]  # (method, path, headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    protocol: Protocol | None  # None: the catch-all upstream, protocol unknown
+    kind: Kind
+    base_url: str  # upstream base URL, no trailing slash; the request's raw path is appended
+
+
+def _kiro_kind(method: str, path: str, headers: Mapping[str, str]) -> Kind | None:
+    target = headers.get("x-amz-target", "")
+    if target.startswith(("AmazonCodeWhisperer", "KiroRuntimeService", "AmazonQDeveloper")):
+        if target.endswith((".GenerateAssistantResponse", ".SendMessage")):
+            return Kind.CALL
+        return Kind.RELAY
+    if path.startswith("/generateAssistantResponse"):
+        return Kind.CALL
+    return None
+
+
+_BEDROCK_CALLS = ("/converse", "/converse-stream", "/invoke", "/invoke-with-response-stream")
+
+
+def _bedrock_kind(method: str, path: str, headers: Mapping[str, str]) -> Kind | None:
+    if path.startswith("/model/"):
+        return Kind.CALL if method == "POST" and _path_only(path).endswith(_BEDROCK_CALLS) else Kind.RELAY
+    if path.startswith(("/guardrail/", "/async-invoke")):
+        return Kind.RELAY
+    return None
+
+
+def _gemini_kind(method: str, path: str, headers: Mapping[str, str]) -> Kind | None:
+    bare = _path_only(path)
+    if bare.endswith((":generateContent", ":streamGenerateContent")):
+        return Kind.CALL if method == "POST" else Kind.RELAY
+    if path.startswith(("/v1beta/", "/v1alpha/", "/upload/v1beta/")) or ":" in bare.rpartition("/")[2]:
+        return Kind.RELAY
+    return None
+
+
+def _anthropic_kind(method: str, path: str, headers: Mapping[str, str]) -> Kind | None:
+    if not path.startswith("/v1/messages") and not path.startswith("/v1/complete"):
+        return None
+    return Kind.CALL if method == "POST" and _path_only(path) == "/v1/messages" else Kind.RELAY
+
+
+def _openai_chat_kind(method: str, path: str, headers: Mapping[str, str]) -> Kind | None:
+    if _path_only(path).endswith("/chat/completions"):
+        return Kind.CALL if method == "POST" else Kind.RELAY
+    return None
+
+
+def _openai_responses_kind(method: str, path: str, headers: Mapping[str, str]) -> Kind | None:
+    bare = _path_only(path)
+    if bare.endswith("/responses"):
+        # Codex opens a WebSocket with GET on the same path: relayed, never a model call.
+        return Kind.CALL if method == "POST" else Kind.RELAY
+    if path.startswith("/v1/"):
+        return Kind.RELAY  # models, embeddings, files, response retrieval ...
+    return None
+
+
+def _ollama_kind(method: str, path: str, headers: Mapping[str, str]) -> Kind | None:
+    bare = _path_only(path)
+    if bare in ("/api/chat", "/api/generate"):
+        return Kind.CALL if method == "POST" else Kind.RELAY
+    if bare.startswith("/api/"):
+        return Kind.RELAY
+    return None
+
+
+def _path_only(path: str) -> str:
+    return path.partition("?")[0]
+
+
+# Order matters: header-routed Kiro first, then the specific paths, then the broad `/v1/` fallback of OpenAI.
+PROTOCOLS: tuple[Protocol, ...] = (
+    Protocol("kiro", "kiro", _kiro_kind),
+    Protocol("bedrock", "bedrock", _bedrock_kind),
+    Protocol("gemini", "gemini", _gemini_kind),
+    Protocol("anthropic.messages", "anthropic", _anthropic_kind),
+    Protocol("openai.chat", "openai", _openai_chat_kind),
+    Protocol("openai.responses", "openai", _openai_responses_kind),
+    Protocol("ollama", "ollama", _ollama_kind),
+)
+
+UPSTREAM_NAMES = ("anthropic", "openai", "gemini", "bedrock", "kiro", "ollama")
+
+
+def default_upstreams(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = os.environ if env is None else env
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return {
+        "anthropic": "https://api.anthropic.com",
+        "openai": "https://api.openai.com",
+        "gemini": "https://generativelanguage.googleapis.com",
+        "bedrock": f"https://bedrock-runtime.{region}.amazonaws.com",
+        # Kiro CLI 2.4 and Amazon Q CLI talk to this host; later Kiro builds use runtime.{region}.kiro.dev,
+        # which a user selects with --upstream kiro=URL.
+        "kiro": "https://q.us-east-1.amazonaws.com",
+        "ollama": "http://127.0.0.1:11434",
+    }
+
+
+class Router:
+    """Resolves a request to a `Route`, or None when nothing recognizes it and no catch-all is set."""
+
+    __slots__ = ("_catch_all", "_force_all", "_urls")
+
+    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
+        urls = default_upstreams(env)
+        if settings.force_all and settings.catch_all:
+            urls = dict.fromkeys(urls, settings.catch_all)
+        unknown = set(settings.upstreams) - set(UPSTREAM_NAMES)
+        if unknown:
+            raise ConfigError(
+                f"unknown upstream name(s) {sorted(unknown)}; expected one of {', '.join(UPSTREAM_NAMES)}"
+                " or 'default'"
+            )
+        urls.update(settings.upstreams)  # a named upstream is more specific than LLM_GATEWAY_UPSTREAM
+        self._urls = urls
+        self._catch_all = settings.catch_all
+        self._force_all = settings.force_all
+
+    @property
+    def upstreams(self) -> Mapping[str, str]:
+        return self._urls
+
+    @property
+    def catch_all(self) -> str | None:
+        return self._catch_all
+
+    def resolve(self, method: str, path: str, headers: Mapping[str, str]) -> Route | None:
+        for protocol in PROTOCOLS:
+            kind = protocol.classify(method, path, headers)
+            if kind is not None:
+                return Route(protocol, kind, self._urls[protocol.upstream])
+        if self._catch_all is not None:
+            return Route(None, Kind.RELAY, self._catch_all)
+        return None

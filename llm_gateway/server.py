@@ -1,0 +1,91 @@
+"""Assembles the gateway (settings, router, telemetry, addons, relay) and runs it until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from llm_gateway.addons import default_addons
+from llm_gateway.config import Settings
+from llm_gateway.relay import Relay
+from llm_gateway.routing import Router
+from llm_gateway.telemetry import Telemetry, configure, upstream_trace_configs
+
+log = logging.getLogger("llm_gateway")
+
+# How long in-flight streams may run on after SIGTERM / SIGINT before they are cut.
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+@dataclass(slots=True)
+class Gateway:
+    """A running gateway: `await Gateway.start(...)`, then `await gateway.stop()`."""
+
+    settings: Settings
+    router: Router
+    telemetry: Telemetry | None
+    relay: Relay
+    runner: web.ServerRunner
+    port: int
+
+    @classmethod
+    async def start(cls, settings: Settings, env: Mapping[str, str] | None = None) -> Gateway:
+        router = Router(settings, env)
+        telemetry = configure(env)
+        relay = Relay(settings, router, default_addons(telemetry, env), upstream_trace_configs(telemetry))
+        await relay.start()
+        server = web.Server(relay.handle, handler_cancellation=True, access_log=None)
+        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # the real one when settings.port is 0
+        return cls(settings, router, telemetry, relay, runner, port)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.host}:{self.port}"
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()  # stops accepting, lets in-flight requests finish within the grace time
+        await self.relay.close()
+        if self.telemetry is not None:
+            await asyncio.to_thread(self.telemetry.shutdown)  # flush pending spans
+
+    def describe(self) -> str:
+        lines = [f"llm-gateway listening on {self.url}"]
+        for name, url in sorted(self.router.upstreams.items()):
+            lines.append(f"  {name:<10} -> {url}")
+        lines.append(f"  {'(other)':<10} -> {self.router.catch_all or '404 (no catch-all upstream set)'}")
+        where = self.telemetry.destination if self.telemetry else "nowhere (no OTEL_* exporter configured)"
+        lines.append(f"  traces     -> {where}")
+        return "\n".join(lines)
+
+
+async def serve(settings: Settings) -> None:
+    gateway = await Gateway.start(settings)
+    print(gateway.describe(), file=sys.stderr, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        print("llm-gateway: shutting down, finishing in-flight streams", file=sys.stderr, flush=True)
+    finally:
+        await gateway.stop()
+
+
+def run(settings: Settings) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(settings))
+    else:
+        uvloop.run(serve(settings))

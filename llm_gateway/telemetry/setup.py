@@ -1,0 +1,160 @@
+"""OpenTelemetry SDK setup from the standard `OTEL_*` environment.
+
+With no endpoint and no exporter named, nothing is built: `configure()` returns None and the relay does no
+tracing work at all. Export runs on the SDK's background thread (BatchSpanProcessor), so a slow or dead
+backend never blocks a request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from opentelemetry import metrics as otel_metrics
+from opentelemetry import trace
+from opentelemetry.propagate import set_global_textmap
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+from llm_gateway import __version__
+
+log = logging.getLogger("llm_gateway.telemetry")
+
+DEFAULT_SERVICE_NAME = "llm-gateway"
+INSTRUMENTATION_NAME = "llm_gateway"
+_SUPPORTED_PROTOCOLS = ("http/protobuf", "")
+
+
+class TelemetryConfigError(ValueError):
+    """An OTEL_* variable names something this gateway cannot do; the message says which."""
+
+
+@dataclass(slots=True)
+class Telemetry:
+    """What the rest of the gateway needs from OpenTelemetry, and the one place that shuts it down."""
+
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider | None
+    destination: str  # for the startup line, e.g. "otlp http://127.0.0.1:4318/v1/traces"
+
+    @property
+    def tracer(self) -> trace.Tracer:
+        return self.tracer_provider.get_tracer(INSTRUMENTATION_NAME, __version__)
+
+    @property
+    def meter(self) -> otel_metrics.Meter:
+        provider = self.meter_provider or otel_metrics.NoOpMeterProvider()
+        return provider.get_meter(INSTRUMENTATION_NAME, __version__)
+
+    def shutdown(self) -> None:
+        """Flush what is pending and stop the exporters (bounded by OTEL_BSP_EXPORT_TIMEOUT)."""
+        self.tracer_provider.shutdown()
+        if self.meter_provider is not None:
+            self.meter_provider.shutdown()
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def traces_endpoint(env: Mapping[str, str]) -> str | None:
+    """The OTLP/HTTP traces URL as the spec's path rule gives it, or None when none is configured."""
+    specific = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    if specific:
+        return specific
+    generic = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    if generic:
+        return generic.rstrip("/") + "/v1/traces"
+    return None
+
+
+def _exporter_names(env: Mapping[str, str], endpoint: str | None) -> list[str]:
+    raw = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if not raw:
+        return ["otlp"] if endpoint else []
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    return [] if names == ["none"] else [n for n in names if n != "none"]
+
+
+def _resource(env: Mapping[str, str]) -> Resource:
+    # Resource.create reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME; attributes passed here win over
+    # them, so the default service name is only passed when the environment names none.
+    named = env.get("OTEL_SERVICE_NAME") or "service.name=" in env.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    attributes = {"service.version": __version__}
+    if not named:
+        attributes["service.name"] = DEFAULT_SERVICE_NAME
+    return Resource.create(attributes)
+
+
+def _span_exporter(name: str, env: Mapping[str, str]) -> tuple[SpanExporter, str]:
+    if name == "console":
+        return ConsoleSpanExporter(), "console"
+    if name != "otlp":
+        raise TelemetryConfigError(f"OTEL_TRACES_EXPORTER={name!r} is not supported (use otlp, console or none)")
+    protocol = (
+        env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or ""
+    ).strip()
+    if protocol not in _SUPPORTED_PROTOCOLS:
+        raise TelemetryConfigError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported; llm-gateway exports http/protobuf"
+        )
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    endpoint = traces_endpoint(env) or "http://localhost:4318/v1/traces"
+    # The exporter reads headers, timeout, compression and certificates from the environment itself.
+    return OTLPSpanExporter(endpoint=endpoint), f"otlp {endpoint}"
+
+
+def _metric_reader(env: Mapping[str, str]) -> MetricReader | None:
+    exporter_name = env.get("OTEL_METRICS_EXPORTER", "").strip().lower()
+    generic = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    specific = env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "").strip()
+    if exporter_name == "none" or not (generic or specific or exporter_name == "otlp"):
+        return None
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+    endpoint = specific or (generic.rstrip("/") + "/v1/metrics" if generic else None)
+    return PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=endpoint))
+
+
+def configure(env: Mapping[str, str] | None = None) -> Telemetry | None:
+    """Build the SDK from the environment, or return None when nothing is to be exported."""
+    env = os.environ if env is None else env
+    if _truthy(env.get("OTEL_SDK_DISABLED")):
+        return None
+    endpoint = traces_endpoint(env)
+    names = _exporter_names(env, endpoint)
+    if not names:
+        return None
+    resource = _resource(env)
+    provider = TracerProvider(resource=resource)
+    destinations = []
+    for name in names:
+        exporter, destination = _span_exporter(name, env)
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+        destinations.append(destination)
+    reader = _metric_reader(env)
+    meter_provider = MeterProvider(resource=resource, metric_readers=[reader]) if reader else None
+    if not env.get("OTEL_PROPAGATORS"):
+        # The relay forwards requests byte for byte: no traceparent is added unless the user asks for it.
+        set_global_textmap(CompositePropagator([]))
+    return Telemetry(provider, meter_provider, ", ".join(destinations))
+
+
+def upstream_trace_configs(telemetry: Telemetry | None) -> list:
+    """aiohttp TraceConfigs that give each upstream call its HTTP CLIENT span, as a child of the current span."""
+    if telemetry is None:
+        return []
+    from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+
+    return [
+        create_trace_config(
+            tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+        )
+    ]
