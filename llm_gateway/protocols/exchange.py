@@ -65,8 +65,13 @@ class ChatRequest:
     tool_results: list[ToolResult] = field(default_factory=list)
     #: tool calls the history says the model made earlier, by call id (for pairing results with names)
     history_tool_calls: dict[str, str] = field(default_factory=dict)
-    #: ids the client sent that name its conversation, agent or session: {"conversation_id": ..., ...}
+    #: ids the body carries that name the conversation, session or agent, e.g. {"conversation_id": ...},
+    #: {"user_id": ...} (Anthropic metadata.user_id), {"prompt_cache_key": ...}, {"session_id": ...}
     hints: dict[str, str] = field(default_factory=dict)
+    #: stable digests for grouping calls when the client sends no id (see `fingerprint`): the conversation's
+    #: system prompt + first user message, and the agent's system prompt + tool names. Never exported.
+    conversation_fingerprint: str | None = None
+    agent_fingerprint: str | None = None
     # Opt-in content, in the conventions' JSON shapes:
     system_instructions: list[dict[str, Any]] | None = None
     input_messages: list[dict[str, Any]] | None = None
@@ -197,6 +202,18 @@ class ExchangeBuilder:
                 message["finish_reason"] = self._finishes[choice]
             messages.append(message)
         return messages
+
+
+def fingerprint(*parts: object) -> str:
+    """A short stable digest of the given parts (strings, lists of strings, None), for grouping only."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=12)
+    for part in parts:
+        text = "\x1f".join(map(str, part)) if isinstance(part, list | tuple) else str(part or "")
+        digest.update(text.encode("utf-8", "replace"))
+        digest.update(b"\x1e")
+    return digest.hexdigest()
 
 
 def _json_or_text(arguments: str) -> Any:

@@ -1,0 +1,59 @@
+"""GenAI client metrics for each model call: token usage, operation duration, time to first chunk.
+
+Instruments are the conventions' (`gen_ai_metrics`), with the bucket boundaries the conventions advise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.metrics import Meter
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
+from opentelemetry.semconv._incubating.metrics import gen_ai_metrics as metrics
+from opentelemetry.semconv.attributes import error_attributes as err
+from opentelemetry.semconv.attributes import server_attributes as server
+
+TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
+DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
+
+# Span attributes that are also metric dimensions (low cardinality only).
+_DIMENSIONS = (
+    gen_ai.GEN_AI_OPERATION_NAME,
+    gen_ai.GEN_AI_PROVIDER_NAME,
+    gen_ai.GEN_AI_REQUEST_MODEL,
+    gen_ai.GEN_AI_RESPONSE_MODEL,
+    server.SERVER_ADDRESS,
+    server.SERVER_PORT,
+)
+
+
+class ChatMetrics:
+    __slots__ = ("_duration", "_tokens", "_ttfc")
+
+    def __init__(self, meter: Meter) -> None:
+        self._tokens = meter.create_histogram(
+            metrics.GEN_AI_CLIENT_TOKEN_USAGE, unit="{token}",
+            description="Number of input and output tokens used",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        )
+        self._duration = meter.create_histogram(
+            metrics.GEN_AI_CLIENT_OPERATION_DURATION, unit="s", description="GenAI operation duration",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self._ttfc = meter.create_histogram(
+            metrics.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK, unit="s",
+            description="Time to receive the first chunk of a streamed response",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+
+    def record(self, attrs: dict[str, Any], duration_s: float) -> None:
+        dims = {k: attrs[k] for k in _DIMENSIONS if k in attrs}
+        if err.ERROR_TYPE in attrs:
+            dims[err.ERROR_TYPE] = attrs[err.ERROR_TYPE]
+        self._duration.record(duration_s, dims)
+        ttfc = attrs.get(gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
+        if ttfc is not None and attrs.get(gen_ai.GEN_AI_REQUEST_STREAM):
+            self._ttfc.record(ttfc, dims)
+        for token_type, key in (("input", gen_ai.GEN_AI_USAGE_INPUT_TOKENS), ("output", gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS)):
+            if key in attrs:
+                self._tokens.record(attrs[key], {**dims, gen_ai.GEN_AI_TOKEN_TYPE: token_type})

@@ -1,0 +1,119 @@
+"""The addon that turns each relayed model call into a `chat {model}` CLIENT span.
+
+At `request` the request body is parsed (cheap next to the call it precedes) and the span starts at the
+request's arrival time, made current so that the upstream HTTP span nests under it. The response body is
+only collected while it streams; it is parsed after the last byte went to the client, in `done` / `error`.
+Any failure in here is logged at debug level and swallowed: telemetry never breaks traffic.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from opentelemetry import context, trace
+from opentelemetry.context import _SUPPRESS_HTTP_INSTRUMENTATION_KEY
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from llm_gateway.flow import Flow
+from llm_gateway.protocols.base import ExchangeRun, HttpRequest, HttpResponseHead, adapter_for
+from llm_gateway.routing import Kind
+from llm_gateway.telemetry.chat_attributes import (
+    content_request_attributes,
+    content_response_attributes,
+    request_attributes,
+    response_attributes,
+)
+from llm_gateway.telemetry.chat_metrics import ChatMetrics
+from llm_gateway.telemetry.content import content_capture
+from llm_gateway.telemetry.setup import Telemetry
+
+log = logging.getLogger("llm_gateway.telemetry")
+
+
+@dataclass(slots=True)
+class _Call:
+    run: ExchangeRun | None  # None for relayed non-call traffic
+    span: trace.Span | None
+    token: object  # the context token to detach when the flow ends
+    start_attributes: dict | None = None
+
+
+class ChatSpans:
+    """Addon: one span per model call (see module docstring)."""
+
+    def __init__(self, telemetry: Telemetry, env: Mapping[str, str]) -> None:
+        self._tracer = telemetry.tracer
+        self._capture = content_capture(env).on_spans
+        self._metrics = ChatMetrics(telemetry.meter)
+
+    def __repr__(self) -> str:
+        return f"ChatSpans(capture={self._capture})"
+
+    def request(self, flow: Flow) -> None:
+        route = flow.route
+        adapter = adapter_for(route.protocol.name) if route.protocol and route.kind is Kind.CALL else None
+        if adapter is None:
+            # Not a model call: relayed untraced, and its upstream HTTP span would only be a stray root.
+            token = context.attach(context.set_value(_SUPPRESS_HTTP_INSTRUMENTATION_KEY, True))
+            _scratch(flow)[self] = _Call(None, None, token)
+            return
+        http_request = HttpRequest(flow.method, flow.raw_path, flow.request_headers, flow.request_body,
+                                   route.base_url)
+        run = ExchangeRun(adapter, http_request, capture=self._capture)
+        request = run.request
+        attributes = request_attributes(request, adapter.provider_name(http_request), route.protocol.name,
+                                         route.base_url)
+        if self._capture:
+            attributes.update(content_request_attributes(request))
+        name = f"{request.operation} {request.model}" if request.model else request.operation
+        span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes,
+                                       start_time=flow.started_ns)
+        token = context.attach(trace.set_span_in_context(span))
+        flow.chunks = []
+        _scratch(flow)[self] = _Call(run, span, token, attributes)
+
+    def response_headers(self, flow: Flow) -> None:
+        call = _scratch(flow).get(self)
+        if call is not None and call.run is not None and flow.status is not None:
+            call.run.response_head(HttpResponseHead(flow.status, flow.response_headers or {}))
+
+    def done(self, flow: Flow) -> None:
+        self._finish(flow)
+
+    def error(self, flow: Flow) -> None:
+        self._finish(flow)
+
+    def _finish(self, flow: Flow) -> None:
+        call = _scratch(flow).pop(self, None)
+        if call is None:
+            return
+        context.detach(call.token)
+        if call.run is None or call.span is None:
+            return
+        span, run = call.span, call.run
+        try:
+            for t_ns, data in flow.chunks or ():
+                run.body(t_ns, data)
+            ended = flow.ended_ns or flow.started_ns
+            record = run.finish(ended)
+            error_type = flow.error or record.error_type
+            error_message = flow.error_message if flow.error else record.error_message
+            attributes = response_attributes(record, flow.started_ns, error_type, error_message)
+            if self._capture:
+                attributes.update(content_response_attributes(record))
+            span.set_attributes(attributes)
+            if error_type:
+                span.set_status(Status(StatusCode.ERROR, error_message or error_type))
+            self._metrics.record({**(call.start_attributes or {}), **attributes}, (ended - flow.started_ns) / 1e9)
+        except Exception:
+            log.debug("chat span for %s %s failed", flow.method, flow.raw_path, exc_info=True)
+        finally:
+            span.end(end_time=flow.ended_ns)
+
+
+def _scratch(flow: Flow) -> dict:
+    if flow.scratch is None:
+        flow.scratch = {}
+    return flow.scratch

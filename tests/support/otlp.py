@@ -1,0 +1,115 @@
+"""A real OTLP/HTTP receiver on loopback: accepts protobuf exports at /v1/traces and /v1/metrics and keeps the
+spans as plain dicts for assertions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
+
+
+def _value(v: AnyValue) -> Any:
+    kind = v.WhichOneof("value")
+    if kind == "array_value":
+        return [_value(x) for x in v.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _value(kv.value) for kv in v.kvlist_value.values}
+    return getattr(v, kind) if kind else None
+
+
+@dataclass
+class ReceivedSpan:
+    name: str
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    kind: str
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, Any]
+    status_code: int  # 0 unset, 1 ok, 2 error
+    status_message: str
+    resource: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e9
+
+
+class OTLPReceiver:
+    def __init__(self) -> None:
+        self.spans: list[ReceivedSpan] = []
+        self.metric_names: set[str] = set()
+        self.metrics: dict[str, list[Any]] = {}
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self._arrived = asyncio.Event()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> OTLPReceiver:
+        app = web.Application()
+        app.router.add_post("/v1/traces", self._traces)
+        app.router.add_post("/v1/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _traces(self, request: web.Request) -> web.Response:
+        export = ExportTraceServiceRequest.FromString(await request.read())
+        for rs in export.resource_spans:
+            resource = {kv.key: _value(kv.value) for kv in rs.resource.attributes}
+            for ss in rs.scope_spans:
+                for s in ss.spans:
+                    self.spans.append(ReceivedSpan(
+                        name=s.name, trace_id=s.trace_id.hex(), span_id=s.span_id.hex(),
+                        parent_id=s.parent_span_id.hex() or None, kind=KINDS[s.kind],
+                        start_ns=s.start_time_unix_nano, end_ns=s.end_time_unix_nano,
+                        attributes={kv.key: _value(kv.value) for kv in s.attributes},
+                        status_code=s.status.code, status_message=s.status.message, resource=resource,
+                    ))
+        self._arrived.set()
+        return web.Response(content_type="application/x-protobuf")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        export = ExportMetricsServiceRequest.FromString(await request.read())
+        for rm in export.resource_metrics:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    self.metric_names.add(m.name)
+                    self.metrics.setdefault(m.name, []).append(m)
+        return web.Response(content_type="application/x-protobuf")
+
+    async def wait_for(self, predicate: Callable[[list[ReceivedSpan]], bool], timeout: float = 10.0
+                       ) -> list[ReceivedSpan]:
+        """Wait until predicate(spans) holds; returns the spans."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self.spans):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                names = [s.name for s in self.spans]
+                raise AssertionError(f"spans never matched within {timeout}s; received {names}")
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), min(remaining, 0.2))
+            except TimeoutError:
+                pass
+        return self.spans

@@ -1,0 +1,54 @@
+"""Drive an adapter over a recorded exchange, sans-IO, with any chunking."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from multidict import CIMultiDict
+
+from llm_gateway.fixtures import Exchange
+from llm_gateway.protocols.base import Adapter, ExchangeRun, HttpRequest, HttpResponseHead
+from llm_gateway.protocols.exchange import ChatRecord
+
+
+def http_request(exchange: Exchange, upstream_url: str = "https://upstream.test") -> HttpRequest:
+    req = exchange.request
+    return HttpRequest(req.method, req.path, CIMultiDict(req.headers), req.body, upstream_url)
+
+
+def run_exchange(
+    adapter: Adapter,
+    exchange: Exchange,
+    *,
+    chunks: Iterable[bytes] | None = None,
+    capture: bool = False,
+    upstream_url: str = "https://upstream.test",
+) -> ChatRecord:
+    """Feed the recorded response (or `chunks`, the same bytes cut differently) and return the record.
+    Chunk i arrives at time i+1 (ns), so first-token times are comparable across runs."""
+    run = ExchangeRun(adapter, http_request(exchange, upstream_url), capture=capture)
+    resp = exchange.response
+    run.response_head(HttpResponseHead(resp.status, CIMultiDict(resp.headers)))
+    pieces = [c.data for c in resp.chunks] if chunks is None else list(chunks)
+    for i, data in enumerate(pieces):
+        run.body(i + 1, data)
+    return run.finish(len(pieces) + 1)
+
+
+def splits(body: bytes, cuts: Iterable[int]) -> list[bytes]:
+    """`body` cut at the given offsets (any order, duplicates and out-of-range ignored)."""
+    points = sorted({c for c in cuts if 0 < c < len(body)})
+    out, start = [], 0
+    for p in points:
+        out.append(body[start:p])
+        start = p
+    out.append(body[start:])
+    return out
+
+
+def comparable(record: ChatRecord) -> ChatRecord:
+    """The record without chunk-timing fields, for comparing runs with different chunking."""
+    record.first_chunk_ns = None
+    record.first_token_ns = None
+    record.event_count = 0
+    return record

@@ -1,0 +1,82 @@
+"""Chat spans end to end: the anthropic SDK through the gateway to a replayed recording, spans read back from a
+real OTLP/HTTP receiver. Expected values are read from the recorded SSE bytes."""
+
+from __future__ import annotations
+
+import anthropic
+import orjson
+
+from llm_gateway.fixtures import load
+from tests.support import FIXTURES
+from tests.support.otlp import OTLPReceiver
+
+
+def _sse_payloads(body: bytes) -> list[dict]:
+    return [orjson.loads(line[5:]) for line in body.splitlines() if line.startswith(b"data:")]
+
+
+async def test_streamed_tool_loop_spans_carry_recorded_usage(traced_gateway, receiver: OTLPReceiver):
+    fixture = load(FIXTURES / "anthropic/tool-runner-loop.json")
+    first, second = fixture.exchanges
+    async with traced_gateway([fixture]) as (gateway, _):
+        client = anthropic.AsyncAnthropic(base_url=gateway.url, api_key="sk-test-secret", max_retries=0)
+        for exchange in (first, second):
+            request = orjson.loads(exchange.request.body)
+            async with client.beta.messages.stream(
+                model=request["model"], max_tokens=request["max_tokens"], messages=request["messages"],
+                tools=request["tools"],
+            ) as stream:
+                await stream.get_final_message()
+    spans = await receiver.wait_for(lambda s: sum(x.name.startswith("chat ") for x in s) == 2)
+    chats = sorted((s for s in spans if s.name.startswith("chat ")), key=lambda s: s.start_ns)
+    for span, exchange in zip(chats, (first, second), strict=True):
+        events = _sse_payloads(exchange.response.body)
+        start = next(e for e in events if e["type"] == "message_start")["message"]
+        delta = [e for e in events if e["type"] == "message_delta"][-1]
+        usage = {**start["usage"], **{k: v for k, v in delta["usage"].items() if v is not None}}
+        expected_input = usage["input_tokens"] + (usage.get("cache_read_input_tokens") or 0) + (
+            usage.get("cache_creation_input_tokens") or 0)
+        attrs = span.attributes
+        assert span.kind == "CLIENT"
+        assert span.name == f"chat {orjson.loads(exchange.request.body)['model']}"
+        assert attrs["gen_ai.operation.name"] == "chat"
+        assert attrs["gen_ai.provider.name"] == "anthropic"
+        assert attrs["gen_ai.response.id"] == start["id"]
+        assert attrs["gen_ai.response.model"] == start["model"]
+        assert attrs["gen_ai.response.finish_reasons"] == [delta["delta"]["stop_reason"]]
+        assert attrs["gen_ai.usage.input_tokens"] == expected_input
+        assert attrs["gen_ai.usage.output_tokens"] == usage["output_tokens"]
+        assert attrs["gen_ai.request.stream"] is True
+        assert attrs["http.response.status_code"] == 200
+        assert attrs["server.address"] == "127.0.0.1"
+        assert 0 < attrs["gen_ai.response.time_to_first_chunk"] <= span.duration_s
+        assert "gen_ai.input.messages" not in attrs  # content capture is off by default
+        assert not any("sk-test-secret" in str(v) for v in attrs.values())
+        # The upstream HTTP call is the aiohttp-client span, a child of this chat span in the same trace.
+        http_children = [s for s in spans if s.parent_id == span.span_id]
+        assert [(c.kind, c.trace_id) for c in http_children] == [("CLIENT", span.trace_id)]
+        assert http_children[0].attributes.get("http.request.method", http_children[0].attributes.get(
+            "http.method")) == "POST"
+    assert "traceparent" not in {k.lower() for k in first.request.headers}
+
+
+async def test_content_capture_puts_messages_on_span(traced_gateway, receiver: OTLPReceiver):
+    fixture = load(FIXTURES / "anthropic/tools-streaming.json")
+    (exchange,) = fixture.exchanges
+    request = orjson.loads(exchange.request.body)
+    async with traced_gateway([fixture], capture=True) as (gateway, _):
+        client = anthropic.AsyncAnthropic(base_url=gateway.url, api_key="k", max_retries=0)
+        async with client.messages.stream(model=request["model"], max_tokens=request["max_tokens"],
+                                          messages=request["messages"], tools=request["tools"]) as stream:
+            await stream.get_final_message()
+    spans = await receiver.wait_for(lambda s: any(x.name.startswith("chat ") for x in s))
+    chat = next(s for s in spans if s.name.startswith("chat "))
+    inputs = orjson.loads(chat.attributes["gen_ai.input.messages"])
+    assert inputs[0]["role"] == "user"
+    assert inputs[0]["parts"][0]["content"] == request["messages"][0]["content"]
+    outputs = orjson.loads(chat.attributes["gen_ai.output.messages"])
+    recorded_tools = [e["content_block"]["name"] for e in _sse_payloads(exchange.response.body)
+                      if e["type"] == "content_block_start" and e["content_block"]["type"] == "tool_use"]
+    assert [p["name"] for p in outputs[0]["parts"] if p["type"] == "tool_call"] == recorded_tools
+    definitions = orjson.loads(chat.attributes["gen_ai.tool.definitions"])
+    assert [d["name"] for d in definitions] == [t["name"] for t in request["tools"]]
