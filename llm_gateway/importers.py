@@ -18,7 +18,15 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from llm_gateway.fixtures import Chunk, Exchange, Fixture, RecordedRequest, RecordedResponse, header, split_body
+from llm_gateway.fixtures import (
+    Chunk,
+    Exchange,
+    Fixture,
+    RecordedRequest,
+    RecordedResponse,
+    header,
+    split_body,
+)
 
 
 def _path_of(url: str) -> str:
@@ -117,10 +125,7 @@ def import_cc_core_rows(paths: list[Path], source: dict[str, Any] | None = None,
     for path in paths:
         row = orjson.loads(path.read_bytes())
         body_text = row.get("reqBody")
-        if body_text is None and "reqBodyJSON" in row:
-            body = orjson.dumps(row["reqBodyJSON"])
-        else:
-            body = _as_bytes(body_text)
+        body = orjson.dumps(row["reqBodyJSON"]) if body_text is None and "reqBodyJSON" in row else _as_bytes(body_text)
         request = RecordedRequest(row["method"], _path_of(row["url"]), _header_pairs(row.get("reqHeaders")), body)
         res_body = row.get("resBody", row.get("resBodyText")) or ""
         if isinstance(res_body, str) and res_body.startswith(_BINARY_PREFIX):

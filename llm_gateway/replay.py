@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from dataclasses import dataclass
+
 import orjson
 from aiohttp import web
+from multidict import CIMultiDictProxy
 
 from llm_gateway.fixtures import Exchange, Fixture
 
@@ -31,6 +34,14 @@ def _bare_path(path: str) -> str:
     return path.partition("?")[0]
 
 
+@dataclass(frozen=True, slots=True)
+class Received:
+    method: str
+    path: str
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+
 class ReplayUpstream:
     """`await ReplayUpstream(fixtures).start()` -> serves on 127.0.0.1; `await .stop()`."""
 
@@ -43,7 +54,7 @@ class ReplayUpstream:
         self._port = port
         self._runner: web.ServerRunner | None = None
         self.port = 0
-        self.requests: list[tuple[str, str, bytes]] = []  # what arrived (method, path, body)
+        self.requests: list[Received] = []  # what arrived, in order
 
     @property
     def url(self) -> str:
@@ -86,7 +97,7 @@ class ReplayUpstream:
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         body = await request.read()
-        self.requests.append((request.method, request.raw_path, body))
+        self.requests.append(Received(request.method, request.raw_path, request.headers, body))
         exchange = self._match(request.method, request.raw_path, body)
         if exchange is None:
             left = sorted({f"{ex.request.method} {ex.request.path}" for _, ex in self._pending})

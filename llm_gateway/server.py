@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -33,6 +35,7 @@ class Gateway:
     relay: Relay
     runner: web.ServerRunner
     port: int
+    ticker: asyncio.Task | None = None
 
     @classmethod
     async def start(cls, settings: Settings, env: Mapping[str, str] | None = None) -> Gateway:
@@ -46,7 +49,22 @@ class Gateway:
         site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # the real one when settings.port is 0
-        return cls(settings, router, telemetry, relay, runner, port)
+        gateway = cls(settings, router, telemetry, relay, runner, port)
+        if any(hasattr(a, "tick") for a in relay.addons):
+            gateway.ticker = asyncio.create_task(gateway._tick_forever())
+        return gateway
+
+    async def _tick_forever(self, every: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(every)
+            now = time.time_ns()
+            for addon in self.relay.addons:
+                tick = getattr(addon, "tick", None)
+                if tick is not None:
+                    try:
+                        tick(now)
+                    except Exception:
+                        log.debug("tick of %r failed", addon, exc_info=True)
 
     @property
     def url(self) -> str:
@@ -55,6 +73,14 @@ class Gateway:
     async def stop(self) -> None:
         await self.runner.cleanup()  # stops accepting, lets in-flight requests finish within the grace time
         await self.relay.close()
+        if self.ticker is not None:
+            self.ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.ticker
+        for addon in self.relay.addons:
+            close = getattr(addon, "close", None)
+            if close is not None:
+                close()  # open sessions end at their last activity
         if self.telemetry is not None:
             await asyncio.to_thread(self.telemetry.shutdown)  # flush pending spans
 

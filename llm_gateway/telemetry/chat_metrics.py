@@ -54,6 +54,9 @@ class ChatMetrics:
         ttfc = attrs.get(gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
         if ttfc is not None and attrs.get(gen_ai.GEN_AI_REQUEST_STREAM):
             self._ttfc.record(ttfc, dims)
-        for token_type, key in (("input", gen_ai.GEN_AI_USAGE_INPUT_TOKENS), ("output", gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS)):
+        for token_type, key in (
+            ("input", gen_ai.GEN_AI_USAGE_INPUT_TOKENS),
+            ("output", gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS),
+        ):
             if key in attrs:
                 self._tokens.record(attrs[key], {**dims, gen_ai.GEN_AI_TOKEN_TYPE: token_type})

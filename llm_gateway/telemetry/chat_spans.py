@@ -27,6 +27,7 @@ from llm_gateway.telemetry.chat_attributes import (
 )
 from llm_gateway.telemetry.chat_metrics import ChatMetrics
 from llm_gateway.telemetry.content import content_capture
+from llm_gateway.telemetry.session_spans import SessionSpans
 from llm_gateway.telemetry.setup import Telemetry
 
 log = logging.getLogger("llm_gateway.telemetry")
@@ -38,6 +39,7 @@ class _Call:
     span: trace.Span | None
     token: object  # the context token to detach when the flow ends
     start_attributes: dict | None = None
+    exchange_id: int = 0  # the session tracker's id for this call
 
 
 class ChatSpans:
@@ -47,6 +49,7 @@ class ChatSpans:
         self._tracer = telemetry.tracer
         self._capture = content_capture(env).on_spans
         self._metrics = ChatMetrics(telemetry.meter)
+        self.sessions = SessionSpans(self._tracer, env, capture=self._capture)
 
     def __repr__(self) -> str:
         return f"ChatSpans(capture={self._capture})"
@@ -63,16 +66,20 @@ class ChatSpans:
                                    route.base_url)
         run = ExchangeRun(adapter, http_request, capture=self._capture)
         request = run.request
-        attributes = request_attributes(request, adapter.provider_name(http_request), route.protocol.name,
-                                         route.base_url)
+        provider = adapter.provider_name(http_request)
+        attributes = request_attributes(request, provider, route.protocol.name, route.base_url)
+        exchange_id, parent, session_attributes = self.sessions.call_started(
+            flow.request_headers, request, provider, flow.started_ns
+        )
+        attributes.update(session_attributes)
         if self._capture:
             attributes.update(content_request_attributes(request))
         name = f"{request.operation} {request.model}" if request.model else request.operation
-        span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes,
+        span = self._tracer.start_span(name, context=parent, kind=SpanKind.CLIENT, attributes=attributes,
                                        start_time=flow.started_ns)
         token = context.attach(trace.set_span_in_context(span))
         flow.chunks = []
-        _scratch(flow)[self] = _Call(run, span, token, attributes)
+        _scratch(flow)[self] = _Call(run, span, token, attributes, exchange_id)
 
     def response_headers(self, flow: Flow) -> None:
         call = _scratch(flow).get(self)
@@ -107,10 +114,20 @@ class ChatSpans:
             if error_type:
                 span.set_status(Status(StatusCode.ERROR, error_message or error_type))
             self._metrics.record({**(call.start_attributes or {}), **attributes}, (ended - flow.started_ns) / 1e9)
+            self.sessions.call_finished(call.exchange_id, record, ended)
         except Exception:
             log.debug("chat span for %s %s failed", flow.method, flow.raw_path, exc_info=True)
         finally:
             span.end(end_time=flow.ended_ns)
+
+
+    def tick(self, now_ns: int) -> None:
+        """Periodic: close idle sessions."""
+        self.sessions.tick(now_ns)
+
+    def close(self) -> None:
+        """Shutdown: end every open session."""
+        self.sessions.close()
 
 
 def _scratch(flow: Flow) -> dict:

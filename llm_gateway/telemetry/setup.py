@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from llm_gateway import __version__
+from llm_gateway.telemetry.ids import SessionIdGenerator
 
 log = logging.getLogger("llm_gateway.telemetry")
 
@@ -133,7 +134,7 @@ def configure(env: Mapping[str, str] | None = None) -> Telemetry | None:
     if not names:
         return None
     resource = _resource(env)
-    provider = TracerProvider(resource=resource)
+    provider = TracerProvider(resource=resource, id_generator=SessionIdGenerator())
     destinations = []
     for name in names:
         exporter, destination = _span_exporter(name, env)

@@ -4,6 +4,7 @@ spans as plain dicts for assertions."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,8 +109,6 @@ class OTLPReceiver:
                 names = [s.name for s in self.spans]
                 raise AssertionError(f"spans never matched within {timeout}s; received {names}")
             self._arrived.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), min(remaining, 0.2))
-            except TimeoutError:
-                pass
         return self.spans

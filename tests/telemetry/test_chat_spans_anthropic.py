@@ -18,7 +18,7 @@ def _sse_payloads(body: bytes) -> list[dict]:
 async def test_streamed_tool_loop_spans_carry_recorded_usage(traced_gateway, receiver: OTLPReceiver):
     fixture = load(FIXTURES / "anthropic/tool-runner-loop.json")
     first, second = fixture.exchanges
-    async with traced_gateway([fixture]) as (gateway, _):
+    async with traced_gateway([fixture]) as (gateway, upstream):
         client = anthropic.AsyncAnthropic(base_url=gateway.url, api_key="sk-test-secret", max_retries=0)
         for exchange in (first, second):
             request = orjson.loads(exchange.request.body)
@@ -57,7 +57,10 @@ async def test_streamed_tool_loop_spans_carry_recorded_usage(traced_gateway, rec
         assert [(c.kind, c.trace_id) for c in http_children] == [("CLIENT", span.trace_id)]
         assert http_children[0].attributes.get("http.request.method", http_children[0].attributes.get(
             "http.method")) == "POST"
-    assert "traceparent" not in {k.lower() for k in first.request.headers}
+    # Relayed unchanged: no trace context is injected into what the upstream receives.
+    assert [r.headers.get("traceparent") for r in upstream.requests] == [None, None]
+    credentials = {r.headers.get("x-api-key") or r.headers.get("authorization") for r in upstream.requests}
+    assert len(credentials) == 1 and "sk-test-secret" in credentials.pop()  # forwarded, never recorded
 
 
 async def test_content_capture_puts_messages_on_span(traced_gateway, receiver: OTLPReceiver):

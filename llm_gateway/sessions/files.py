@@ -1,0 +1,108 @@
+"""What a tool call did to files: the operation and the path(s), for the known file tools of each agent.
+
+Table-driven: tool name -> (operation, argument keys that hold paths). Arguments are the call's JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class FileFacts:
+    operation: str  # read | write | edit | delete | list | search | move
+    paths: tuple[str, ...]
+
+
+# tool name (case-sensitive, as agents send it) -> (operation, keys holding one path, keys holding a list)
+_TOOLS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    # Claude Code
+    "Read": ("read", ("file_path",), ()),
+    "Write": ("write", ("file_path",), ()),
+    "Edit": ("edit", ("file_path",), ()),
+    "MultiEdit": ("edit", ("file_path",), ()),
+    "NotebookEdit": ("edit", ("notebook_path",), ()),
+    "Glob": ("search", ("path",), ()),
+    "Grep": ("search", ("path",), ()),
+    "LS": ("list", ("path",), ()),
+    # Gemini CLI
+    "read_file": ("read", ("absolute_path", "file_path", "path"), ()),
+    "write_file": ("write", ("file_path", "path"), ()),
+    "replace": ("edit", ("file_path",), ()),
+    "read_many_files": ("read", (), ("paths",)),
+    "list_directory": ("list", ("path", "dir_path"), ()),
+    "glob": ("search", ("path", "dir_path"), ()),
+    "search_file_content": ("search", ("path", "dir_path"), ()),
+    # opencode
+    "read": ("read", ("filePath", "file_path", "path"), ()),
+    "write": ("write", ("filePath", "file_path", "path"), ()),
+    "edit": ("edit", ("filePath", "file_path", "path"), ()),
+    "list": ("list", ("path",), ()),
+    "grep": ("search", ("path",), ()),
+    # Kiro / Amazon Q (fs_write's own `path`; fs_read and Kiro 2.x `read` use `operations[].path`)
+    "fs_read": ("read", ("path",), ()),
+    "fs_write": ("write", ("path",), ()),
+    # MCP filesystem server
+    "read_text_file": ("read", ("path",), ()),
+    "read_media_file": ("read", ("path",), ()),
+    "read_multiple_files": ("read", (), ("paths",)),
+    "edit_file": ("edit", ("path",), ()),
+    "create_directory": ("write", ("path",), ()),
+    "directory_tree": ("list", ("path",), ()),
+    "list_directory_with_sizes": ("list", ("path",), ()),
+    "search_files": ("search", ("path",), ()),
+    "get_file_info": ("read", ("path",), ()),
+    "move_file": ("move", ("source", "destination"), ()),
+}
+_PATCH_FILE = re.compile(r"^\*\*\* (Add|Update|Delete) File: (.+)$", re.MULTILINE)
+_PATCH_OPERATION = {"Add": "write", "Update": "edit", "Delete": "delete"}
+
+
+def _normalize(name: str) -> str:
+    """Agents rename MCP tools: Claude Code `mcp__server__tool`, Kiro `@server/tool`."""
+    if name.startswith("mcp__"):
+        return name.split("__", 2)[-1]
+    if name.startswith("@") and "/" in name:
+        return name.split("/", 1)[1]
+    return name
+
+
+def file_facts(tool_name: str, arguments: str) -> FileFacts | None:
+    """The file operation a call performs, or None when the tool is not a known file tool."""
+    try:
+        args: Any = orjson.loads(arguments) if arguments else {}
+    except orjson.JSONDecodeError:
+        args = arguments  # freeform input (Codex custom tools): apply_patch bodies are read below
+    name = _normalize(tool_name)
+    if name == "apply_patch":
+        text = args if isinstance(args, str) else str(args.get("input", args.get("patch", "")))
+        found = _PATCH_FILE.findall(text)
+        if not found:
+            return None
+        operations = {_PATCH_OPERATION[kind] for kind, _ in found}
+        return FileFacts(operations.pop() if len(operations) == 1 else "edit", tuple(p.strip() for _, p in found))
+    if not isinstance(args, dict):
+        return None
+    spec = _TOOLS.get(name)
+    if spec is None:
+        return None
+    operation, single, lists = spec
+    paths = [args[k] for k in single if isinstance(args.get(k), str)]
+    for key in lists:
+        paths += [p for p in args.get(key) or () if isinstance(p, str)]
+    operations = args.get("operations")
+    if isinstance(operations, list):  # Kiro read / fs_read: [{"mode": "Line" | "Directory" | ..., "path"}]
+        for op in operations:
+            if isinstance(op, dict) and isinstance(op.get("path"), str):
+                paths.append(op["path"])
+                if op.get("mode") == "Directory":
+                    operation = "list"
+                elif op.get("mode") == "Search":
+                    operation = "search"
+    if name == "fs_write" and args.get("command") in ("str_replace", "insert", "append"):
+        operation = "edit"
+    return FileFacts(operation, tuple(dict.fromkeys(paths))) if paths else None

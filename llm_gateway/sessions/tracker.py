@@ -1,0 +1,281 @@
+"""The session tracker: a pure state machine that turns model calls into sessions, agents and tool runs.
+
+It is told when a call starts (with who is calling and what the request carries) and when it ends (with the
+normalized record), and answers with events for the telemetry sink. Time comes in as arguments; there is no
+clock, no I/O and no OpenTelemetry here, so every transition is testable with plain values.
+
+Tool runs are inferred: a tool call in response N starts a run when that response ends; the result carried by
+a later request of the same session ends it when that request arrives. A run whose result never comes is
+ended when its session ends, with outcome "no_result".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from llm_gateway.protocols.exchange import ChatRecord, ChatRequest, ToolCall
+from llm_gateway.sessions.identity import Identity
+
+
+@dataclass(slots=True)
+class ToolRun:
+    call_id: str | None
+    name: str
+    arguments: str
+    type: str
+    agent: AgentState
+    started_ns: int
+    ended_ns: int | None = None
+    outcome: str | None = None  # ok | error | no_result
+    result: Any = None  # only when the request carried content (capture on)
+
+
+@dataclass(slots=True)
+class CallNode:
+    exchange_id: int
+    agent: AgentState
+    model: str | None
+    started_ns: int
+    auxiliary: bool
+    ended_ns: int | None = None
+    record: ChatRecord | None = None
+
+
+@dataclass(slots=True)
+class AgentState:
+    key: str
+    name: str
+    parent: AgentState | None
+    started_ns: int
+    last_ns: int
+    has_tools: bool = False
+    calls: list[CallNode] = field(default_factory=list)
+    tools: list[ToolRun] = field(default_factory=list)
+    children: list[AgentState] = field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    models: list[str] = field(default_factory=list)
+    ended_ns: int | None = None
+
+
+@dataclass(slots=True)
+class SessionState:
+    key: str
+    source: str
+    explicit: bool
+    client: str
+    started_ns: int
+    last_ns: int
+    agents: dict[str, AgentState] = field(default_factory=dict)
+    main: AgentState | None = None
+    pending: list[ToolRun] = field(default_factory=list)
+    in_flight: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read: int = 0
+    providers: list[str] = field(default_factory=list)
+    ended_ns: int | None = None
+
+    @property
+    def calls(self) -> int:
+        return sum(len(a.calls) for a in self.agents.values())
+
+
+# Events for the sink, in the order they happened.
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStarted:
+    session: SessionState
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStarted:
+    session: SessionState
+    agent: AgentState
+
+
+@dataclass(frozen=True, slots=True)
+class ToolStarted:
+    session: SessionState
+    tool: ToolRun
+
+
+@dataclass(frozen=True, slots=True)
+class ToolFinished:
+    session: SessionState
+    tool: ToolRun
+
+
+@dataclass(frozen=True, slots=True)
+class AgentFinished:
+    session: SessionState
+    agent: AgentState
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFinished:
+    session: SessionState
+
+
+Event = SessionStarted | AgentStarted | ToolStarted | ToolFinished | AgentFinished | SessionFinished
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a starting call belongs."""
+
+    session: SessionState
+    call: CallNode
+
+
+class SessionTracker:
+    def __init__(self, *, idle_ns: int, max_sessions: int = 1000) -> None:
+        self._idle_ns = idle_ns
+        self._max_sessions = max_sessions
+        self._sessions: dict[str, SessionState] = {}  # in order of last activity (oldest first)
+        self._calls: dict[int, tuple[SessionState, CallNode]] = {}
+
+    def __repr__(self) -> str:
+        return f"SessionTracker(sessions={len(self._sessions)}, calls_in_flight={len(self._calls)})"
+
+    @property
+    def sessions(self) -> dict[str, SessionState]:
+        return self._sessions
+
+    def call_started(
+        self, exchange_id: int, identity: Identity, request: ChatRequest, provider: str, at_ns: int
+    ) -> tuple[Placement, list[Event]]:
+        events: list[Event] = []
+        session = self._sessions.pop(identity.session_key, None)
+        if session is None:
+            events += self._evict_for_room(at_ns)
+            session = SessionState(identity.session_key, identity.session_source, identity.explicit,
+                                   identity.client, at_ns, at_ns)
+            events.append(SessionStarted(session))
+        self._sessions[session.key] = session  # most recent last
+        session.last_ns = at_ns
+        session.in_flight += 1
+        if provider not in session.providers:
+            session.providers.append(provider)
+        events += self._finish_tools(session, request, at_ns)
+
+        auxiliary = identity.auxiliary and session.main is not None and session.main.has_tools
+        if auxiliary:
+            agent = session.main
+        else:
+            agent = session.agents.get(identity.agent_key)
+            if agent is None:
+                parent = session.agents.get(identity.parent_agent_key or "") or session.main
+                agent = AgentState(identity.agent_key, identity.client, parent, at_ns, at_ns)
+                if parent is not None:
+                    parent.children.append(agent)
+                session.agents[agent.key] = agent
+                if session.main is None:
+                    session.main = agent
+                events.append(AgentStarted(session, agent))
+            agent.has_tools = agent.has_tools or bool(request.tool_names)
+        assert agent is not None
+        agent.last_ns = at_ns
+        if request.model and request.model not in agent.models:
+            agent.models.append(request.model)
+        call = CallNode(exchange_id, agent, request.model, at_ns, auxiliary)
+        agent.calls.append(call)
+        self._calls[exchange_id] = (session, call)
+        return Placement(session, call), events
+
+    def call_finished(self, exchange_id: int, record: ChatRecord, at_ns: int) -> list[Event]:
+        entry = self._calls.pop(exchange_id, None)
+        if entry is None:
+            return []
+        session, call = entry
+        session.in_flight -= 1
+        session.last_ns = max(session.last_ns, at_ns)
+        call.ended_ns = at_ns
+        call.record = record
+        agent = call.agent
+        agent.last_ns = max(agent.last_ns, at_ns)
+        for tokens, attr in ((record.input_tokens, "input_tokens"), (record.output_tokens, "output_tokens")):
+            if tokens:
+                setattr(agent, attr, getattr(agent, attr) + tokens)
+                setattr(session, attr, getattr(session, attr) + tokens)
+        session.cache_read += record.cache_read or 0
+        if record.response_model and record.response_model not in agent.models and not agent.models:
+            agent.models.append(record.response_model)
+        events: list[Event] = []
+        if record.status is not None and 200 <= record.status < 300 and not record.error_type:
+            for tool_call in record.tool_calls:
+                events.append(ToolStarted(session, self._start_tool(session, agent, tool_call, at_ns)))
+        return events
+
+    def expire(self, now_ns: int) -> list[Event]:
+        """Close the sessions idle for longer than the idle time (none with a call still in flight)."""
+        idle = [s for s in self._sessions.values() if s.in_flight == 0 and now_ns - s.last_ns >= self._idle_ns]
+        return [e for s in idle for e in self._close(s)]
+
+    def close_all(self) -> list[Event]:
+        """Shutdown: every session ends at its last activity."""
+        return [e for s in list(self._sessions.values()) for e in self._close(s)]
+
+    def _evict_for_room(self, at_ns: int) -> list[Event]:
+        events: list[Event] = []
+        for session in list(self._sessions.values()):
+            if len(self._sessions) < self._max_sessions:
+                break
+            if session.in_flight == 0:
+                events += self._close(session)
+        return events
+
+    def _start_tool(self, session: SessionState, agent: AgentState, call: ToolCall, at_ns: int) -> ToolRun:
+        run = ToolRun(call.call_id, call.name, call.arguments, call.type, agent, at_ns)
+        agent.tools.append(run)
+        session.pending.append(run)
+        return run
+
+    def _finish_tools(self, session: SessionState, request: ChatRequest, at_ns: int) -> list[Event]:
+        events: list[Event] = []
+        for result in request.tool_results:
+            run = _take_pending(session.pending, result.call_id, result.name)
+            if run is None:
+                continue  # an older result repeated in the history, or a call made before the gateway saw it
+            run.ended_ns = max(at_ns, run.started_ns)
+            run.outcome = "error" if result.is_error else "ok"
+            run.result = result.content
+            events.append(ToolFinished(session, run))
+        return events
+
+    def _close(self, session: SessionState) -> list[Event]:
+        self._sessions.pop(session.key, None)
+        events: list[Event] = []
+        for run in session.pending:
+            run.ended_ns = max(session.last_ns, run.started_ns)
+            run.outcome = "no_result"
+            events.append(ToolFinished(session, run))
+        session.pending.clear()
+        # Children first, so a subagent ends before the agent that spawned it.
+        # An agent ends at its last activity, or later if one of its tool runs or subagents ended later.
+        for agent in sorted(session.agents.values(), key=_depth, reverse=True):
+            agent.ended_ns = max([agent.last_ns]
+                                 + [t.ended_ns for t in agent.tools if t.ended_ns is not None]
+                                 + [c.ended_ns for c in agent.children if c.ended_ns is not None])
+            events.append(AgentFinished(session, agent))
+        session.ended_ns = max([session.last_ns] + [a.ended_ns for a in session.agents.values() if a.ended_ns])
+        events.append(SessionFinished(session))
+        return events
+
+
+def _take_pending(pending: list[ToolRun], call_id: str | None, name: str | None) -> ToolRun | None:
+    if call_id is not None:
+        index = next((i for i, run in enumerate(pending) if run.call_id == call_id), None)
+    else:  # id-less protocols (Gemini without ids, Ollama): the oldest pending call of that name
+        index = next((i for i, run in enumerate(pending) if name is None or run.name == name), None)
+    return pending.pop(index) if index is not None else None
+
+
+def _depth(agent: AgentState) -> int:
+    depth = 0
+    while agent.parent is not None:
+        agent = agent.parent
+        depth += 1
+    return depth
