@@ -1,0 +1,113 @@
+"""The session tracker as a pure state machine: plain values in, events out."""
+
+from __future__ import annotations
+
+from llm_gateway.protocols.exchange import ChatRecord, ChatRequest, ToolCall, ToolResult
+from llm_gateway.sessions import tracker as tr
+from llm_gateway.sessions.identity import Identity
+
+S = 1_000_000_000
+
+
+def _identity(session: str = "s1", agent: str = "main", parent: str | None = None, aux: bool = False) -> Identity:
+    return Identity(session, "test", True, agent, parent, "Test Agent", aux)
+
+
+def _request(tools=("Read",), results=()) -> ChatRequest:
+    return ChatRequest(model="m", tool_names=list(tools), tool_results=list(results))
+
+
+def _record(*calls: ToolCall, status: int = 200) -> ChatRecord:
+    return ChatRecord(request=ChatRequest(), status=status, input_tokens=10, output_tokens=5,
+                      tool_calls=list(calls))
+
+
+def _kinds(events) -> list[str]:
+    return [type(e).__name__ for e in events]
+
+
+def test_tool_call_then_result_gives_one_tool_run_timed_between_the_calls():
+    t = tr.SessionTracker(idle_ns=300 * S)
+    _, events = t.call_started(1, _identity(), _request(), "anthropic", 0)
+    assert _kinds(events) == ["SessionStarted", "AgentStarted"]
+    events = t.call_finished(1, _record(ToolCall("c1", "Read", '{"file_path": "/a"}')), 2 * S)
+    assert _kinds(events) == ["ToolStarted"]
+    run = events[0].tool
+    _, events = t.call_started(2, _identity(), _request(results=[ToolResult("c1")]), "anthropic", 3 * S)
+    assert _kinds(events) == ["ToolFinished"]
+    assert (run.started_ns, run.ended_ns, run.outcome) == (2 * S, 3 * S, "ok")
+
+
+def test_parallel_calls_each_pair_with_their_own_result_and_errors_are_marked():
+    t = tr.SessionTracker(idle_ns=300 * S)
+    t.call_started(1, _identity(), _request(), "p", 0)
+    started = t.call_finished(1, _record(ToolCall("a", "Read"), ToolCall("b", "Read")), S)
+    _, finished = t.call_started(2, _identity(), _request(results=[ToolResult("b", is_error=True),
+                                                                   ToolResult("a")]), "p", 2 * S)
+    outcomes = {e.tool.call_id: e.tool.outcome for e in finished}
+    assert [e.tool.call_id for e in started] == ["a", "b"]
+    assert outcomes == {"a": "ok", "b": "error"}
+
+
+def test_result_repeated_in_later_history_does_not_end_anything_twice():
+    t = tr.SessionTracker(idle_ns=300 * S)
+    t.call_started(1, _identity(), _request(), "p", 0)
+    t.call_finished(1, _record(ToolCall("a", "Read")), S)
+    t.call_started(2, _identity(), _request(results=[ToolResult("a")]), "p", 2 * S)
+    t.call_finished(2, _record(), 3 * S)
+    _, events = t.call_started(3, _identity(), _request(results=[ToolResult("a")]), "p", 4 * S)
+    assert _kinds(events) == []
+
+
+def test_two_interleaved_sessions_stay_apart():
+    t = tr.SessionTracker(idle_ns=300 * S)
+    t.call_started(1, _identity("x"), _request(), "p", 0)
+    t.call_started(2, _identity("y"), _request(), "p", 0)
+    ex = t.call_finished(1, _record(ToolCall("same-id", "Read")), S)
+    ey = t.call_finished(2, _record(ToolCall("same-id", "Read")), S)
+    _, finished = t.call_started(3, _identity("y"), _request(results=[ToolResult("same-id")]), "p", 2 * S)
+    assert [e.tool for e in finished] == [ey[0].tool]
+    assert ex[0].tool.ended_ns is None
+    assert set(t.sessions) == {"x", "y"}
+
+
+def test_subagent_nests_under_its_parent_and_aux_call_joins_the_main_agent():
+    t = tr.SessionTracker(idle_ns=300 * S)
+    main_place, _ = t.call_started(1, _identity(), _request(), "p", 0)
+    sub_place, events = t.call_started(2, _identity(agent="sub", parent="main"), _request(), "p", S)
+    assert _kinds(events) == ["AgentStarted"]
+    assert sub_place.call.agent.parent is main_place.call.agent
+    aux_place, events = t.call_started(3, _identity(agent="title", aux=True), _request(tools=()), "p", 2 * S)
+    assert events == [] and aux_place.call.auxiliary and aux_place.call.agent is main_place.call.agent
+
+
+def test_idle_session_closes_at_its_last_activity_and_unanswered_calls_are_marked():
+    t = tr.SessionTracker(idle_ns=10 * S)
+    t.call_started(1, _identity(), _request(), "p", 0)
+    t.call_finished(1, _record(ToolCall("a", "Read")), 2 * S)
+    assert t.expire(11 * S) == []  # 9 s idle: not yet
+    events = t.expire(12 * S)
+    assert _kinds(events) == ["ToolFinished", "AgentFinished", "SessionFinished"]
+    assert events[0].tool.outcome == "no_result"
+    assert events[-1].session.ended_ns == 2 * S  # the last activity, not the moment the timer fired
+    assert t.sessions == {}
+
+
+def test_session_with_call_in_flight_is_not_expired():
+    t = tr.SessionTracker(idle_ns=S)
+    t.call_started(1, _identity(), _request(), "p", 0)
+    assert t.expire(100 * S) == []
+
+
+def test_sessions_beyond_the_limit_evict_the_least_recently_active():
+    t = tr.SessionTracker(idle_ns=300 * S, max_sessions=2)
+    for i, key in enumerate("abc"):
+        t.call_started(i, _identity(key), _request(), "p", i * S)
+        t.call_finished(i, _record(), i * S)
+    assert list(t.sessions) == ["b", "c"]
+
+
+def test_failed_response_starts_no_tool_runs():
+    t = tr.SessionTracker(idle_ns=300 * S)
+    t.call_started(1, _identity(), _request(), "p", 0)
+    assert t.call_finished(1, _record(ToolCall("a", "Read"), status=500), S) == []
