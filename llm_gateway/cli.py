@@ -1,10 +1,12 @@
-"""The `llm-gateway` command."""
+"""The `llm-gateway` command: serve, demo, replay, fixtures."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
+from pathlib import Path
 
 from llm_gateway import __version__
 from llm_gateway.config import ConfigError, load_settings
@@ -24,14 +26,53 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (LLM_GATEWAY_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (LLM_GATEWAY_PORT, default 8787)")
     serve.add_argument(
-        "--upstream",
-        action="append",
-        default=[],
-        metavar="NAME=URL",
+        "--upstream", action="append", default=[], metavar="NAME=URL",
         help="replace a default upstream (anthropic, openai, gemini, bedrock, kiro, ollama; "
         "'default' for requests no protocol recognizes); repeatable",
     )
+    serve.add_argument("--record", metavar="DIR",
+                       help="write every exchange to a fixture file per session in DIR (LLM_GATEWAY_RECORD_DIR)")
+
+    demo = commands.add_parser("demo", help="replay a bundled Kiro session through the gateway, offline, "
+                                            "and print its trace tree")
+    demo.add_argument("fixtures", nargs="*", help="fixture files to replay instead of the bundled session")
+
+    replay = commands.add_parser("replay", help="serve recorded responses as a fake upstream")
+    replay.add_argument("fixtures", nargs="+", help="fixture files (llm-gateway/fixture@1)")
+    replay.add_argument("--host", default="127.0.0.1")
+    replay.add_argument("--port", type=int, default=8788)
+    replay.add_argument("--speed", type=float, default=1.0,
+                        help="1 = recorded timing, N = N times faster, 0 = no delays")
+
+    fixtures = commands.add_parser("fixtures", help="convert recordings into fixtures")
+    fixture_commands = fixtures.add_subparsers(dest="fixtures_command", required=True)
+    vcr = fixture_commands.add_parser("import-vcr", help="convert a vcrpy cassette (YAML)")
+    vcr.add_argument("cassette")
+    vcr.add_argument("-o", "--output", help="fixture file to write (default: the cassette's name, .json)")
     return parser
+
+
+async def _replay(paths: list[str], host: str, port: int, speed: float) -> None:
+    from llm_gateway.fixtures import load
+    from llm_gateway.replay import ReplayUpstream
+
+    upstream = await ReplayUpstream([load(p) for p in paths], speed=speed, host=host, port=port).start()
+    print(f"llm-gateway replay: serving {len(paths)} fixture(s) on {upstream.url}", file=sys.stderr, flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await upstream.stop()
+
+
+def _import_vcr(cassette: str, output: str | None) -> int:
+    from llm_gateway.fixtures import save
+    from llm_gateway.importers import import_vcr
+
+    target = Path(output) if output else Path(cassette).with_suffix(".json")
+    fixture = import_vcr(cassette)
+    save(fixture, target)
+    print(f"wrote {target} ({len(fixture.exchanges)} exchanges)", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +82,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             from llm_gateway.server import run
 
-            run(load_settings(host=args.host, port=args.port, upstream_flags=args.upstream))
+            run(load_settings(host=args.host, port=args.port, upstream_flags=args.upstream, record_dir=args.record))
+        elif args.command == "demo":
+            from llm_gateway.demo import main as demo_main
+
+            return demo_main(args.fixtures)
+        elif args.command == "replay":
+            asyncio.run(_replay(args.fixtures, args.host, args.port, args.speed))
+        elif args.command == "fixtures":
+            return _import_vcr(args.cassette, args.output)
     except (ConfigError, TelemetryConfigError) as exc:
         print(f"llm-gateway: {exc}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ ENV_UPSTREAM_PREFIX = "LLM_GATEWAY_UPSTREAM_"  # LLM_GATEWAY_UPSTREAM_<NAME>=URL
 ENV_CONNECT_TIMEOUT = "LLM_GATEWAY_CONNECT_TIMEOUT"
 ENV_READ_TIMEOUT = "LLM_GATEWAY_READ_TIMEOUT"
 ENV_MAX_BODY = "LLM_GATEWAY_MAX_BODY_BYTES"
+ENV_RECORD_DIR = "LLM_GATEWAY_RECORD_DIR"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
@@ -40,6 +41,7 @@ class Settings:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
     max_body_bytes: int = DEFAULT_MAX_BODY
+    record_dir: str | None = None  # write every exchange as a fixture file per session
 
 
 def parse_upstream_pairs(pairs: list[str]) -> dict[str, str]:
@@ -78,6 +80,7 @@ def load_settings(
     host: str | None = None,
     port: int | None = None,
     upstream_flags: list[str] | None = None,
+    record_dir: str | None = None,
 ) -> Settings:
     """Environment first, flags on top."""
     env = os.environ if env is None else env
@@ -101,4 +104,5 @@ def load_settings(
         connect_timeout=_number(env, ENV_CONNECT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT),
         read_timeout=_number(env, ENV_READ_TIMEOUT, DEFAULT_READ_TIMEOUT),
         max_body_bytes=int(_number(env, ENV_MAX_BODY, DEFAULT_MAX_BODY, int)),
+        record_dir=record_dir or env.get(ENV_RECORD_DIR) or None,
     )

@@ -38,10 +38,14 @@ class Gateway:
     ticker: asyncio.Task | None = None
 
     @classmethod
-    async def start(cls, settings: Settings, env: Mapping[str, str] | None = None) -> Gateway:
+    async def start(
+        cls, settings: Settings, env: Mapping[str, str] | None = None, *, local_telemetry: bool = False
+    ) -> Gateway:
+        """`local_telemetry`: build spans even when nothing exports them (the demo prints them as a tree)."""
         router = Router(settings, env)
-        telemetry = configure(env)
-        relay = Relay(settings, router, default_addons(telemetry, env), upstream_trace_configs(telemetry))
+        telemetry = configure(env, local=local_telemetry)
+        addons = default_addons(telemetry, env, settings)
+        relay = Relay(settings, router, addons, upstream_trace_configs(telemetry))
         await relay.start()
         server = web.Server(relay.handle, handler_cancellation=True, access_log=None)
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)

@@ -5,15 +5,24 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from llm_gateway.config import Settings
 from llm_gateway.flow import Addon
 from llm_gateway.telemetry import Telemetry
 
 
-def default_addons(telemetry: Telemetry | None, env: Mapping[str, str] | None = None) -> list[Addon]:
-    """With tracing off there is no addon at all, so the relay's hot path does no tracing work."""
+def default_addons(
+    telemetry: Telemetry | None, env: Mapping[str, str] | None = None, settings: Settings | None = None
+) -> list[Addon]:
+    """With tracing off and nothing to record there is no addon at all: the relay's hot path does no work
+    beyond relaying."""
     env = os.environ if env is None else env
-    if telemetry is None:
-        return []
-    from llm_gateway.telemetry.chat_spans import ChatSpans
+    addons: list[Addon] = []
+    if settings is not None and settings.record_dir:
+        from llm_gateway.addons.recorder import Recorder
 
-    return [ChatSpans(telemetry, env)]
+        addons.append(Recorder(settings.record_dir))
+    if telemetry is not None:
+        from llm_gateway.telemetry.chat_spans import ChatSpans
+
+        addons.append(ChatSpans(telemetry, env))
+    return addons

@@ -78,7 +78,8 @@ class ChatSpans:
         span = self._tracer.start_span(name, context=parent, kind=SpanKind.CLIENT, attributes=attributes,
                                        start_time=flow.started_ns)
         token = context.attach(trace.set_span_in_context(span))
-        flow.chunks = []
+        if flow.chunks is None:
+            flow.chunks = []
         _scratch(flow)[self] = _Call(run, span, token, attributes, exchange_id)
 
     def response_headers(self, flow: Flow) -> None:

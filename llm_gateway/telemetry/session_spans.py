@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -55,7 +55,10 @@ class SessionSpans:
         self._tracker = tr.SessionTracker(idle_ns=int(idle * 1e9),
                                           max_sessions=int(env.get(ENV_MAX_SESSIONS) or 1000))
         self._agent_name = env.get(ENV_AGENT_NAME) or None
-        self._print_tree = env.get(ENV_PRINT, "").lower() == "tree"
+        #: called with each finished session (the tree printer, the demo)
+        self.on_finished: Callable[[tr.SessionState], None] | None = (
+            _print_tree if env.get(ENV_PRINT, "").lower() == "tree" else None
+        )
         self._redact_paths = env.get(ENV_REDACT_PATHS, "").lower() in ("1", "true", "yes")
         self._spans: dict[int, trace.Span] = {}  # id(state object) -> its open span
         self._ids = itertools.count(1)
@@ -150,8 +153,8 @@ class SessionSpans:
                 if session.providers:
                     span.set_attribute(gen_ai.GEN_AI_PROVIDER_NAME, session.providers[0])
                 span.end(end_time=session.ended_ns)
-                if self._print_tree:
-                    print(render(session), file=sys.stderr, flush=True)
+                if self.on_finished is not None:
+                    self.on_finished(session)
 
     def _session_attributes(self, session: tr.SessionState) -> dict[str, Any]:
         attributes: dict[str, Any] = {SESSION_KEY: session.key, SESSION_SOURCE: session.source,
@@ -186,6 +189,10 @@ class SessionSpans:
             if len(paths) > 1:
                 attributes[FILE_PATHS] = paths
         return attributes
+
+
+def _print_tree(session: tr.SessionState) -> None:
+    print(render(session), file=sys.stderr, flush=True)
 
 
 def _usage_attributes(input_tokens: int, output_tokens: int, models: list[str]) -> dict[str, Any]:

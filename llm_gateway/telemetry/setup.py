@@ -124,14 +124,15 @@ def _metric_reader(env: Mapping[str, str]) -> MetricReader | None:
     return PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=endpoint))
 
 
-def configure(env: Mapping[str, str] | None = None) -> Telemetry | None:
-    """Build the SDK from the environment, or return None when nothing is to be exported."""
+def configure(env: Mapping[str, str] | None = None, *, local: bool = False) -> Telemetry | None:
+    """Build the SDK from the environment, or return None when nothing is to be exported. With `local`, a
+    provider is built even with no exporter (the demo renders its trees from it), and exports nothing."""
     env = os.environ if env is None else env
-    if _truthy(env.get("OTEL_SDK_DISABLED")):
+    if _truthy(env.get("OTEL_SDK_DISABLED")) and not local:
         return None
     endpoint = traces_endpoint(env)
-    names = _exporter_names(env, endpoint)
-    if not names:
+    names = [] if _truthy(env.get("OTEL_SDK_DISABLED")) else _exporter_names(env, endpoint)
+    if not names and not local:
         return None
     resource = _resource(env)
     provider = TracerProvider(resource=resource, id_generator=SessionIdGenerator())
@@ -145,7 +146,7 @@ def configure(env: Mapping[str, str] | None = None) -> Telemetry | None:
     if not env.get("OTEL_PROPAGATORS"):
         # The relay forwards requests byte for byte: no traceparent is added unless the user asks for it.
         set_global_textmap(CompositePropagator([]))
-    return Telemetry(provider, meter_provider, ", ".join(destinations))
+    return Telemetry(provider, meter_provider, ", ".join(destinations) or "nowhere (no OTEL_* exporter configured)")
 
 
 def upstream_trace_configs(telemetry: Telemetry | None) -> list:
