@@ -21,7 +21,7 @@ def string_header(name: str, value: str) -> bytes:
 
 def frame(headers: dict[str, str] | bytes, payload: bytes) -> bytes:
     """A whole frame with both CRCs; `headers` as strings, or an already encoded header block."""
-    block = headers if isinstance(headers, bytes) else b"".join(string_header(k, v) for k, v in headers.items())
+    block = headers if isinstance(headers, bytes) else b"".join(string_header(*h) for h in headers.items())
     prelude = struct.pack(">II", 12 + len(block) + len(payload) + 4, len(block))
     message = prelude + struct.pack(">I", zlib.crc32(prelude)) + block + payload
     return message + struct.pack(">I", zlib.crc32(message))

@@ -1,0 +1,510 @@
+"""Anthropic Messages API (`POST /v1/messages`, also `?beta=true`): the request body and the response.
+
+A response is SSE (`message_start`, `content_block_start/delta/stop`, `message_delta`, `message_stop`,
+`ping`, `error`; docs.anthropic.com/en/api/messages-streaming) or, when not streamed, one message JSON. The
+Bedrock adapter reuses `parse_messages_body`, `AnthropicStreamState` and `message_events`: InvokeModel bodies
+and chunks carry the same Anthropic JSON.
+
+Token usage: Anthropic's `input_tokens` leaves out the prompt cache, while the conventions' input count
+includes it, so input = input_tokens + cache_read_input_tokens + cache_creation_input_tokens (those reported).
+Usage in `message_delta` is cumulative: each report replaces the fields it carries, so cache counts are never
+added twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+
+from llm_gateway.protocols import events as ev
+from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponseParser
+from llm_gateway.protocols.exchange import ChatRequest, RequestParams, ToolResult, fingerprint
+from llm_gateway.protocols.framing import DEFAULT_MAX_EVENT_SIZE, FramingError
+from llm_gateway.protocols.framing.sse import SSEDecoder, SSEEvent
+
+__all__ = ["ADAPTER", "AnthropicStreamState", "message_events", "parse_messages_body"]
+
+#: content blocks in which the model calls a tool: its own (`tool_use`) or one the provider runs
+_TOOL_CALL_BLOCKS = frozenset({"tool_use", "server_tool_use", "mcp_tool_use"})
+#: Claude Code's attribution block heads `system`; its `cch=` field changes on every request
+_BILLING_PREFIX = "x-anthropic-billing-header:"
+_JSON_FORMATS = frozenset({"json_schema", "json_object", "json"})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Typed access to untrusted JSON: a field of the wrong type reads as absent
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _number(value: object) -> float | None:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _type(obj: dict[str, Any]) -> str | None:
+    return _str(obj.get("type"))
+
+
+def _compact(**fields: Any) -> dict[str, Any]:
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Request
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    role: str
+    blocks: list[dict[str, Any]]
+
+
+def parse_messages_body(doc: dict[str, Any], capture: bool) -> ChatRequest:
+    """A Messages request body (parsed JSON) as a `ChatRequest`. Bedrock-native bodies (`anthropic_version`,
+    no `model`, no `stream`) give model None and stream False; the caller fills those from the URL."""
+    if not isinstance(doc, dict):
+        raise ValueError("the request body is not a JSON object")
+    tools = [tool for tool in _list(doc.get("tools")) if isinstance(tool, dict)]
+    tool_names = [name for tool in tools if (name := _str(tool.get("name")))]
+    system = _system_texts(doc.get("system"))
+    messages = [_message(m) for m in _list(doc.get("messages")) if isinstance(m, dict)]
+    history = _history_tool_calls(messages)
+    # the attribution block would make every request of a session look new
+    system_text = "\n".join(text for text in system if not text.startswith(_BILLING_PREFIX))
+    request = ChatRequest(
+        operation="chat",
+        model=_str(doc.get("model")),
+        stream=doc.get("stream") is True,
+        params=_params(doc),
+        output_type=_output_type(doc),
+        tool_names=tool_names,
+        tool_results=_tool_results(messages, history, capture),
+        history_tool_calls=history,
+        hints=_hints(doc),
+        conversation_fingerprint=fingerprint(system_text, _first_user_text(messages)),
+        agent_fingerprint=fingerprint(system_text, sorted(tool_names)),
+    )
+    if capture:
+        request.system_instructions = [{"type": "text", "content": text} for text in system] or None
+        request.input_messages = _input_messages(messages)
+        request.tool_definitions = [_tool_definition(tool) for tool in tools] or None
+    return request
+
+
+def _message(doc: dict[str, Any]) -> _Message:
+    content = doc.get("content")
+    if isinstance(content, str):
+        blocks = [{"type": "text", "text": content}]
+    else:
+        blocks = [block for block in _list(content) if isinstance(block, dict)]
+    return _Message(_str(doc.get("role")) or "user", blocks)
+
+
+def _system_texts(system: object) -> list[str]:
+    if isinstance(system, str):
+        return [system]
+    return [text for block in _list(system) if (text := _str(_dict(block).get("text"))) is not None]
+
+
+def _params(doc: dict[str, Any]) -> RequestParams:
+    stops = doc.get("stop_sequences")
+    return RequestParams(
+        temperature=_number(doc.get("temperature")),
+        top_p=_number(doc.get("top_p")),
+        top_k=_number(doc.get("top_k")),
+        max_tokens=_int(doc.get("max_tokens")),
+        stop_sequences=[s for s in stops if isinstance(s, str)] if isinstance(stops, list) else None,
+    )
+
+
+def _output_type(doc: dict[str, Any]) -> str | None:
+    """`json` for structured outputs: `output_format` (beta), `output_config.format`, or an OpenAI-style
+    `response_format` that some gateways accept."""
+    config = _dict(doc.get("output_config"))
+    formats = (doc.get("output_format"), config.get("format"), doc.get("response_format"))
+    return "json" if any(_type(_dict(fmt)) in _JSON_FORMATS for fmt in formats) else None
+
+
+def _hints(doc: dict[str, Any]) -> dict[str, str]:
+    # kept raw: Claude Code sends a JSON string here (or a legacy `user_..._session_<uuid>`), parsed elsewhere
+    user_id = _str(_dict(doc.get("metadata")).get("user_id"))
+    return {"user_id": user_id} if user_id else {}
+
+
+def _history_tool_calls(messages: list[_Message]) -> dict[str, str]:
+    calls: dict[str, str] = {}
+    for message in messages:
+        for block in message.blocks:
+            call_id, name = _str(block.get("id")), _str(block.get("name"))
+            if _type(block) in _TOOL_CALL_BLOCKS and call_id and name:
+                calls[call_id] = name
+    return calls
+
+
+def _tool_results(messages: list[_Message], history: dict[str, str], capture: bool) -> list[ToolResult]:
+    results = []
+    for message in messages:
+        for block in message.blocks:
+            if _type(block) != "tool_result":
+                continue
+            call_id = _str(block.get("tool_use_id"))
+            results.append(
+                ToolResult(
+                    call_id=call_id,
+                    name=history.get(call_id) if call_id else None,
+                    is_error=block.get("is_error") is True,
+                    content=_result_content(block.get("content")) if capture else None,
+                )
+            )
+    return results
+
+
+def _first_user_text(messages: list[_Message]) -> str:
+    first = next((m for m in messages if m.role == "user"), None)
+    if first is None:
+        return ""
+    return "\n".join(_str(b.get("text")) or "" for b in first.blocks if _type(b) == "text")
+
+
+def _tool_definition(tool: dict[str, Any]) -> dict[str, Any]:
+    kind = _type(tool)
+    if kind in (None, "custom"):  # a client tool; typed ones (web_search_..., bash_...) run elsewhere
+        return _compact(
+            type="function",
+            name=_str(tool.get("name")),
+            description=_str(tool.get("description")),
+            parameters=tool.get("input_schema"),
+        )
+    return _compact(type=_str(kind), name=_str(tool.get("name")))
+
+
+def _input_messages(messages: list[_Message]) -> list[dict[str, Any]]:
+    """Messages in the conventions' shape. `tool_result` blocks ride in user messages on this API; they become
+    `tool` messages, the user's other blocks staying a `user` message, in order."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        groups: list[dict[str, Any]] = []
+        for block in message.blocks:
+            part = _part(block)
+            if part is None:
+                continue
+            role = "tool" if _type(block) == "tool_result" else message.role
+            if not groups or groups[-1]["role"] != role:
+                groups.append({"role": role, "parts": []})
+            groups[-1]["parts"].append(part)
+        out.extend(groups or [{"role": message.role, "parts": []}])
+    return out
+
+
+def _part(block: dict[str, Any]) -> dict[str, Any] | None:
+    kind = _type(block)
+    match kind:
+        case "text":
+            return {"type": "text", "content": _str(block.get("text")) or ""}
+        case "thinking":
+            return {"type": "reasoning", "content": _str(block.get("thinking")) or ""}
+        case "redacted_thinking":  # encrypted: nothing readable to keep
+            return {"type": "reasoning", "content": ""}
+        case "tool_use" | "server_tool_use" | "mcp_tool_use":
+            call_id, name = _str(block.get("id")), _str(block.get("name"))
+            return _compact(type="tool_call", id=call_id, name=name, arguments=block.get("input"))
+        case "tool_result":
+            return {
+                "type": "tool_call_response",
+                "id": _str(block.get("tool_use_id")),
+                "response": _result_content(block.get("content")),
+            }
+        case "image" | "document":
+            return _media_part(kind, _dict(block.get("source")))
+    # other blocks (web_search_tool_result, search_result, ...): named, their content left out
+    return {"type": kind} if isinstance(kind, str) else None
+
+
+def _media_part(kind: str, source: dict[str, Any]) -> dict[str, Any]:
+    """Media by reference only: base64 data is never copied."""
+    modality = "image" if kind == "image" else "document"
+    match _type(source):
+        case "base64":
+            return _compact(type="blob", mime_type=_str(source.get("media_type")), modality=modality)
+        case "url":
+            return _compact(type="uri", uri=_str(source.get("url")), modality=modality)
+        case "file":
+            return _compact(type="file", file_id=_str(source.get("file_id")), modality=modality)
+        case "text":  # a plain-text document is text
+            return {"type": "text", "content": _str(source.get("data")) or ""}
+    return {"type": kind}
+
+
+def _result_content(content: object) -> Any:
+    """A tool result's content: its string as is; text blocks joined into one string; otherwise parts."""
+    if not isinstance(content, list):
+        return content
+    blocks = [block for block in content if isinstance(block, dict)]
+    if all(_type(block) == "text" for block in blocks):
+        return "\n".join(_str(block.get("text")) or "" for block in blocks)
+    return [part for block in blocks if (part := _part(block)) is not None]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Response events, shared by the SSE stream, the whole message and Bedrock
+
+
+_USAGE_FIELDS = (
+    ("input", "input_tokens"),
+    ("cache_read", "cache_read_input_tokens"),
+    ("cache_creation", "cache_creation_input_tokens"),
+    ("output", "output_tokens"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _RawUsage:
+    """Anthropic's counts as last reported; a report replaces only the fields it carries (null: absent)."""
+
+    input: int | None = None
+    cache_read: int | None = None
+    cache_creation: int | None = None
+    output: int | None = None
+
+    def merged(self, usage: dict[str, Any]) -> _RawUsage:
+        found = {attr: n for attr, key in _USAGE_FIELDS if (n := _int(usage.get(key))) is not None}
+        return replace(self, **found)
+
+    def event(self) -> ev.Usage:
+        inputs = [n for n in (self.input, self.cache_read, self.cache_creation) if n is not None]
+        return ev.Usage(
+            input_tokens=sum(inputs) if inputs else None,
+            output_tokens=self.output,
+            cache_read=self.cache_read,
+            cache_write=self.cache_creation,
+        )
+
+
+def _key(index: object) -> int | str:
+    # tool call fragments are matched by block index; a hashable key even when the index is garbage
+    return index if isinstance(index, int | str) else -1
+
+
+def _piece(event: Callable[[str], ev.Event], text: object) -> list[ev.Event]:
+    """A piece of text, reasoning or tool input; an empty one says nothing."""
+    return [event(text)] if isinstance(text, str) and text else []
+
+
+def _json_text(value: object) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # an integer past 64 bits, from a caller's own JSON parser
+        return json.dumps(value, default=str)
+
+
+def _block_events(key: int | str, block: dict[str, Any], *, whole: bool) -> list[ev.Event]:
+    """A content block as it starts (streamed: tool input follows as deltas) or whole (non-streamed)."""
+    kind = _type(block)
+    match kind:
+        case "text":
+            return _piece(ev.TextDelta, block.get("text"))
+        case "thinking":
+            return _piece(ev.ReasoningDelta, block.get("thinking"))
+        case "redacted_thinking":
+            return [ev.ReasoningDelta("")]
+        case "tool_use" | "server_tool_use" | "mcp_tool_use":
+            arguments = _json_text(block.get("input", {})) if whole else None
+            call_type = "function" if kind == "tool_use" else "server"
+            name = _str(block.get("name")) or ""
+            return [ev.ToolCallStart(key, _str(block.get("id")), name, arguments, type=call_type)]
+    return []  # tool results the provider ran (web_search_tool_result, ...) are not model output
+
+
+def _delta_events(key: int | str, delta: dict[str, Any]) -> list[ev.Event]:
+    match _type(delta):
+        case "text_delta":
+            return _piece(ev.TextDelta, delta.get("text"))
+        case "thinking_delta":
+            return _piece(ev.ReasoningDelta, delta.get("thinking"))
+        case "input_json_delta":
+            return _piece(lambda fragment: ev.ToolCallDelta(key, fragment), delta.get("partial_json"))
+    return []  # signature_delta, citations_delta: nothing the conventions record
+
+
+def _error_event(obj: dict[str, Any]) -> ev.ProviderError:
+    error = _dict(obj.get("error"))
+    return ev.ProviderError(_type(error) or "error", _str(error.get("message")))
+
+
+class AnthropicStreamState:
+    """Maps Anthropic stream events, one parsed JSON object each (`{"type": "content_block_delta", ...}`), to
+    normalized events. Unknown event types and unknown keys (Bedrock's `amazon-bedrock-invocationMetrics`) are
+    ignored. `saw_message_stop` tells whether the stream reached its terminal event; `saw_error` whether an
+    `error` event ended it instead."""
+
+    __slots__ = ("_usage", "saw_error", "saw_message_stop")
+
+    def __init__(self) -> None:
+        self._usage = _RawUsage()
+        self.saw_message_stop = False
+        self.saw_error = False
+
+    def __repr__(self) -> str:
+        return f"<AnthropicStreamState stop={self.saw_message_stop} error={self.saw_error} {self._usage}>"
+
+    def events(self, obj: dict[str, Any]) -> list[ev.Event]:
+        match _type(obj):
+            case "message_start":
+                message = _dict(obj.get("message"))
+                start = ev.ResponseStart(_str(message.get("id")), _str(message.get("model")))
+                return [start, *self._usage_events(message.get("usage"))]
+            case "content_block_start":
+                return _block_events(_key(obj.get("index")), _dict(obj.get("content_block")), whole=False)
+            case "content_block_delta":
+                return _delta_events(_key(obj.get("index")), _dict(obj.get("delta")))
+            case "message_delta":
+                reason = _str(_dict(obj.get("delta")).get("stop_reason"))
+                return [*([ev.Finish(reason)] if reason else []), *self._usage_events(obj.get("usage"))]
+            case "message_stop":
+                self.saw_message_stop = True
+            case "error":
+                self.saw_error = True
+                return [_error_event(obj)]
+        return []  # ping, content_block_stop, and event types added later
+
+    def _usage_events(self, usage: object) -> list[ev.Event]:
+        if not isinstance(usage, dict):
+            return []
+        self._usage = self._usage.merged(usage)
+        return [self._usage.event()]
+
+
+def message_events(obj: dict[str, Any]) -> list[ev.Event]:
+    """The events of a whole (non-streamed) message JSON, or of an error document."""
+    if _type(obj) == "error":
+        return [_error_event(obj)]
+    out: list[ev.Event] = [ev.ResponseStart(_str(obj.get("id")), _str(obj.get("model")))]
+    for index, block in enumerate(_list(obj.get("content"))):
+        out += _block_events(index, _dict(block), whole=True)
+    usage = obj.get("usage")
+    if isinstance(usage, dict):
+        out.append(_RawUsage().merged(usage).event())
+    reason = _str(obj.get("stop_reason"))
+    if reason:
+        out.append(ev.Finish(reason))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Response parsers
+
+
+class _StreamParser:
+    """SSE body: frames -> JSON objects -> `AnthropicStreamState`."""
+
+    __slots__ = ("_broken", "_decoder", "_state")
+
+    def __init__(self) -> None:
+        self._decoder = SSEDecoder()
+        self._state = AnthropicStreamState()
+        self._broken = False  # the framing failed: the rest of the body is not read
+
+    def feed(self, data: bytes) -> list[ev.Event]:
+        if self._broken:
+            return []
+        try:
+            frames = self._decoder.feed(data)
+        except FramingError as exc:
+            return self._fail(exc)
+        return self._events(frames)
+
+    def close(self) -> list[ev.Event]:
+        if self._broken:
+            return []
+        try:
+            frames = self._decoder.close()
+        except FramingError as exc:
+            return self._fail(exc)
+        out = self._events(frames)
+        if not (self._state.saw_message_stop or self._state.saw_error):
+            out.append(ev.Truncated("the stream ended before message_stop"))
+        return out
+
+    def _fail(self, exc: FramingError) -> list[ev.Event]:
+        self._broken = True
+        return [ev.ParseIssue(f"SSE framing: {exc}")]
+
+    def _events(self, frames: list[SSEEvent]) -> list[ev.Event]:
+        out: list[ev.Event] = []
+        for frame in frames:
+            out += self._frame_events(frame)
+        return out
+
+    def _frame_events(self, frame: SSEEvent) -> list[ev.Event]:
+        if not frame.data.strip():
+            return []
+        try:
+            obj = orjson.loads(frame.data)
+        except orjson.JSONDecodeError:
+            return [ev.ParseIssue(f"SSE event {frame.event[:40]!r}: data is not JSON")]
+        if not isinstance(obj, dict):
+            return [ev.ParseIssue(f"SSE event {frame.event[:40]!r}: data is not a JSON object")]
+        return self._state.events(obj)
+
+
+class _MessageParser:
+    """Non-streamed body: one message JSON, read at the end (bounded)."""
+
+    __slots__ = ("_parts", "_size")
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def feed(self, data: bytes) -> list[ev.Event]:
+        self._size += len(data)
+        if self._size <= DEFAULT_MAX_EVENT_SIZE:
+            self._parts.append(data)
+        return []
+
+    def close(self) -> list[ev.Event]:
+        if self._size > DEFAULT_MAX_EVENT_SIZE:
+            return [ev.ParseIssue(f"message body larger than {DEFAULT_MAX_EVENT_SIZE} bytes: not read")]
+        try:
+            doc = orjson.loads(b"".join(self._parts))
+        except orjson.JSONDecodeError:
+            return [ev.ParseIssue("message body is not JSON")]
+        if not isinstance(doc, dict):
+            return [ev.ParseIssue("message body is not a JSON object")]
+        return message_events(doc)
+
+
+class _Adapter:
+    __slots__ = ()
+
+    def parse_request(self, request: HttpRequest, capture: bool) -> ChatRequest:
+        return parse_messages_body(orjson.loads(request.body), capture)
+
+    def response_parser(self, request: ChatRequest, head: HttpResponseHead) -> ResponseParser:
+        ctype = head.headers.get("content-type", "").lower()
+        streamed = "text/event-stream" in ctype or ("json" not in ctype and request.stream)
+        return _StreamParser() if streamed else _MessageParser()
+
+    def provider_name(self, request: HttpRequest) -> str:
+        return "anthropic"
+
+
+ADAPTER = _Adapter()
