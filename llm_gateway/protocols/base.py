@@ -138,7 +138,7 @@ class _Decompressor:
         return self._z.flush()
 
 
-def _decompressor(encoding: str) -> _Decompressor | None | str:
+def _decompressor(encoding: str) -> _Decompressor | str | None:
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
         return None
@@ -191,11 +191,10 @@ class ExchangeRun:
         try:
             if self._decoder is not None:
                 data = self._decoder.feed(data)
-            events = parser.feed(data)
+            self._builder.add(t_ns, parser.feed(data))
         except Exception as exc:
             self._parser = None  # a parser that raised is not trusted with the rest of the body
-            events = [_issue("response", exc)]
-        self._builder.add(t_ns, events)
+            self._builder.add(t_ns, [_issue("response", exc)])
 
     def finish(self, t_ns: int) -> ChatRecord:
         """End of the exchange (last byte relayed, or failure). Returns the record."""
@@ -206,10 +205,9 @@ class ExchangeRun:
         if parser is not None:
             try:
                 events = parser.feed(self._decoder.close()) if self._decoder is not None else []
-                events += parser.close()
+                builder.add(t_ns, events + parser.close())
             except Exception as exc:
-                events = [_issue("response", exc)]
-            builder.add(t_ns, events)
+                builder.add(t_ns, [_issue("response", exc)])
             self._parser = None
         return builder.finish(self._first_chunk_ns)
 
