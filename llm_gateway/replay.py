@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-
 from dataclasses import dataclass
 
 import orjson

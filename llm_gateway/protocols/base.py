@@ -180,7 +180,7 @@ class ExchangeRun:
         try:
             self._parser = self.adapter.response_parser(self.request, head)
         except Exception as exc:
-            builder.add(0, [_issue("response", exc)])
+            builder.add(0, [issue_from("response", exc)])
 
     def body(self, t_ns: int, data: bytes) -> None:
         if self._first_chunk_ns is None:
@@ -194,7 +194,7 @@ class ExchangeRun:
             self._builder.add(t_ns, parser.feed(data))
         except Exception as exc:
             self._parser = None  # a parser that raised is not trusted with the rest of the body
-            self._builder.add(t_ns, [_issue("response", exc)])
+            self._builder.add(t_ns, [issue_from("response", exc)])
 
     def finish(self, t_ns: int) -> ChatRecord:
         """End of the exchange (last byte relayed, or failure). Returns the record."""
@@ -207,10 +207,10 @@ class ExchangeRun:
                 events = parser.feed(self._decoder.close()) if self._decoder is not None else []
                 builder.add(t_ns, events + parser.close())
             except Exception as exc:
-                builder.add(t_ns, [_issue("response", exc)])
+                builder.add(t_ns, [issue_from("response", exc)])
             self._parser = None
         return builder.finish(self._first_chunk_ns)
 
 
-def _issue(where: str, exc: Exception) -> ev.ParseIssue:
+def issue_from(where: str, exc: Exception) -> ev.ParseIssue:
     return ev.ParseIssue(f"{where}: {type(exc).__name__}: {exc}"[:300])

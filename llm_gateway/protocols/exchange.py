@@ -196,7 +196,7 @@ class ExchangeBuilder:
             for call in self._record.tool_calls:
                 if call.choice == choice:
                     parts.append({"type": "tool_call", "id": call.call_id, "name": call.name,
-                                  "arguments": _json_or_text(call.arguments)})
+                                  "arguments": json_or_text(call.arguments)})
             message: dict[str, Any] = {"role": "assistant", "parts": parts}
             if choice in self._finishes:
                 message["finish_reason"] = self._finishes[choice]
@@ -216,7 +216,7 @@ def fingerprint(*parts: object) -> str:
     return digest.hexdigest()
 
 
-def _json_or_text(arguments: str) -> Any:
+def json_or_text(arguments: str) -> Any:
     import orjson
 
     try:

@@ -62,7 +62,7 @@ _PATCH_FILE = re.compile(r"^\*\*\* (Add|Update|Delete) File: (.+)$", re.MULTILIN
 _PATCH_OPERATION = {"Add": "write", "Update": "edit", "Delete": "delete"}
 
 
-def _normalize(name: str) -> str:
+def normalize_tool_name(name: str) -> str:
     """Agents rename MCP tools: Claude Code `mcp__server__tool`, Kiro `@server/tool`."""
     if name.startswith("mcp__"):
         return name.split("__", 2)[-1]
@@ -77,7 +77,7 @@ def file_facts(tool_name: str, arguments: str) -> FileFacts | None:
         args: Any = orjson.loads(arguments) if arguments else {}
     except orjson.JSONDecodeError:
         args = arguments  # freeform input (Codex custom tools): apply_patch bodies are read below
-    name = _normalize(tool_name)
+    name = normalize_tool_name(tool_name)
     if name == "apply_patch":
         text = args if isinstance(args, str) else str(args.get("input", args.get("patch", "")))
         found = _PATCH_FILE.findall(text)

@@ -53,8 +53,8 @@ class AgentState:
     calls: list[CallNode] = field(default_factory=list)
     tools: list[ToolRun] = field(default_factory=list)
     children: list[AgentState] = field(default_factory=list)
-    input_tokens: int = 0
-    output_tokens: int = 0
+    input_tokens: int | None = None  # None until a call reports usage (Kiro 2.4 streams never do)
+    output_tokens: int | None = None
     models: list[str] = field(default_factory=list)
     ended_ns: int | None = None
 
@@ -71,9 +71,9 @@ class SessionState:
     main: AgentState | None = None
     pending: list[ToolRun] = field(default_factory=list)
     in_flight: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read: int = 0
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read: int | None = None
     providers: list[str] = field(default_factory=list)
     ended_ns: int | None = None
 
@@ -196,11 +196,12 @@ class SessionTracker:
         call.record = record
         agent = call.agent
         agent.last_ns = max(agent.last_ns, at_ns)
-        for tokens, attr in ((record.input_tokens, "input_tokens"), (record.output_tokens, "output_tokens")):
-            if tokens:
-                setattr(agent, attr, getattr(agent, attr) + tokens)
-                setattr(session, attr, getattr(session, attr) + tokens)
-        session.cache_read += record.cache_read or 0
+        for attr in ("input_tokens", "output_tokens", "cache_read"):
+            tokens = getattr(record, attr)
+            if tokens is not None:
+                for total in (agent, session):
+                    if hasattr(total, attr):
+                        setattr(total, attr, (getattr(total, attr) or 0) + tokens)
         if record.response_model and record.response_model not in agent.models and not agent.models:
             agent.models.append(record.response_model)
         events: list[Event] = []

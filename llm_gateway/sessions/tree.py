@@ -11,6 +11,13 @@ def _duration(start_ns: int, end_ns: int | None) -> str:
     return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.1f}s"
 
 
+def _tokens(input_tokens: int | None, output_tokens: int | None) -> str:
+    if input_tokens is None and output_tokens is None:
+        return "  tokens not reported"
+    shown = ["?" if n is None else str(n) for n in (input_tokens, output_tokens)]
+    return f"  tokens in={shown[0]} out={shown[1]}"
+
+
 def _call_line(call: CallNode) -> str:
     record = call.record
     parts = [f"[chat] {call.model or '?'} ({_duration(call.started_ns, call.ended_ns)})"]
@@ -39,7 +46,7 @@ def _tool_line(run: ToolRun) -> str:
 
 def _agent_lines(agent: AgentState, depth: int) -> list[str]:
     pad = "  " * depth
-    tokens = f"  tokens in={agent.input_tokens} out={agent.output_tokens}" if agent.calls else ""
+    tokens = _tokens(agent.input_tokens, agent.output_tokens)
     models = f"  {', '.join(agent.models)}" if agent.models else ""
     lines = [f"{pad}[invoke_agent] {agent.name} ({_duration(agent.started_ns, agent.ended_ns)}){models}{tokens}"]
     items: list[tuple[int, int, object]] = [(c.started_ns, 0, c) for c in agent.calls]
@@ -58,7 +65,7 @@ def _agent_lines(agent: AgentState, depth: int) -> list[str]:
 def render(session: SessionState) -> str:
     head = (f"[session] {session.client} session ({_duration(session.started_ns, session.ended_ns)})  "
             f"{'conversation' if session.explicit else 'fingerprint'}={session.key}  "
-            f"calls={session.calls}  tokens in={session.input_tokens} out={session.output_tokens}")
+            f"calls={session.calls}{_tokens(session.input_tokens, session.output_tokens)}")
     lines = [head]
     roots = [a for a in session.agents.values() if a.parent is None]
     for agent in roots:

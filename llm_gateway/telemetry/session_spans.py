@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from llm_gateway.protocols.exchange import ChatRecord, ChatRequest
 from llm_gateway.sessions import tracker as tr
-from llm_gateway.sessions.files import file_facts
+from llm_gateway.sessions.files import file_facts, normalize_tool_name
 from llm_gateway.sessions.identity import identify
 from llm_gateway.sessions.tree import render
 from llm_gateway.telemetry.ids import session_trace_id, trace_id_for
@@ -87,6 +87,26 @@ class SessionSpans:
         if placement.call.auxiliary:
             attributes[AUXILIARY] = True
         return exchange_id, trace.set_span_in_context(parent), attributes
+
+    def pending_tool_context(self, tool_name: str, arguments: object = None) -> otel_context.Context | None:
+        """The context of an open `execute_tool` span that an MCP call belongs to: same tool name once agents'
+        MCP prefixes are stripped (`mcp__server__tool`, `@server/tool`) and, when both sides have arguments,
+        the same arguments. The most recent such span wins."""
+        wanted = normalize_tool_name(tool_name)
+        for session in reversed(list(self._tracker.sessions.values())):
+            for run in reversed(session.pending):
+                if normalize_tool_name(run.name) != wanted:
+                    continue
+                if arguments is not None and run.arguments:
+                    try:
+                        if orjson.loads(run.arguments) != arguments:
+                            continue
+                    except orjson.JSONDecodeError:
+                        continue
+                span = self._spans.get(id(run))
+                if span is not None:
+                    return trace.set_span_in_context(span)
+        return None
 
     def call_finished(self, exchange_id: int, record: ChatRecord, at_ns: int) -> None:
         self._apply(self._tracker.call_finished(exchange_id, record, at_ns))
@@ -195,11 +215,12 @@ def _print_tree(session: tr.SessionState) -> None:
     print(render(session), file=sys.stderr, flush=True)
 
 
-def _usage_attributes(input_tokens: int, output_tokens: int, models: list[str]) -> dict[str, Any]:
-    attributes: dict[str, Any] = {
-        gen_ai.GEN_AI_USAGE_INPUT_TOKENS: input_tokens,
-        gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS: output_tokens,
-    }
+def _usage_attributes(input_tokens: int | None, output_tokens: int | None, models: list[str]) -> dict[str, Any]:
+    attributes: dict[str, Any] = {}
+    if input_tokens is not None:
+        attributes[gen_ai.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
+    if output_tokens is not None:
+        attributes[gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
     if models:
         attributes[gen_ai.GEN_AI_REQUEST_MODEL] = models[0]
         attributes[MODELS] = models

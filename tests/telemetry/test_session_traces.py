@@ -10,7 +10,6 @@ import orjson
 from llm_gateway.fixtures import load
 from llm_gateway.telemetry.ids import session_trace_id
 from tests.support import FIXTURES
-from tests.support.otlp import OTLPReceiver
 
 
 def _by_name(spans, prefix):
