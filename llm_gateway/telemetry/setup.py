@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
@@ -84,12 +85,16 @@ def _exporter_names(env: Mapping[str, str], endpoint: str | None) -> list[str]:
 
 
 def _resource(env: Mapping[str, str]) -> Resource:
-    # Resource.create reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME; attributes passed here win over
-    # them, so the default service name is only passed when the environment names none.
-    named = env.get("OTEL_SERVICE_NAME") or "service.name=" in env.get("OTEL_RESOURCE_ATTRIBUTES", "")
-    attributes = {"service.version": __version__}
-    if not named:
-        attributes["service.name"] = DEFAULT_SERVICE_NAME
+    """Resource attributes from the given environment (not only the process's: the demo and tests pass their
+    own), `OTEL_SERVICE_NAME` over `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, default `llm-gateway`."""
+    attributes: dict[str, str] = {"service.version": __version__}
+    for item in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            attributes[key.strip()] = unquote(value.strip())
+    attributes["service.name"] = env.get("OTEL_SERVICE_NAME") or attributes.get("service.name") or (
+        DEFAULT_SERVICE_NAME
+    )
     return Resource.create(attributes)
 
 

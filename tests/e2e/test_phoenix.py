@@ -42,6 +42,7 @@ async def test_session_trace_reads_back_from_phoenix(phoenix, monkeypatch):
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
     fixture = load(FIXTURES / "anthropic/tool-runner-loop.json")
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": phoenix.url, "OTEL_SERVICE_NAME": "llm-gateway-e2e",
+           "OTEL_METRICS_EXPORTER": "none",  # Phoenix takes traces only
            "OTEL_RESOURCE_ATTRIBUTES": f"openinference.project.name={PROJECT}"}
     async with ReplayUpstream([fixture]) as upstream:
         gateway = await Gateway.start(Settings(port=0, upstreams=dict.fromkeys(UPSTREAM_NAMES, upstream.url)), env)
