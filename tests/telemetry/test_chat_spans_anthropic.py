@@ -83,3 +83,30 @@ async def test_content_capture_puts_messages_on_span(traced_gateway, receiver: O
     assert [p["name"] for p in outputs[0]["parts"] if p["type"] == "tool_call"] == recorded_tools
     definitions = orjson.loads(chat.attributes["gen_ai.tool.definitions"])
     assert [d["name"] for d in definitions] == [t["name"] for t in request["tools"]]
+
+
+async def test_genai_metrics_are_exported_with_the_recorded_token_counts(traced_gateway, receiver: OTLPReceiver):
+    fixture = load(FIXTURES / "anthropic/tools-streaming.json")
+    (exchange,) = fixture.exchanges
+    request = orjson.loads(exchange.request.body)
+    async with traced_gateway([fixture]) as (gateway, _):
+        client = anthropic.AsyncAnthropic(base_url=gateway.url, api_key="k", max_retries=0)
+        async with client.messages.stream(model=request["model"], max_tokens=request["max_tokens"],
+                                          messages=request["messages"], tools=request["tools"]) as stream:
+            await stream.get_final_message()
+    # gateway.stop() flushed the meter provider
+    assert {"gen_ai.client.token.usage", "gen_ai.client.operation.duration",
+            "gen_ai.client.operation.time_to_first_chunk"} <= receiver.metric_names
+    events = _sse_payloads(exchange.response.body)
+    start = next(e for e in events if e["type"] == "message_start")["message"]["usage"]
+    delta = [e for e in events if e["type"] == "message_delta"][-1]["usage"]
+    expected = {"input": start["input_tokens"] + (start.get("cache_read_input_tokens") or 0)
+                + (start.get("cache_creation_input_tokens") or 0), "output": delta["output_tokens"]}
+    sums: dict[str, float] = {}
+    for metric in receiver.metrics["gen_ai.client.token.usage"]:
+        for point in metric.histogram.data_points:
+            attrs = {kv.key: kv.value.string_value for kv in point.attributes}
+            assert attrs["gen_ai.provider.name"] == "anthropic"
+            assert list(point.explicit_bounds)[:3] == [1, 4, 16]
+            sums[attrs["gen_ai.token.type"]] = point.sum
+    assert sums == expected
