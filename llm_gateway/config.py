@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 ENV_HOST = "LLM_GATEWAY_HOST"
 ENV_PORT = "LLM_GATEWAY_PORT"
@@ -56,8 +57,13 @@ def parse_upstream_pairs(pairs: list[str]) -> dict[str, str]:
 
 
 def _check_url(url: str, setting: str) -> str:
-    if not url.startswith(("http://", "https://")):
+    parts = urlsplit(url)
+    if not url.startswith(("http://", "https://")) or not parts.netloc:
         raise ConfigError(f"{setting}: {url!r} is not an http:// or https:// URL")
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        # The request's path and query are appended to the base URL as they are; a query here would end up
+        # in front of the request's path.
+        raise ConfigError(f"{setting}: {url!r} has a query or fragment; give a base URL (scheme, host, path)")
     return url.rstrip("/")
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import aiohttp
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import HttpVersion11, WSMsgType, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -61,12 +61,21 @@ def forward_headers(
     raw: Sequence[tuple[bytes, bytes]], extra_drop: frozenset[str] = frozenset()
 ) -> CIMultiDict[str]:
     """The end-to-end headers of a message, in order, repeated fields kept, names as sent."""
-    pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+    pairs = [(_header_text(k), _header_text(v)) for k, v in raw]
     listed = frozenset(
         t.strip().lower() for k, v in pairs if k.lower() == "connection" for t in v.split(",") if t.strip()
     )
     drop = _HOP_BY_HOP | listed | extra_drop
     return CIMultiDict((k, v) for k, v in pairs if k.lower() not in drop)
+
+
+def _header_text(raw: bytes) -> str:
+    # aiohttp writes header strings as UTF-8, so a UTF-8 reading gives the sender's bytes back exactly (a Latin-1
+    # reading would double-encode every non-ASCII byte). Bytes that are not UTF-8 can only pass as Latin-1 text.
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 def error_response(status: int, error_type: str, message: str, **extra: str) -> web.Response:
@@ -170,7 +179,7 @@ class Relay:
                 data=flow.request_body if flow.request_body or flow.method in ("POST", "PUT", "PATCH") else None,
                 allow_redirects=False,
             )
-        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             return self._upstream_failed(flow, 504, "upstream_timeout", exc)
         except aiohttp.ClientError as exc:
             return self._upstream_failed(flow, 502, "upstream_unreachable", exc)
@@ -198,7 +207,7 @@ class Relay:
             except ConnectionResetError:  # raised by the write: aiohttp's ClientConnectionResetError
                 self._fail(flow, "client_gone", "the client closed the connection before the response ended")
                 return response
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 # Headers are out: the only honest signal left is to cut the connection, so the client sees a
                 # truncated body instead of a clean end.
                 self._fail(flow, "upstream_stream_cut", f"{type(exc).__name__}: {exc}")
@@ -261,7 +270,7 @@ class Relay:
                 f"llm-gateway: the upstream refused the WebSocket upgrade ({exc.status} {exc.message})",
                 upstream=upstream_url,
             )
-        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             return error_response(504, "upstream_timeout", f"llm-gateway: WebSocket upstream timed out ({exc!r})")
         except aiohttp.ClientError as exc:
             return error_response(502, "upstream_unreachable", f"llm-gateway: WebSocket upstream failed ({exc!r})")
@@ -279,8 +288,11 @@ class Relay:
 
 
 async def _pump(source, sink) -> None:
-    """Copy WebSocket messages one way, unchanged, until a close."""
-    async for msg in source:
+    """Copy WebSocket messages one way, unchanged, until a close, whose code and reason go along too.
+
+    `receive()`, not `async for`: the iterator stops silently at a CLOSE frame, which lost its code."""
+    while True:
+        msg = await source.receive()
         if msg.type is WSMsgType.TEXT:
             await sink.send_str(msg.data)
         elif msg.type is WSMsgType.BINARY:
@@ -290,9 +302,14 @@ async def _pump(source, sink) -> None:
         elif msg.type is WSMsgType.PONG:
             await sink.pong(msg.data)
         elif msg.type is WSMsgType.CLOSE:
-            await sink.close(code=msg.data or 1000, message=(msg.extra or "").encode())
+            # Pass the close on, then answer the side that started it with the same code.
+            code, reason = msg.data or 1000, (msg.extra or "").encode()
+            await sink.close(code=code, message=reason)
+            await source.close(code=code, message=reason)
             return
-        else:  # CLOSING / CLOSED / ERROR
+        elif msg.type is WSMsgType.CLOSING:
+            return  # the other pump is closing this side and answers it
+        else:  # CLOSED / ERROR: this side is gone without a close handshake
             break
     if not sink.closed:
         await sink.close()
@@ -308,6 +325,11 @@ async def _read_body(request: web.BaseRequest, limit: int) -> bytes | None:
     """The whole request body, or None when it is larger than `limit`."""
     if not request.body_exists:
         return b""
+    if request.version >= HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue":
+        # The client holds the body back until told to go on (curl waits a second, then sends anyway). The
+        # low-level web.Server does not answer this by itself; aiohttp's router would.
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the interim response is not part of the response's own size
     parts: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_any():

@@ -1,9 +1,10 @@
 """Which upstream a request goes to, and whether it is a model call worth tracing.
 
 Each provider protocol declares the requests it recognizes and its default upstream. Matching looks at the
-method, the path and (for AWS JSON protocols) the `X-Amz-Target` header only, never the body, so routing costs
-a few string comparisons. A path may carry a prefix before the provider's own path (an OpenRouter- or
-Azure-style base URL on the client side), so the OpenAI and Ollama rules match on the path's end.
+method, the path and two headers only (`X-Amz-Target` for AWS JSON protocols, `anthropic-version` for the
+`/v1/` paths Anthropic shares with OpenAI), never the body, so routing costs a few string comparisons. A path
+may carry a prefix before the provider's own path (an OpenRouter- or Azure-style base URL on the client side),
+so the OpenAI and Ollama rules match on the path's end.
 """
 
 from __future__ import annotations
@@ -59,19 +60,27 @@ def _bedrock_kind(method: str, path: str, headers: Mapping[str, str]) -> Kind | 
     return None
 
 
+# Vertex AI paths start with /v1/projects/: claimed here before OpenAI's broad /v1/ fallback takes them.
+_GEMINI_PREFIXES = ("/v1beta/", "/v1alpha/", "/upload/v1beta/", "/v1/projects/", "/v1beta1/projects/")
+
+
 def _gemini_kind(method: str, path: str, headers: Mapping[str, str]) -> Kind | None:
     bare = _path_only(path)
     if bare.endswith((":generateContent", ":streamGenerateContent")):
         return Kind.CALL if method == "POST" else Kind.RELAY
-    if path.startswith(("/v1beta/", "/v1alpha/", "/upload/v1beta/")) or ":" in bare.rpartition("/")[2]:
+    if path.startswith(_GEMINI_PREFIXES) or ":" in bare.rpartition("/")[2]:
         return Kind.RELAY
     return None
 
 
 def _anthropic_kind(method: str, path: str, headers: Mapping[str, str]) -> Kind | None:
-    if not path.startswith("/v1/messages") and not path.startswith("/v1/complete"):
-        return None
-    return Kind.CALL if method == "POST" and _path_only(path) == "/v1/messages" else Kind.RELAY
+    if path.startswith(("/v1/messages", "/v1/complete")):
+        return Kind.CALL if method == "POST" and _path_only(path) == "/v1/messages" else Kind.RELAY
+    if path.startswith("/v1/") and "anthropic-version" in headers:
+        # /v1/models, /v1/files ... exist at OpenAI too; every Anthropic client sends this header, and without
+        # it the OpenAI fallback below would send the Anthropic key to the OpenAI upstream.
+        return Kind.RELAY
+    return None
 
 
 def _openai_chat_kind(method: str, path: str, headers: Mapping[str, str]) -> Kind | None:
@@ -85,14 +94,14 @@ def _openai_responses_kind(method: str, path: str, headers: Mapping[str, str]) -
     if bare.endswith("/responses"):
         # Codex opens a WebSocket with GET on the same path: relayed, never a model call.
         return Kind.CALL if method == "POST" else Kind.RELAY
-    if path.startswith("/v1/"):
-        return Kind.RELAY  # models, embeddings, files, response retrieval ...
+    if path.startswith(("/v1/", "/openai/")):
+        return Kind.RELAY  # models, embeddings, files, response retrieval ...; /openai/ is Azure's prefix
     return None
 
 
 def _ollama_kind(method: str, path: str, headers: Mapping[str, str]) -> Kind | None:
     bare = _path_only(path)
-    if bare in ("/api/chat", "/api/generate"):
+    if bare.endswith(("/api/chat", "/api/generate")):  # Open WebUI serves Ollama under /ollama/api/
         return Kind.CALL if method == "POST" else Kind.RELAY
     if bare.startswith("/api/"):
         return Kind.RELAY

@@ -144,9 +144,17 @@ def _output_type(doc: dict[str, Any]) -> str | None:
 
 
 def _hints(doc: dict[str, Any]) -> dict[str, str]:
+    hints: dict[str, str] = {}
     # kept raw: Claude Code sends a JSON string here (or a legacy `user_..._session_<uuid>`), parsed elsewhere
     user_id = _str(_dict(doc.get("metadata")).get("user_id"))
-    return {"user_id": user_id} if user_id else {}
+    if user_id:
+        hints["user_id"] = user_id
+    # A server-side thread (`{"type": "continue", "previous_message_id"}`, sent by the SDK's tool runner):
+    # the request carries only the new turn, so the previous message id is what ties it to its conversation.
+    previous = _str(_dict(doc.get("thread")).get("previous_message_id"))
+    if previous:
+        hints["previous_response_id"] = previous
+    return hints
 
 
 def _history_tool_calls(messages: list[_Message]) -> dict[str, str]:

@@ -63,7 +63,7 @@ def client_name(headers: Mapping[str, str], request: ChatRequest) -> str:
         return "Kiro Agent"
     if "aider" in low:
         return "Aider"
-    if low.startswith("anthropic/"):
+    if low.startswith(("anthropic/", "asyncanthropic/")):
         return "Anthropic SDK"
     if low.startswith("openai/") or low.startswith("asyncopenai/"):
         return "OpenAI SDK"

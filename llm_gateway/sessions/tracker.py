@@ -11,7 +11,7 @@ ended when its session ends, with outcome "no_result".
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from llm_gateway.protocols.exchange import ChatRecord, ChatRequest, ToolCall
@@ -75,6 +75,7 @@ class SessionState:
     output_tokens: int | None = None
     cache_read: int | None = None
     providers: list[str] = field(default_factory=list)
+    response_ids: list[str] = field(default_factory=list)  # responses a later request may continue from
     ended_ns: int | None = None
 
     @property
@@ -136,6 +137,9 @@ class SessionTracker:
         self._max_sessions = max_sessions
         self._sessions: dict[str, SessionState] = {}  # in order of last activity (oldest first)
         self._calls: dict[int, tuple[SessionState, CallNode]] = {}
+        # response id -> (session, agent): a request that names the response it continues
+        # (`previous_response_id`, an Anthropic thread) belongs to that conversation and agent
+        self._responses: dict[str, tuple[SessionState, AgentState]] = {}
 
     def __repr__(self) -> str:
         return f"SessionTracker(sessions={len(self._sessions)}, calls_in_flight={len(self._calls)})"
@@ -148,6 +152,9 @@ class SessionTracker:
         self, exchange_id: int, identity: Identity, request: ChatRequest, provider: str, at_ns: int
     ) -> tuple[Placement, list[Event]]:
         events: list[Event] = []
+        linked = self._responses.get(request.hints.get("previous_response_id", "")) if not identity.explicit else None
+        if linked is not None:
+            identity = replace(identity, session_key=linked[0].key, agent_key=linked[1].key, auxiliary=False)
         session = self._sessions.pop(identity.session_key, None)
         if session is None:
             events += self._evict_for_room(at_ns)
@@ -204,6 +211,9 @@ class SessionTracker:
                         setattr(total, attr, (getattr(total, attr) or 0) + tokens)
         if record.response_model and record.response_model not in agent.models and not agent.models:
             agent.models.append(record.response_model)
+        if record.response_id and record.response_id not in self._responses:
+            self._responses[record.response_id] = (session, agent)
+            session.response_ids.append(record.response_id)
         events: list[Event] = []
         if record.status is not None and 200 <= record.status < 300 and not record.error_type:
             for tool_call in record.tool_calls:
@@ -248,6 +258,8 @@ class SessionTracker:
 
     def _close(self, session: SessionState) -> list[Event]:
         self._sessions.pop(session.key, None)
+        for response_id in session.response_ids:
+            self._responses.pop(response_id, None)
         events: list[Event] = []
         for run in session.pending:
             run.ended_ns = max(session.last_ns, run.started_ns)

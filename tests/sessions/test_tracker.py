@@ -111,3 +111,18 @@ def test_failed_response_starts_no_tool_runs():
     t = tr.SessionTracker(idle_ns=300 * S)
     t.call_started(1, _identity(), _request(), "p", 0)
     assert t.call_finished(1, _record(ToolCall("a", "Read"), status=500), S) == []
+
+
+def test_request_continuing_a_response_joins_that_session_and_agent_even_without_history():
+    """Anthropic threads and OpenAI `previous_response_id` send only the new turn: no tools, no first message."""
+    t = tr.SessionTracker(idle_ns=300 * S)
+    first, _ = t.call_started(1, Identity("fp-a", "fingerprint", False, "agent-a", None, "SDK", False),
+                              _request(), "p", 0)
+    record = _record(ToolCall("c1", "get_weather"))
+    record.response_id = "msg_1"
+    t.call_finished(1, record, S)
+    follow_up = ChatRequest(tool_results=[ToolResult("c1")], hints={"previous_response_id": "msg_1"})
+    second, events = t.call_started(2, Identity("fp-other", "fingerprint", False, "agent-b", None, "SDK", False),
+                                    follow_up, "p", 2 * S)
+    assert second.session is first.session and second.call.agent is first.call.agent
+    assert _kinds(events) == ["ToolFinished"]

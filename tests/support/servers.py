@@ -98,7 +98,7 @@ def closed_port_url() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Arrived:
-    """A request as an upstream received it: header names as sent, in order, repeats kept."""
+    """A request as an upstream received it: header names as sent, in order, repeats kept (UTF-8 text)."""
 
     method: str
     raw_path: str
@@ -124,13 +124,18 @@ class RecordingUpstream:
         self.arrived: list[Arrived] = []
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        body = await request.read()
-        headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers)
+        body = await request.content.read()  # not request.read(): that stops at client_max_size (1 MiB)
+        headers = tuple((_text(k), _text(v)) for k, v in request.raw_headers)
         self.arrived.append(Arrived(request.method, request.raw_path, headers, body))
         response = web.Response(status=self.status, body=self.body)
         for name, value in self.headers:
             response.headers.add(name, value)
         return response
+
+
+def _text(raw: bytes) -> str:
+    """Header bytes as text; any byte that is not UTF-8 stays visible as a lone surrogate."""
+    return raw.decode("utf-8", "surrogateescape")
 
 
 async def raw_http(port: int, request: bytes, timeout: float = 5.0) -> bytes:

@@ -1,0 +1,1 @@
+"""Tests of the relay over real sockets: SDK clients, raw bytes, headers, failures, WebSockets."""

@@ -1,0 +1,111 @@
+"""Session lifecycle end to end: an SDK that runs the tool loop itself, subagents, idle close, the tree."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import anthropic
+import orjson
+from anthropic import beta_async_tool
+
+from llm_gateway.fixtures import load
+from tests.support import FIXTURES
+
+
+def _by_name(spans, prefix):
+    return [s for s in spans if s.name.startswith(prefix)]
+
+
+async def test_sdk_tool_runner_loop_sends_a_real_tool_result_that_closes_the_tool_span(traced_gateway, receiver):
+    """The anthropic SDK's own tool runner calls our Python tool and sends its result back: the recording was
+    made by this very runner, so the replayed model asks for the same call."""
+    fixture = load(FIXTURES / "anthropic/tool-runner-loop.json")
+    first_body = orjson.loads(fixture.exchanges[0].request.body)
+    calls: list[dict] = []
+
+    @beta_async_tool
+    async def get_weather(location: str, units: str) -> str:
+        """Lookup the weather for a given city in either celsius or fahrenheit
+
+        Args:
+            location: The city and state, e.g. San Francisco, CA
+            units: Unit for the output, either 'c' for celsius or 'f' for fahrenheit
+        """
+        calls.append({"location": location, "units": units})
+        return json.dumps({"location": location, "temperature": "68°F", "condition": "Sunny"})
+
+    async with traced_gateway([fixture]) as (gateway, upstream):
+        client = anthropic.AsyncAnthropic(base_url=gateway.url, api_key="k", max_retries=0)
+        runner = client.beta.messages.tool_runner(model=first_body["model"], max_tokens=first_body["max_tokens"],
+                                                  messages=first_body["messages"], tools=[get_weather], stream=True)
+        async for stream in runner:
+            await stream.get_final_message()
+    sent = orjson.loads(upstream.requests[1].body)
+    result_block = sent["messages"][-1]["content"][0]
+    assert result_block["type"] == "tool_result" and calls  # our tool ran and its result was sent
+    spans = await receiver.wait_for(lambda s: bool(_by_name(s, "session ")))
+    (tool,) = _by_name(spans, "execute_tool ")
+    assert tool.attributes["gen_ai.tool.call.id"] == result_block["tool_use_id"]
+    assert tool.attributes["llm_gateway.tool.outcome"] == "ok"
+    chats = sorted(_by_name(spans, "chat "), key=lambda s: s.start_ns)
+    assert chats[0].end_ns <= tool.start_ns <= tool.end_ns <= chats[1].start_ns
+
+
+async def test_subagent_with_claude_code_headers_nests_under_its_parent(traced_gateway, receiver):
+    fixture = load(FIXTURES / "anthropic/tool-runner-loop.json")
+    body = orjson.loads(fixture.exchanges[0].request.body)
+    async with traced_gateway([fixture]) as (gateway, _):
+        for headers in ({"X-Claude-Code-Session-Id": "cc-1", "User-Agent": "claude-cli/2.1.331 (external, cli)"},
+                        {"X-Claude-Code-Session-Id": "cc-1", "User-Agent": "claude-cli/2.1.331 (external, cli)",
+                         "x-claude-code-agent-id": "explore-1", "x-claude-code-parent-agent-id": "main"}):
+            client = anthropic.AsyncAnthropic(base_url=gateway.url, api_key="k", max_retries=0,
+                                              default_headers=headers)
+            async with client.beta.messages.stream(model=body["model"], max_tokens=body["max_tokens"],
+                                                   messages=body["messages"], tools=body["tools"]) as stream:
+                await stream.get_final_message()
+    spans = await receiver.wait_for(lambda s: bool(_by_name(s, "session ")))
+    (session,) = _by_name(spans, "session ")
+    agents = _by_name(spans, "invoke_agent ")
+    main = next(a for a in agents if a.attributes["gen_ai.agent.id"] != "explore-1")
+    sub = next(a for a in agents if a.attributes["gen_ai.agent.id"] == "explore-1")
+    assert session.name == "session Claude Code" and main.name == "invoke_agent Claude Code"
+    assert main.parent_id == session.span_id and sub.parent_id == main.span_id
+    chats = {c.parent_id for c in _by_name(spans, "chat ")}
+    assert chats == {main.span_id, sub.span_id}
+
+
+async def test_idle_session_is_exported_before_shutdown_and_ends_at_its_last_activity(traced_gateway, receiver):
+    fixture = load(FIXTURES / "anthropic/tools-streaming.json")
+    body = orjson.loads(fixture.exchanges[0].request.body)
+    async with traced_gateway([fixture], extra_env={"LLM_GATEWAY_SESSION_IDLE_SECONDS": "0.5"}) as (gateway, _):
+        client = anthropic.AsyncAnthropic(base_url=gateway.url, api_key="k", max_retries=0)
+        async with client.messages.stream(model=body["model"], max_tokens=body["max_tokens"],
+                                          messages=body["messages"], tools=body["tools"]) as stream:
+            await stream.get_final_message()
+        spans = await receiver.wait_for(lambda s: bool(_by_name(s, "session ")), timeout=5)  # gateway still up
+        (session,) = _by_name(spans, "session ")
+        (chat,) = _by_name(spans, "chat ")
+        assert session.end_ns == chat.end_ns  # the last activity, not when the timer fired
+        tools = _by_name(spans, "execute_tool ")  # two tool calls whose results never came
+        assert len(tools) == 2 and {t.attributes["llm_gateway.tool.outcome"] for t in tools} == {"no_result"}
+        assert {t.attributes["error.type"] for t in tools} == {"no_result"}
+
+
+async def test_print_tree_renders_the_finished_session(traced_gateway, receiver, capsys):
+    fixture = load(FIXTURES / "anthropic/tool-runner-loop.json")
+    async with traced_gateway([fixture], extra_env={"LLM_GATEWAY_PRINT": "tree"}) as (gateway, _):
+        client = anthropic.AsyncAnthropic(base_url=gateway.url, api_key="k", max_retries=0)
+        for exchange in fixture.exchanges:
+            body = orjson.loads(exchange.request.body)
+            async with client.beta.messages.stream(model=body["model"], max_tokens=body["max_tokens"],
+                                                   messages=body["messages"], tools=body["tools"]) as stream:
+                await stream.get_final_message()
+    await asyncio.sleep(0)
+    tree = capsys.readouterr().err
+    lines = [line.strip() for line in tree.splitlines()]
+    assert lines[0].startswith("[session] Anthropic SDK session")
+    assert lines[1].startswith("[invoke_agent] Anthropic SDK")
+    kinds = [line.split("]")[0] + "]" for line in lines[2:]]
+    assert kinds == ["[chat]", "[execute_tool]", "[chat]"]
+    assert "execute_tool] get_weather" in tree and "finish=tool_use" in tree and "finish=end_turn" in tree
