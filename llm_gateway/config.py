@@ -67,7 +67,7 @@ def _check_url(url: str, setting: str) -> str:
     return url.rstrip("/")
 
 
-def _number(env: Mapping[str, str], name: str, default: float, kind: type = float) -> float:
+def _number(env: Mapping[str, str], name: str, default: float, kind: type = float, allow_zero: bool = False) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -75,7 +75,7 @@ def _number(env: Mapping[str, str], name: str, default: float, kind: type = floa
         value = kind(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if value <= 0:
+    if value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(f"{name}={raw!r} must be positive")
     return value
 
@@ -103,7 +103,8 @@ def load_settings(
         force_all = True
     return Settings(
         host=host or env.get(ENV_HOST) or DEFAULT_HOST,
-        port=port if port is not None else int(_number(env, ENV_PORT, DEFAULT_PORT, int)),
+        # port 0: any free port (tests, the demo)
+        port=port if port is not None else int(_number(env, ENV_PORT, DEFAULT_PORT, int, allow_zero=True)),
         upstreams=upstreams,
         catch_all=catch_all,
         force_all=force_all,

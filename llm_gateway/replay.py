@@ -95,7 +95,7 @@ class ReplayUpstream:
         return self._pending.pop(chosen)[1]
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        body = await request.read()
+        body = b"".join([chunk async for chunk in request.content.iter_any()])  # no 1 MiB cap
         self.requests.append(Received(request.method, request.raw_path, request.headers, body))
         exchange = self._match(request.method, request.raw_path, body)
         if exchange is None:
