@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from llm_gateway.fixtures import Exchange, Fixture
+from llm_gateway.fixtures import Exchange, Fixture, header
 
 # Hop-by-hop fields from the recording are not replayed: this server frames the body itself.
 _DROP = frozenset({"transfer-encoding", "connection", "keep-alive", "content-length"})
@@ -78,10 +78,12 @@ class ReplayUpstream:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def _match(self, method: str, path: str, body: bytes) -> Exchange | None:
+    def _match(self, method: str, path: str, body: bytes, target: str | None = None) -> Exchange | None:
+        # AWS JSON protocols (Kiro, Q) put every operation on `POST /`: the X-Amz-Target header tells them apart
         candidates = [
             i for i, (_, ex) in enumerate(self._pending)
             if ex.request.method == method and _bare_path(ex.request.path) == _bare_path(path)
+            and (target is None or header(ex.request.headers, "x-amz-target") in (None, target))
         ]
         if not candidates:
             return None
@@ -97,7 +99,7 @@ class ReplayUpstream:
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         body = b"".join([chunk async for chunk in request.content.iter_any()])  # no 1 MiB cap
         self.requests.append(Received(request.method, request.raw_path, request.headers, body))
-        exchange = self._match(request.method, request.raw_path, body)
+        exchange = self._match(request.method, request.raw_path, body, request.headers.get("x-amz-target"))
         if exchange is None:
             left = sorted({f"{ex.request.method} {ex.request.path}" for _, ex in self._pending})
             return web.json_response(

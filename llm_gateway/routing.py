@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from llm_gateway.config import ConfigError, Settings
+from llm_gateway.kiro_routing import kiro_region, kiro_upstream
 
 
 class Kind(enum.Enum):
@@ -36,6 +37,20 @@ class Route:
     protocol: Protocol | None  # None: the catch-all upstream, protocol unknown
     kind: Kind
     base_url: str  # upstream base URL, no trailing slash; the request's raw path is appended
+    prefix: str = ""  # the start of the path that base_url replaces (an MCP relay's /mcp/NAME)
+
+    def upstream_url(self, raw_path: str) -> str:
+        return self.base_url + raw_path[len(self.prefix) :]
+
+
+#: `/mcp/NAME...` relays to the streamable HTTP MCP server named NAME (`--mcp NAME=URL`); the protocol's
+#: `upstream` is that name.
+MCP_PROTOCOL = "mcp"
+MCP_PATH = "/mcp/"
+
+
+def _mcp_kind(method: str, path: str, headers: Mapping[str, str]) -> Kind | None:
+    return Kind.RELAY  # relayed whole; the MCP observer reads the JSON-RPC inside
 
 
 def _kiro_kind(method: str, path: str, headers: Mapping[str, str]) -> Kind | None:
@@ -134,9 +149,8 @@ def default_upstreams(env: Mapping[str, str] | None = None) -> dict[str, str]:
         "openai": "https://api.openai.com",
         "gemini": "https://generativelanguage.googleapis.com",
         "bedrock": f"https://bedrock-runtime.{region}.amazonaws.com",
-        # Kiro CLI 2.4 and Amazon Q CLI talk to this host; later Kiro builds use runtime.{region}.kiro.dev,
-        # which a user selects with --upstream kiro=URL.
-        "kiro": "https://q.us-east-1.amazonaws.com",
+        # Shown at startup; requests are routed per operation and region by `kiro_routing.kiro_upstream`.
+        "kiro": "https://runtime.{region}.kiro.dev, q.{region}.amazonaws.com, management.{region}.kiro.dev",
         "ollama": "http://127.0.0.1:11434",
     }
 
@@ -144,7 +158,7 @@ def default_upstreams(env: Mapping[str, str] | None = None) -> dict[str, str]:
 class Router:
     """Resolves a request to a `Route`, or None when nothing recognizes it and no catch-all is set."""
 
-    __slots__ = ("_catch_all", "_force_all", "_urls")
+    __slots__ = ("_catch_all", "_force_all", "_kiro_fixed", "_kiro_region", "_mcp", "_mcp_urls", "_urls")
 
     def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
         urls = default_upstreams(env)
@@ -158,22 +172,49 @@ class Router:
             )
         urls.update(settings.upstreams)  # a named upstream is more specific than LLM_GATEWAY_UPSTREAM
         self._urls = urls
+        # Kiro's default upstream depends on the operation (runtime, Q, control plane) and the region; a user's
+        # own `kiro` upstream (or LLM_GATEWAY_UPSTREAM) replaces all of them.
+        self._kiro_fixed = "kiro" in settings.upstreams or (settings.force_all and settings.catch_all is not None)
+        self._kiro_region = kiro_region(os.environ if env is None else env)
         self._catch_all = settings.catch_all
         self._force_all = settings.force_all
+        self._mcp = {name: Protocol(MCP_PROTOCOL, name, _mcp_kind) for name in settings.mcp_upstreams}
+        self._mcp_urls = dict(settings.mcp_upstreams)
 
     @property
     def upstreams(self) -> Mapping[str, str]:
         return self._urls
 
     @property
+    def mcp_servers(self) -> Mapping[str, str]:
+        return self._mcp_urls
+
+    @property
     def catch_all(self) -> str | None:
         return self._catch_all
 
     def resolve(self, method: str, path: str, headers: Mapping[str, str]) -> Route | None:
+        if self._mcp and path.startswith(MCP_PATH):
+            route = self._mcp_route(path)
+            if route is not None:
+                return route
         for protocol in PROTOCOLS:
             kind = protocol.classify(method, path, headers)
             if kind is not None:
+                if protocol.upstream == "kiro" and not self._kiro_fixed:
+                    bare, _, query = path.partition("?")
+                    base = kiro_upstream(headers.get("x-amz-target", ""), bare, query, self._kiro_region)
+                    return Route(protocol, kind, base)
                 return Route(protocol, kind, self._urls[protocol.upstream])
         if self._catch_all is not None:
             return Route(None, Kind.RELAY, self._catch_all)
         return None
+
+    def _mcp_route(self, path: str) -> Route | None:
+        end = len(MCP_PATH)
+        while end < len(path) and path[end] not in "/?":
+            end += 1
+        protocol = self._mcp.get(path[len(MCP_PATH) : end].lower())
+        if protocol is None:
+            return None
+        return Route(protocol, Kind.RELAY, self._mcp_urls[protocol.upstream], prefix=path[:end])

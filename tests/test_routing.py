@@ -6,6 +6,7 @@ import pytest
 from multidict import CIMultiDict
 
 from llm_gateway.config import ConfigError, Settings, load_settings
+from llm_gateway.kiro_routing import kiro_upstream
 from llm_gateway.routing import UPSTREAM_NAMES, Kind, Router, default_upstreams
 
 CALL, RELAY = Kind.CALL, Kind.RELAY
@@ -90,7 +91,22 @@ def test_recognized_request_routes_to_its_protocol_and_default_upstream(
     assert route is not None
     assert route.protocol is not None
     assert (route.protocol.name, route.kind) == (protocol, kind)
-    assert route.base_url == default_upstreams({})[route.protocol.upstream]
+    if protocol == "kiro":  # per operation: tests/test_kiro_routing.py
+        bare, _, query = path.partition("?")
+        expected = kiro_upstream(CIMultiDict(headers).get("x-amz-target", ""), bare, query, "")
+        assert route.base_url == expected
+    else:
+        assert route.base_url == default_upstreams({})[route.protocol.upstream]
+
+
+def test_kiro_operations_go_to_runtime_q_or_control_plane_in_the_configured_region() -> None:
+    router = Router(Settings(), env={"LLM_GATEWAY_KIRO_PROFILE_ARN": "arn:aws:codewhisperer:eu-central-1:1:profile/X"})
+    gar = {"X-Amz-Target": "AmazonCodeWhispererStreamingService.GenerateAssistantResponse"}
+    models = {"X-Amz-Target": "AmazonCodeWhispererService.ListAvailableModels"}
+    assert router.resolve("POST", "/", CIMultiDict(gar)).base_url == "https://runtime.eu-central-1.kiro.dev"
+    assert router.resolve("POST", "/", CIMultiDict(models)).base_url == "https://q.eu-central-1.amazonaws.com"
+    overridden = Router(Settings(upstreams={"kiro": "http://kiro.test"}), env={})
+    assert overridden.resolve("POST", "/", CIMultiDict(gar)).base_url == "http://kiro.test"
 
 
 @pytest.mark.parametrize(("method", "path"), [("GET", "/"), ("POST", "/"), ("GET", "/favicon.ico"),

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from llm_gateway.config import Settings
 from llm_gateway.flow import Addon
+from llm_gateway.kiro_routing import ENV_PROFILE_ARN
 from llm_gateway.telemetry import Telemetry
 
 
@@ -17,12 +18,21 @@ def default_addons(
     beyond relaying."""
     env = os.environ if env is None else env
     addons: list[Addon] = []
+    if env.get(ENV_PROFILE_ARN):  # first: the others see the request as it is forwarded
+        from llm_gateway.addons.kiro_profile import KiroProfileArn
+
+        addons.append(KiroProfileArn(env[ENV_PROFILE_ARN]))
     if settings is not None and settings.record_dir:
         from llm_gateway.addons.recorder import Recorder
 
         addons.append(Recorder(settings.record_dir))
     if telemetry is not None:
+        from llm_gateway.mcp.observer import McpObserver
         from llm_gateway.telemetry.chat_spans import ChatSpans
+        from llm_gateway.telemetry.content import content_capture
+        from llm_gateway.telemetry.mcp_spans import McpSpans
 
-        addons.append(ChatSpans(telemetry, env))
+        chat = ChatSpans(telemetry, env)
+        mcp = McpSpans(telemetry.tracer, env, chat.sessions)  # MCP tool calls nest under the agent's tool spans
+        addons += [chat, McpObserver(mcp.record, capture=content_capture(env).on_spans)]
     return addons

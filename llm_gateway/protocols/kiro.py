@@ -346,10 +346,11 @@ class _StreamState:
         if self._errored:
             return out  # the error says how it ended
         open_calls = [call_id for call_id, stopped in self._tools.items() if not stopped]
-        if cut_in_frame or not self._tail or open_calls:
+        if not self._tail or open_calls:  # a body cut after the tail began still carried the whole answer
             where = " inside a frame" if cut_in_frame else ""
-            missing = f"; tool call {open_calls[0]} never got stop" if open_calls else ""
-            return [*out, ev.Truncated(f"the event stream ended{where} before its tail{missing}")]
+            problems = [] if self._tail else [f"the event stream ended{where} before its tail"]
+            problems += [f"tool call {call_id} got no stop" for call_id in open_calls[:1]]
+            return [*out, ev.Truncated("; ".join(problems))]
         if self._stop_reason is None:
             out.append(ev.Finish("tool_use" if self._tools else "end_turn"))
         return out

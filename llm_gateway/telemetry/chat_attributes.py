@@ -37,9 +37,14 @@ def server_pairs(upstream_url: str) -> AttrPairs:
     return ((server.SERVER_ADDRESS, parts.hostname), (server.SERVER_PORT, port))
 
 
+#: request hints worth a span attribute, as `llm_gateway.request.<hint>` (Kiro's model vendor, effort, mode)
+_HINT_ATTRIBUTES = ("model_vendor", "effort", "agent_mode", "origin")
+
+
 def request_attributes(request: ChatRequest, provider: str, protocol: str, upstream_url: str) -> dict[str, Any]:
     """Known when the request arrives; set at span start so samplers can see them."""
     params = request.params
+    hints = ((f"llm_gateway.request.{key}", request.hints.get(key)) for key in _HINT_ATTRIBUTES)
     return _filtered(
         (
             (gen_ai.GEN_AI_OPERATION_NAME, request.operation),
@@ -57,6 +62,7 @@ def request_attributes(request: ChatRequest, provider: str, protocol: str, upstr
             (gen_ai.GEN_AI_REQUEST_PRESENCE_PENALTY, params.presence_penalty),
             (gen_ai.GEN_AI_REQUEST_CHOICE_COUNT, params.choice_count if params.choice_count != 1 else None),
             (GATEWAY_PROTOCOL, protocol),
+            *hints,
             *server_pairs(upstream_url),
         )
     )

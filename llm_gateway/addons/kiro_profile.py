@@ -1,0 +1,37 @@
+"""Adds the configured profileArn to Kiro / Amazon Q GenerateAssistantResponse requests that lack one.
+
+Amazon Q CLI drops `profileArn` when it talks to a custom endpoint, and IAM Identity Center profiles need it:
+with `LLM_GATEWAY_KIRO_PROFILE_ARN` set, the gateway puts it back. This is the one place the gateway changes
+a request, and only when the user asked for it.
+"""
+
+from __future__ import annotations
+
+from llm_gateway.flow import Flow
+from llm_gateway.kiro_routing import inject_profile_arn
+from llm_gateway.routing import Kind
+
+
+class KiroProfileArn:
+    def __init__(self, arn: str) -> None:
+        self._arn = arn
+
+    def __repr__(self) -> str:
+        return f"KiroProfileArn({self._arn!r})"
+
+    def request(self, flow: Flow) -> None:
+        route = flow.route
+        if route.protocol is None or route.protocol.upstream != "kiro" or route.kind is not Kind.CALL:
+            return
+        body = inject_profile_arn(flow.request_body, self._arn)
+        if body is not None:
+            flow.request_body = body  # the relay forwards flow.request_body; Content-Length is recomputed
+
+    def response_headers(self, flow: Flow) -> None:
+        pass
+
+    def done(self, flow: Flow) -> None:
+        pass
+
+    def error(self, flow: Flow) -> None:
+        pass

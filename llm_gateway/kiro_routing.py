@@ -1,0 +1,100 @@
+"""Where Kiro / Amazon Q requests go upstream, and the one body change the gateway may make for them.
+
+Pure functions for the router (no I/O). Hosts per `shared/kiro-wire.md` §4-§5 and `shared/clients.md` A8:
+
+- the model runtime (`KiroRuntimeService.*` from Kiro CLI V3 / newer IDEs, and the streaming
+  `AmazonCodeWhispererStreamingService.*` that Kiro CLI V2 sends to its `api.krs.service` endpoint, whose default
+  is `runtime.{region}.kiro.dev` from 2.7.0): `https://runtime.{region}.kiro.dev`;
+- Amazon Q CLI's SigV4 `AmazonQDeveloperStreamingService.SendMessage`, the non-streaming
+  `AmazonCodeWhispererService.*` (model lists, profiles, telemetry: the capture has Kiro CLI 2.4.1's
+  ListAvailableModels answered there) and the older IDE's restJson `POST /generateAssistantResponse`:
+  `https://q.{region}.amazonaws.com`;
+- the Kiro control plane (`KiroControlPlane*` / `KiroManagement*` targets, and restJson control-plane paths such as
+  `/ListAvailableProfiles` or `/List-Available-Profiles`): `https://management.{region}.kiro.dev`.
+
+A region is used only when it looks like one (`us-east-1`), so a crafted profileArn cannot pick the host.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from urllib.parse import parse_qs
+
+import orjson
+
+DEFAULT_REGION = "us-east-1"
+
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}", re.ASCII)
+_ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:([^:]*):[^:]*:.+")
+_RUNTIME_SERVICES = frozenset({"KiroRuntimeService", "AmazonCodeWhispererStreamingService"})
+_CONTROL_SERVICE_PREFIXES = ("KiroControlPlane", "KiroManagement")
+#: control-plane operations, lowercased without separators, as restJson paths name them
+_CONTROL_OPERATIONS = frozenset(
+    {"listavailableprofiles", "listavailablemodels", "getprofile", "getusagelimits", "listavailablecustomizations"}
+)
+
+
+ENV_PROFILE_ARN = "LLM_GATEWAY_KIRO_PROFILE_ARN"
+ENV_REGION = "LLM_GATEWAY_KIRO_REGION"
+
+
+def kiro_region(env: Mapping[str, str]) -> str:
+    """The configured region: LLM_GATEWAY_KIRO_REGION, else the region of LLM_GATEWAY_KIRO_PROFILE_ARN, else
+    AWS_REGION / AWS_DEFAULT_REGION, else empty (then a request's own profileArn query, else us-east-1)."""
+    for value in (env.get(ENV_REGION), region_from_profile_arn(env.get(ENV_PROFILE_ARN) or ""),
+                  env.get("AWS_REGION"), env.get("AWS_DEFAULT_REGION")):
+        if value and _REGION.fullmatch(value):
+            return value
+    return ""
+
+
+def region_from_profile_arn(arn: str) -> str | None:
+    """`us-east-1` from `arn:aws:codewhisperer:us-east-1:699475941385:profile/EHGA3GRVQMUK`; None if not an ARN
+    with a region."""
+    match = _ARN.fullmatch(arn.strip())
+    if match is None or not _REGION.fullmatch(match.group(1)):
+        return None
+    return match.group(1)
+
+
+def kiro_upstream(target: str, path: str, query: str, region: str) -> str:
+    """The default upstream base URL (no trailing slash) for a Kiro / Q request. `region` is the router's choice
+    (e.g. from the body's profileArn or the configuration); when it is empty or not a region, the profileArn in
+    the query (control-plane calls carry one) decides, else us-east-1."""
+    if not _REGION.fullmatch(region or ""):
+        arns = parse_qs(query).get("profileArn", [])
+        region = (region_from_profile_arn(arns[0]) if arns else None) or DEFAULT_REGION
+    service = target.partition(".")[0]
+    if service in _RUNTIME_SERVICES:
+        return f"https://runtime.{region}.kiro.dev"
+    if service.startswith(_CONTROL_SERVICE_PREFIXES):
+        return f"https://management.{region}.kiro.dev"
+    if not target and _operation(path) in _CONTROL_OPERATIONS:
+        return f"https://management.{region}.kiro.dev"
+    return f"https://q.{region}.amazonaws.com"
+
+
+def _operation(path: str) -> str:
+    """`/List-Available-Profiles?x` -> `listavailableprofiles`."""
+    return path.partition("?")[0].strip("/").replace("-", "").replace("_", "").lower()
+
+
+def inject_profile_arn(body: bytes, arn: str) -> bytes | None:
+    """The GenerateAssistantResponse body with `profileArn` added, when it has none (Amazon Q CLI drops it on a
+    custom endpoint; IAM Identity Center profiles need it). None in every other case: not JSON, not a GAR body,
+    a profileArn key already there (even empty), or no ARN to add.
+
+    The key is written right after the opening brace and every other byte is kept as sent, so numbers, key
+    order and escapes are exactly the client's (a re-serialization could change them)."""
+    if not arn:
+        return None
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict) or "conversationState" not in doc or "profileArn" in doc:
+        return None
+    brace = len(body) - len(body.lstrip())  # a parsed object starts with "{" after any whitespace
+    member = b'"profileArn":' + orjson.dumps(arn) + b","  # the object is not empty: it has conversationState
+    return body[: brace + 1] + member + body[brace + 1 :]
