@@ -58,7 +58,7 @@ def region_from_profile_arn(arn: str) -> str | None:
     return match.group(1)
 
 
-def kiro_upstream(target: str, path: str, query: str, region: str) -> str:
+def kiro_upstream(target: str, path: str, query: str, region: str, user_agent: str = "") -> str:
     """The default upstream base URL (no trailing slash) for a Kiro / Q request. `region` is the router's choice
     (e.g. from the body's profileArn or the configuration); when it is empty or not a region, the profileArn in
     the query (control-plane calls carry one) decides, else us-east-1."""
@@ -66,13 +66,18 @@ def kiro_upstream(target: str, path: str, query: str, region: str) -> str:
         arns = parse_qs(query).get("profileArn", [])
         region = (region_from_profile_arn(arns[0]) if arns else None) or DEFAULT_REGION
     service = target.partition(".")[0]
-    if service in _RUNTIME_SERVICES:
+    if service in _RUNTIME_SERVICES and not _is_q_cli(user_agent):
         return f"https://runtime.{region}.kiro.dev"
     if service.startswith(_CONTROL_SERVICE_PREFIXES):
         return f"https://management.{region}.kiro.dev"
     if not target and _operation(path) in _CONTROL_OPERATIONS:
         return f"https://management.{region}.kiro.dev"
     return f"https://q.{region}.amazonaws.com"
+
+
+def _is_q_cli(user_agent: str) -> bool:
+    """Amazon Q Developer CLI (app version 1.x, no Kiro token) streams from the Q host, not Kiro's runtime."""
+    return "md/appVersion-1." in user_agent and "kiro" not in user_agent.lower()
 
 
 def _operation(path: str) -> str:

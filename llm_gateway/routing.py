@@ -55,7 +55,8 @@ def _mcp_kind(method: str, path: str, headers: Mapping[str, str]) -> Kind | None
 
 def _kiro_kind(method: str, path: str, headers: Mapping[str, str]) -> Kind | None:
     target = headers.get("x-amz-target", "")
-    if target.startswith(("AmazonCodeWhisperer", "KiroRuntimeService", "AmazonQDeveloper")):
+    if target.startswith(("AmazonCodeWhisperer", "KiroRuntimeService", "AmazonQDeveloper", "KiroControlPlane",
+                          "KiroManagement")):
         if target.endswith((".GenerateAssistantResponse", ".SendMessage")):
             return Kind.CALL
         return Kind.RELAY
@@ -203,7 +204,8 @@ class Router:
             if kind is not None:
                 if protocol.upstream == "kiro" and not self._kiro_fixed:
                     bare, _, query = path.partition("?")
-                    base = kiro_upstream(headers.get("x-amz-target", ""), bare, query, self._kiro_region)
+                    base = kiro_upstream(headers.get("x-amz-target", ""), bare, query, self._kiro_region,
+                                         headers.get("user-agent", ""))
                     return Route(protocol, kind, base)
                 return Route(protocol, kind, self._urls[protocol.upstream])
         if self._catch_all is not None:

@@ -105,6 +105,10 @@ def test_kiro_operations_go_to_runtime_q_or_control_plane_in_the_configured_regi
     models = {"X-Amz-Target": "AmazonCodeWhispererService.ListAvailableModels"}
     assert router.resolve("POST", "/", CIMultiDict(gar)).base_url == "https://runtime.eu-central-1.kiro.dev"
     assert router.resolve("POST", "/", CIMultiDict(models)).base_url == "https://q.eu-central-1.amazonaws.com"
+    q_cli = CIMultiDict({**gar, "User-Agent": "aws-sdk-rust/1.1 os/linux md/appVersion-1.19.4 app/AmazonQ-For-CLI"})
+    assert router.resolve("POST", "/", q_cli).base_url == "https://q.eu-central-1.amazonaws.com"
+    control = CIMultiDict({"X-Amz-Target": "KiroControlPlaneBearerService.GetUsageLimits"})
+    assert router.resolve("POST", "/", control).base_url == "https://management.eu-central-1.kiro.dev"
     overridden = Router(Settings(upstreams={"kiro": "http://kiro.test"}), env={})
     assert overridden.resolve("POST", "/", CIMultiDict(gar)).base_url == "http://kiro.test"
 
