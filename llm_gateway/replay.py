@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import orjson
 from aiohttp import web
@@ -30,7 +31,8 @@ def _json_or_none(body: bytes) -> object:
 
 
 def _bare_path(path: str) -> str:
-    return path.partition("?")[0]
+    """The path without its query, percent-decoding undone: clients differ in what they escape (`%3A` or `:`)."""
+    return unquote(path.partition("?")[0])
 
 
 @dataclass(frozen=True, slots=True)
