@@ -279,10 +279,12 @@ class SessionTracker:
 
 
 def _take_pending(pending: list[ToolRun], call_id: str | None, name: str | None) -> ToolRun | None:
-    if call_id is not None:
-        index = next((i for i, run in enumerate(pending) if run.call_id == call_id), None)
-    else:  # id-less protocols (Gemini without ids, Ollama): the oldest pending call of that name
-        index = next((i for i, run in enumerate(pending) if name is None or run.name == name), None)
+    index = next((i for i, run in enumerate(pending) if call_id is not None and run.call_id == call_id), None)
+    if index is None:
+        # Id-less calls (Gemini without ids, Ollama) pair by name and order, even when the client gave its
+        # answer an id of its own.
+        index = next((i for i, run in enumerate(pending)
+                      if run.call_id is None and (name is None or run.name == name)), None)
     return pending.pop(index) if index is not None else None
 
 

@@ -114,4 +114,5 @@ def content_response_attributes(record: ChatRecord) -> dict[str, Any]:
 
 
 def _json(value: Any) -> str | None:
-    return orjson.dumps(value).decode() if value is not None else None
+    # Serialized before `_filtered` sees it, so an empty list is dropped here, as `_filtered` drops one.
+    return orjson.dumps(value).decode() if value is not None and value != [] else None

@@ -162,6 +162,16 @@ def upstream_trace_configs(telemetry: Telemetry | None) -> list:
 
     return [
         create_trace_config(
-            tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+            url_filter=_without_credentials,
+            tracer_provider=telemetry.tracer_provider,
+            meter_provider=telemetry.meter_provider,
         )
     ]
+
+
+#: query parameters that carry credentials (Gemini's `?key=`, Azure SAS-style tokens): never put on a span
+_SECRET_QUERY_PARAMS = ("key", "api-key", "api_key", "access_token", "token", "sig")
+
+
+def _without_credentials(url) -> str:
+    return str(url.without_query_params(*_SECRET_QUERY_PARAMS))

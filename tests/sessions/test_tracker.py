@@ -126,3 +126,13 @@ def test_request_continuing_a_response_joins_that_session_and_agent_even_without
                                     follow_up, "p", 2 * S)
     assert second.session is first.session and second.call.agent is first.call.agent
     assert _kinds(events) == ["ToolFinished"]
+
+
+def test_call_without_id_pairs_by_name_even_when_the_result_brings_an_id_of_its_own():
+    """Gemini 2.0 calls carry no id; pydantic-ai answers them with ids it made up (gemini/tool-loop-streaming)."""
+    t = tr.SessionTracker(idle_ns=300 * S)
+    t.call_started(1, _identity(), _request(), "p", 0)
+    t.call_finished(1, _record(ToolCall(None, "get_capital"), ToolCall(None, "get_temperature")), S)
+    _, events = t.call_started(2, _identity(), _request(results=[ToolResult("made-up", name="get_temperature")]),
+                               "p", 2 * S)
+    assert [(e.tool.name, e.tool.outcome) for e in events] == [("get_temperature", "ok")]

@@ -1,8 +1,9 @@
-"""Drive an adapter over a recorded exchange, sans-IO, with any chunking."""
+"""Drive an adapter over a recorded exchange, sans-IO, with any chunking, and compare what it records."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import fields
 
 from multidict import CIMultiDict
 
@@ -46,9 +47,41 @@ def splits(body: bytes, cuts: Iterable[int]) -> list[bytes]:
     return out
 
 
+def one_by_one(body: bytes) -> list[bytes]:
+    return [body[i : i + 1] for i in range(len(body))]
+
+
 def comparable(record: ChatRecord) -> ChatRecord:
     """The record without chunk-timing fields, for comparing runs with different chunking."""
     record.first_chunk_ns = None
     record.first_token_ns = None
     record.event_count = 0
     return record
+
+
+def record_of(
+    adapter: Adapter, exchange: Exchange, chunks: Iterable[bytes] | None = None, *, capture: bool = True
+) -> ChatRecord:
+    """`run_exchange`'s record, comparable across chunkings (content captured unless told otherwise)."""
+    return comparable(run_exchange(adapter, exchange, chunks=chunks, capture=capture))
+
+
+def assert_same_record_for_any_chunking(adapter: Adapter, exchange: Exchange, *chunkings: Iterable[bytes]) -> None:
+    """The recorded chunks, the whole body in one chunk, and each of `chunkings` give one record."""
+    whole = record_of(adapter, exchange, [exchange.response.body])
+    _assert_same(record_of(adapter, exchange), whole, "the recorded chunks")
+    for n, chunks in enumerate(chunkings):
+        _assert_same(record_of(adapter, exchange, chunks), whole, f"chunking {n}")
+
+
+def _assert_same(record: ChatRecord, whole: ChatRecord, chunking: str) -> None:
+    # pytest does not rewrite asserts outside test modules: the message says what differs
+    differ = {f.name: (getattr(record, f.name), getattr(whole, f.name))
+              for f in fields(whole) if getattr(record, f.name) != getattr(whole, f.name)}
+    assert record == whole, f"{chunking} and the whole body give different records (field: both values): {differ}"
+
+
+def output_text(record: ChatRecord, kind: str = "text") -> str:
+    """The output messages' parts of one kind (`text`, `reasoning`), joined."""
+    parts = [p for m in record.output_messages or [] for p in m["parts"]]
+    return "".join(p["content"] for p in parts if p["type"] == kind)

@@ -1,0 +1,110 @@
+"""Turns observed MCP calls (`mcp.report.CallReport`) into `{mcp.method.name} {target}` spans with the calls'
+real start and end times.
+
+A tools/call belongs to the agent turn that asked for it: its parent is the open `execute_tool` span whose tool
+name and arguments match (`SessionSpans.pending_tool_context`). The parent is looked up when the request is
+seen (`CallStarted`), while that span is surely still open, and kept until the call ends; a call with no such
+span (or no session tracker, as in the stdio wrapper's own export) is a root span carrying `mcp.session.id`.
+Failures are logged at debug level and swallowed: telemetry never breaks traffic.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
+from opentelemetry.semconv._incubating.attributes import jsonrpc_attributes as jsonrpc
+from opentelemetry.semconv._incubating.attributes import mcp_attributes as mcp
+from opentelemetry.semconv._incubating.attributes import rpc_attributes as rpc
+from opentelemetry.semconv.attributes import error_attributes as err
+from opentelemetry.semconv.attributes import network_attributes as net
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from llm_gateway.mcp.jsonrpc import CallStarted, Direction, McpCall
+from llm_gateway.mcp.report import CallReport
+from llm_gateway.telemetry.content import content_capture
+from llm_gateway.telemetry.session_spans import SessionSpans
+
+log = logging.getLogger("llm_gateway.telemetry")
+
+SERVER = "llm_gateway.mcp.server"
+_MAX_PARENTS = 1024  # tools/calls in flight whose parent is remembered
+
+
+class McpSpans:
+    """`record(report)` for each call event an MCP observer reports."""
+
+    def __init__(self, tracer: trace.Tracer, env: Mapping[str, str], sessions: SessionSpans | None = None) -> None:
+        self._tracer = tracer
+        self._capture = content_capture(env).on_spans
+        self._sessions = sessions
+        self._parents: OrderedDict[tuple, otel_context.Context | None] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"McpSpans(capture={self._capture}, in_flight={len(self._parents)})"
+
+    def record(self, report: CallReport) -> None:
+        try:
+            if isinstance(report.event, CallStarted):
+                self._started(report, report.event)
+            else:
+                self._finished(report, report.event)
+        except Exception:
+            log.debug("MCP span for %r failed", report, exc_info=True)
+
+    def _started(self, report: CallReport, call: CallStarted) -> None:
+        self._parents[_key(report, call)] = self._parent(call.target, call.arguments)
+        while len(self._parents) > _MAX_PARENTS:
+            self._parents.popitem(last=False)
+
+    def _finished(self, report: CallReport, call: McpCall) -> None:
+        parent = None
+        if call.method == "tools/call":
+            parent = self._parents.pop(_key(report, call), None) or self._parent(call.target, call.arguments)
+        name = f"{call.method} {call.target}" if call.target else call.method
+        kind = SpanKind.CLIENT if call.direction is Direction.CLIENT_TO_SERVER else SpanKind.SERVER
+        span = self._tracer.start_span(name, context=parent or otel_context.Context(), kind=kind,
+                                       attributes=self._attributes(report, call), start_time=call.started_ns)
+        error_type = call.error_type
+        if error_type:
+            span.set_status(Status(StatusCode.ERROR, call.error_message or error_type))
+        span.end(end_time=call.ended_ns)
+
+    def _parent(self, tool: str | None, arguments: Any) -> otel_context.Context | None:
+        if self._sessions is None or tool is None:
+            return None
+        return self._sessions.pending_tool_context(tool, arguments)
+
+    def _attributes(self, report: CallReport, call: McpCall) -> dict[str, Any]:
+        pairs: list[tuple[str, Any]] = [
+            (mcp.MCP_METHOD_NAME, call.method),
+            (mcp.MCP_PROTOCOL_VERSION, call.protocol_version),
+            (mcp.MCP_SESSION_ID, report.session_id),
+            (jsonrpc.JSONRPC_REQUEST_ID, str(call.request_id)),
+            (net.NETWORK_TRANSPORT, report.transport),
+            (SERVER, report.server),
+            (err.ERROR_TYPE, call.error_type),
+            (rpc.RPC_RESPONSE_STATUS_CODE, str(call.error_code) if call.error_code is not None else None),
+        ]
+        if call.method.startswith("resources/"):
+            pairs.append((mcp.MCP_RESOURCE_URI, call.target))
+        if call.method == "tools/call":
+            pairs += [(gen_ai.GEN_AI_OPERATION_NAME, "execute_tool"), (gen_ai.GEN_AI_TOOL_NAME, call.target)]
+            if self._capture:
+                pairs += [(gen_ai.GEN_AI_TOOL_CALL_ARGUMENTS, _json_text(call.arguments)),
+                          (gen_ai.GEN_AI_TOOL_CALL_RESULT, _json_text(call.result))]
+        return {key: value for key, value in pairs if value is not None}
+
+
+def _key(report: CallReport, call: CallStarted | McpCall) -> tuple:
+    return (report.server, report.session_id, call.direction, call.request_id)
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value, default=str).decode()
