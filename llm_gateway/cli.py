@@ -1,4 +1,4 @@
-"""The `llm-gateway` command: serve, demo, replay, fixtures."""
+"""The `llm-gateway` command: serve, mcp, demo, replay, fixtures."""
 
 from __future__ import annotations
 
@@ -32,6 +32,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--record", metavar="DIR",
                        help="write every exchange to a fixture file per session in DIR (LLM_GATEWAY_RECORD_DIR)")
+    serve.add_argument(
+        "--mcp", action="append", default=[], metavar="NAME=URL",
+        help="relay /mcp/NAME to the streamable HTTP MCP server at URL and trace its calls "
+        "(LLM_GATEWAY_MCP_<NAME>=URL); repeatable",
+    )
+
+    mcp = commands.add_parser(
+        "mcp", help="run a stdio MCP server through the gateway's tracing: mcp [--name NAME] -- COMMAND [ARGS...]",
+        description="Runs COMMAND as the MCP server, passes its stdin/stdout/stderr through unchanged and reports "
+        "each call to the gateway at LLM_GATEWAY_URL (default http://127.0.0.1:8787), or exports it with the "
+        "OTEL_* environment when no gateway takes it. Exits with the server's exit code.",
+    )
+    mcp.add_argument("--name", help="the server's name on spans (default: the name it gives in initialize)")
+    mcp.add_argument("server_command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
 
     demo = commands.add_parser("demo", help="replay a bundled Kiro session through the gateway, offline, "
                                             "and print its trace tree")
@@ -75,6 +89,17 @@ def _import_vcr(cassette: str, output: str | None) -> int:
     return 0
 
 
+def _mcp(command: list[str], name: str | None) -> int:
+    from llm_gateway.mcp.stdio import main as mcp_main
+
+    command = command[1:] if command[:1] == ["--"] else command
+    if not command:
+        print("llm-gateway mcp: give the server's command after --, e.g. llm-gateway mcp -- npx -y SERVER",
+              file=sys.stderr)
+        return 2
+    return mcp_main(command, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr)
@@ -82,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             from llm_gateway.server import run
 
-            run(load_settings(host=args.host, port=args.port, upstream_flags=args.upstream, record_dir=args.record))
+            run(load_settings(host=args.host, port=args.port, upstream_flags=args.upstream, record_dir=args.record,
+                              mcp_flags=args.mcp))
+        elif args.command == "mcp":
+            return _mcp(args.server_command, args.name)
         elif args.command == "demo":
             from llm_gateway.demo import main as demo_main
 

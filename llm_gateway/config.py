@@ -18,6 +18,7 @@ ENV_CONNECT_TIMEOUT = "LLM_GATEWAY_CONNECT_TIMEOUT"
 ENV_READ_TIMEOUT = "LLM_GATEWAY_READ_TIMEOUT"
 ENV_MAX_BODY = "LLM_GATEWAY_MAX_BODY_BYTES"
 ENV_RECORD_DIR = "LLM_GATEWAY_RECORD_DIR"
+ENV_MCP_PREFIX = "LLM_GATEWAY_MCP_"  # LLM_GATEWAY_MCP_<NAME>=URL: relay /mcp/<name> to that MCP server
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
@@ -43,16 +44,17 @@ class Settings:
     read_timeout: float = DEFAULT_READ_TIMEOUT
     max_body_bytes: int = DEFAULT_MAX_BODY
     record_dir: str | None = None  # write every exchange as a fixture file per session
+    mcp_upstreams: Mapping[str, str] = field(default_factory=dict)  # MCP server name -> streamable HTTP URL
 
 
-def parse_upstream_pairs(pairs: list[str]) -> dict[str, str]:
+def parse_upstream_pairs(pairs: list[str], flag: str = "--upstream") -> dict[str, str]:
     """`["anthropic=http://x", ...]` -> `{"anthropic": "http://x"}`."""
     out: dict[str, str] = {}
     for pair in pairs:
         name, sep, url = pair.partition("=")
         if not sep or not name or not url:
-            raise ConfigError(f"--upstream expects NAME=URL, got {pair!r}")
-        out[name.strip().lower()] = _check_url(url.strip(), f"--upstream {name}")
+            raise ConfigError(f"{flag} expects NAME=URL, got {pair!r}")
+        out[name.strip().lower()] = _check_url(url.strip(), f"{flag} {name}")
     return out
 
 
@@ -87,14 +89,11 @@ def load_settings(
     port: int | None = None,
     upstream_flags: list[str] | None = None,
     record_dir: str | None = None,
+    mcp_flags: list[str] | None = None,
 ) -> Settings:
     """Environment first, flags on top."""
     env = os.environ if env is None else env
-    upstreams = {
-        key[len(ENV_UPSTREAM_PREFIX) :].lower(): _check_url(value, key)
-        for key, value in env.items()
-        if key.startswith(ENV_UPSTREAM_PREFIX) and value
-    }
+    upstreams = _prefixed_urls(env, ENV_UPSTREAM_PREFIX)
     upstreams.update(parse_upstream_pairs(upstream_flags or []))
     catch_all = upstreams.pop("default", None)
     force_all = False
@@ -112,4 +111,16 @@ def load_settings(
         read_timeout=_number(env, ENV_READ_TIMEOUT, DEFAULT_READ_TIMEOUT),
         max_body_bytes=int(_number(env, ENV_MAX_BODY, DEFAULT_MAX_BODY, int)),
         record_dir=record_dir or env.get(ENV_RECORD_DIR) or None,
+        mcp_upstreams=_mcp_upstreams(env, mcp_flags or []),
     )
+
+
+def _prefixed_urls(env: Mapping[str, str], prefix: str) -> dict[str, str]:
+    """`<PREFIX><NAME>=URL` variables -> `{name: URL}`."""
+    return {key[len(prefix) :].lower(): _check_url(value, key) for key, value in env.items()
+            if key.startswith(prefix) and value}
+
+
+def _mcp_upstreams(env: Mapping[str, str], flags: list[str]) -> dict[str, str]:
+    """`LLM_GATEWAY_MCP_<NAME>=URL` and `--mcp NAME=URL` (flags win): MCP server name -> its endpoint URL."""
+    return {**_prefixed_urls(env, ENV_MCP_PREFIX), **parse_upstream_pairs(flags, "--mcp")}

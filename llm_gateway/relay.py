@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import aiohttp
 import orjson
@@ -25,6 +25,9 @@ from llm_gateway.routing import Router
 log = logging.getLogger("llm_gateway.relay")
 
 HEALTH_PATH = "/_gateway/health"
+GATEWAY_PATHS = "/_gateway/"
+#: Answers the gateway's own `/_gateway/...` endpoints (MCP call reports); None lets the request be relayed.
+InternalHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse | None]]
 
 # RFC 9110 section 7.6.1 hop-by-hop fields, plus the ones the client library recomputes (Host, Content-Length)
 # and Expect (the gateway already read the body).
@@ -92,12 +95,14 @@ def error_response(status: int, error_type: str, message: str, **extra: str) -> 
 class Relay:
     """The aiohttp request handler. One instance per server; holds the pooled upstream session."""
 
-    def __init__(self, settings: Settings, router: Router, addons: Sequence[Addon] = (), trace_configs=()):
+    def __init__(self, settings: Settings, router: Router, addons: Sequence[Addon] = (), trace_configs=(),
+                 internal: InternalHandler | None = None):
         self.settings = settings
         self.router = router
         self.addons = tuple(addons)
         self._trace_configs = list(trace_configs)
         self._session: aiohttp.ClientSession | None = None
+        self._internal = internal
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(
@@ -125,6 +130,10 @@ class Relay:
         raw_path = request.raw_path
         if raw_path == HEALTH_PATH:
             return web.json_response({"status": "ok", "version": __version__}, dumps=_dumps)
+        if self._internal is not None and raw_path.startswith(GATEWAY_PATHS):
+            answer = await self._internal(request)
+            if answer is not None:
+                return answer
         route = self.router.resolve(request.method, raw_path, request.headers)
         if route is None:
             return error_response(
@@ -136,7 +145,7 @@ class Relay:
                 "LLM_GATEWAY_UPSTREAM=URL.",
                 path=request.path,
             )
-        upstream_url = route.base_url + raw_path
+        upstream_url = route.upstream_url(raw_path)
         if _is_websocket_upgrade(request):
             return await self._relay_websocket(request, upstream_url)
 

@@ -15,6 +15,8 @@ from aiohttp import web
 
 from llm_gateway.addons import default_addons
 from llm_gateway.config import Settings
+from llm_gateway.mcp.endpoint import GatewayEndpoints
+from llm_gateway.mcp.observer import McpObserver
 from llm_gateway.relay import Relay
 from llm_gateway.routing import Router
 from llm_gateway.telemetry import Telemetry, configure, upstream_trace_configs
@@ -45,7 +47,9 @@ class Gateway:
         router = Router(settings, env)
         telemetry = configure(env, local=local_telemetry)
         addons = default_addons(telemetry, env, settings)
-        relay = Relay(settings, router, addons, upstream_trace_configs(telemetry))
+        mcp = next((a for a in addons if isinstance(a, McpObserver)), None)
+        endpoints = GatewayEndpoints(mcp.report if mcp is not None else None)  # stdio wrappers report here
+        relay = Relay(settings, router, addons, upstream_trace_configs(telemetry), internal=endpoints)
         await relay.start()
         server = web.Server(relay.handle, handler_cancellation=True, access_log=None)
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
@@ -93,6 +97,8 @@ class Gateway:
         for name, url in sorted(self.router.upstreams.items()):
             lines.append(f"  {name:<10} -> {url}")
         lines.append(f"  {'(other)':<10} -> {self.router.catch_all or '404 (no catch-all upstream set)'}")
+        for name, url in sorted(self.router.mcp_servers.items()):
+            lines.append(f"  {'mcp/' + name:<10} -> {url}  (MCP: {self.url}/mcp/{name})")
         where = self.telemetry.destination if self.telemetry else "nowhere (no OTEL_* exporter configured)"
         lines.append(f"  traces     -> {where}")
         return "\n".join(lines)
