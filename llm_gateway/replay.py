@@ -30,6 +30,14 @@ def _json_or_none(body: bytes) -> object:
         return None
 
 
+async def listen(runner: web.BaseRunner, host: str, port: int) -> int:
+    """Set `runner` up and serve it on host:port; returns the port it got (port 0 picks a free one)."""
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    return site._server.sockets[0].getsockname()[1]
+
+
 def _bare_path(path: str) -> str:
     """The path without its query, percent-decoding undone: clients differ in what they escape (`%3A` or `:`)."""
     return unquote(path.partition("?")[0])
@@ -63,10 +71,7 @@ class ReplayUpstream:
 
     async def start(self) -> ReplayUpstream:
         self._runner = web.ServerRunner(web.Server(self._handle), handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        self.port = await listen(self._runner, self._host, self._port)
         return self
 
     async def stop(self) -> None:

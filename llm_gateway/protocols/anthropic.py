@@ -21,6 +21,8 @@ from typing import Any
 import orjson
 
 from llm_gateway.protocols import events as ev
+from llm_gateway.protocols._json import integer, items, obj, text
+from llm_gateway.protocols._response import is_streamed, total
 from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponseParser
 from llm_gateway.protocols.exchange import ChatRequest, RequestParams, ToolResult, fingerprint
 from llm_gateway.protocols.framing import DEFAULT_MAX_EVENT_SIZE, FramingError
@@ -36,31 +38,16 @@ _JSON_FORMATS = frozenset({"json_schema", "json_object", "json"})
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Typed access to untrusted JSON: a field of the wrong type reads as absent
-
-
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+# Typed access to untrusted JSON is shared (`_json`); these read what only this module reads
 
 
 def _number(value: object) -> float | None:
+    """A number as sent: unlike `_json.number`, an int stays an int (`top_k: 40` is reported as 40, not 40.0)."""
     return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def _type(obj: dict[str, Any]) -> str | None:
-    return _str(obj.get("type"))
+def _type(doc: dict[str, Any]) -> str | None:
+    return text(doc.get("type"))
 
 
 def _compact(**fields: Any) -> dict[str, Any]:
@@ -82,16 +69,16 @@ def parse_messages_body(doc: dict[str, Any], capture: bool) -> ChatRequest:
     no `model`, no `stream`) give model None and stream False; the caller fills those from the URL."""
     if not isinstance(doc, dict):
         raise ValueError("the request body is not a JSON object")
-    tools = [tool for tool in _list(doc.get("tools")) if isinstance(tool, dict)]
-    tool_names = [name for tool in tools if (name := _str(tool.get("name")))]
+    tools = list(items(doc.get("tools")))
+    tool_names = [name for tool in tools if (name := text(tool.get("name")))]
     system = _system_texts(doc.get("system"))
-    messages = [_message(m) for m in _list(doc.get("messages")) if isinstance(m, dict)]
+    messages = [_message(m) for m in items(doc.get("messages"))]
     history = _history_tool_calls(messages)
     # the attribution block would make every request of a session look new
-    system_text = "\n".join(text for text in system if not text.startswith(_BILLING_PREFIX))
+    system_text = "\n".join(line for line in system if not line.startswith(_BILLING_PREFIX))
     request = ChatRequest(
         operation="chat",
-        model=_str(doc.get("model")),
+        model=text(doc.get("model")),
         stream=doc.get("stream") is True,
         params=_params(doc),
         output_type=_output_type(doc),
@@ -103,7 +90,7 @@ def parse_messages_body(doc: dict[str, Any], capture: bool) -> ChatRequest:
         agent_fingerprint=fingerprint(system_text, sorted(tool_names)),
     )
     if capture:
-        request.system_instructions = [{"type": "text", "content": text} for text in system] or None
+        request.system_instructions = [{"type": "text", "content": line} for line in system] or None
         request.input_messages = _input_messages(messages)
         request.tool_definitions = [_tool_definition(tool) for tool in tools] or None
     return request
@@ -111,17 +98,14 @@ def parse_messages_body(doc: dict[str, Any], capture: bool) -> ChatRequest:
 
 def _message(doc: dict[str, Any]) -> _Message:
     content = doc.get("content")
-    if isinstance(content, str):
-        blocks = [{"type": "text", "text": content}]
-    else:
-        blocks = [block for block in _list(content) if isinstance(block, dict)]
-    return _Message(_str(doc.get("role")) or "user", blocks)
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(items(content))
+    return _Message(text(doc.get("role")) or "user", blocks)
 
 
 def _system_texts(system: object) -> list[str]:
     if isinstance(system, str):
         return [system]
-    return [text for block in _list(system) if (text := _str(_dict(block).get("text"))) is not None]
+    return [body for block in items(system) if (body := text(block.get("text"))) is not None]
 
 
 def _params(doc: dict[str, Any]) -> RequestParams:
@@ -130,7 +114,7 @@ def _params(doc: dict[str, Any]) -> RequestParams:
         temperature=_number(doc.get("temperature")),
         top_p=_number(doc.get("top_p")),
         top_k=_number(doc.get("top_k")),
-        max_tokens=_int(doc.get("max_tokens")),
+        max_tokens=integer(doc.get("max_tokens")),
         stop_sequences=[s for s in stops if isinstance(s, str)] if isinstance(stops, list) else None,
     )
 
@@ -138,20 +122,20 @@ def _params(doc: dict[str, Any]) -> RequestParams:
 def _output_type(doc: dict[str, Any]) -> str | None:
     """`json` for structured outputs: `output_format` (beta), `output_config.format`, or an OpenAI-style
     `response_format` that some gateways accept."""
-    config = _dict(doc.get("output_config"))
+    config = obj(doc.get("output_config"))
     formats = (doc.get("output_format"), config.get("format"), doc.get("response_format"))
-    return "json" if any(_type(_dict(fmt)) in _JSON_FORMATS for fmt in formats) else None
+    return "json" if any(_type(obj(fmt)) in _JSON_FORMATS for fmt in formats) else None
 
 
 def _hints(doc: dict[str, Any]) -> dict[str, str]:
     hints: dict[str, str] = {}
     # kept raw: Claude Code sends a JSON string here (or a legacy `user_..._session_<uuid>`), parsed elsewhere
-    user_id = _str(_dict(doc.get("metadata")).get("user_id"))
+    user_id = text(obj(doc.get("metadata")).get("user_id"))
     if user_id:
         hints["user_id"] = user_id
     # A server-side thread (`{"type": "continue", "previous_message_id"}`, sent by the SDK's tool runner):
     # the request carries only the new turn, so the previous message id is what ties it to its conversation.
-    previous = _str(_dict(doc.get("thread")).get("previous_message_id"))
+    previous = text(obj(doc.get("thread")).get("previous_message_id"))
     if previous:
         hints["previous_response_id"] = previous
     return hints
@@ -161,7 +145,7 @@ def _history_tool_calls(messages: list[_Message]) -> dict[str, str]:
     calls: dict[str, str] = {}
     for message in messages:
         for block in message.blocks:
-            call_id, name = _str(block.get("id")), _str(block.get("name"))
+            call_id, name = text(block.get("id")), text(block.get("name"))
             if _type(block) in _TOOL_CALL_BLOCKS and call_id and name:
                 calls[call_id] = name
     return calls
@@ -173,7 +157,7 @@ def _tool_results(messages: list[_Message], history: dict[str, str], capture: bo
         for block in message.blocks:
             if _type(block) != "tool_result":
                 continue
-            call_id = _str(block.get("tool_use_id"))
+            call_id = text(block.get("tool_use_id"))
             results.append(
                 ToolResult(
                     call_id=call_id,
@@ -189,7 +173,7 @@ def _first_user_text(messages: list[_Message]) -> str:
     first = next((m for m in messages if m.role == "user"), None)
     if first is None:
         return ""
-    return "\n".join(_str(b.get("text")) or "" for b in first.blocks if _type(b) == "text")
+    return "\n".join(text(b.get("text")) or "" for b in first.blocks if _type(b) == "text")
 
 
 def _tool_definition(tool: dict[str, Any]) -> dict[str, Any]:
@@ -197,11 +181,11 @@ def _tool_definition(tool: dict[str, Any]) -> dict[str, Any]:
     if kind in (None, "custom"):  # a client tool; typed ones (web_search_..., bash_...) run elsewhere
         return _compact(
             type="function",
-            name=_str(tool.get("name")),
-            description=_str(tool.get("description")),
+            name=text(tool.get("name")),
+            description=text(tool.get("description")),
             parameters=tool.get("input_schema"),
         )
-    return _compact(type=_str(kind), name=_str(tool.get("name")))
+    return _compact(type=text(kind), name=text(tool.get("name")))
 
 
 def _input_messages(messages: list[_Message]) -> list[dict[str, Any]]:
@@ -226,22 +210,22 @@ def _part(block: dict[str, Any]) -> dict[str, Any] | None:
     kind = _type(block)
     match kind:
         case "text":
-            return {"type": "text", "content": _str(block.get("text")) or ""}
+            return {"type": "text", "content": text(block.get("text")) or ""}
         case "thinking":
-            return {"type": "reasoning", "content": _str(block.get("thinking")) or ""}
+            return {"type": "reasoning", "content": text(block.get("thinking")) or ""}
         case "redacted_thinking":  # encrypted: nothing readable to keep
             return {"type": "reasoning", "content": ""}
         case "tool_use" | "server_tool_use" | "mcp_tool_use":
-            call_id, name = _str(block.get("id")), _str(block.get("name"))
+            call_id, name = text(block.get("id")), text(block.get("name"))
             return _compact(type="tool_call", id=call_id, name=name, arguments=block.get("input"))
         case "tool_result":
             return {
                 "type": "tool_call_response",
-                "id": _str(block.get("tool_use_id")),
+                "id": text(block.get("tool_use_id")),
                 "response": _result_content(block.get("content")),
             }
         case "image" | "document":
-            return _media_part(kind, _dict(block.get("source")))
+            return _media_part(kind, obj(block.get("source")))
     # other blocks (web_search_tool_result, search_result, ...): named, their content left out
     return {"type": kind} if isinstance(kind, str) else None
 
@@ -251,13 +235,13 @@ def _media_part(kind: str, source: dict[str, Any]) -> dict[str, Any]:
     modality = "image" if kind == "image" else "document"
     match _type(source):
         case "base64":
-            return _compact(type="blob", mime_type=_str(source.get("media_type")), modality=modality)
+            return _compact(type="blob", mime_type=text(source.get("media_type")), modality=modality)
         case "url":
-            return _compact(type="uri", uri=_str(source.get("url")), modality=modality)
+            return _compact(type="uri", uri=text(source.get("url")), modality=modality)
         case "file":
-            return _compact(type="file", file_id=_str(source.get("file_id")), modality=modality)
+            return _compact(type="file", file_id=text(source.get("file_id")), modality=modality)
         case "text":  # a plain-text document is text
-            return {"type": "text", "content": _str(source.get("data")) or ""}
+            return {"type": "text", "content": text(source.get("data")) or ""}
     return {"type": kind}
 
 
@@ -265,9 +249,9 @@ def _result_content(content: object) -> Any:
     """A tool result's content: its string as is; text blocks joined into one string; otherwise parts."""
     if not isinstance(content, list):
         return content
-    blocks = [block for block in content if isinstance(block, dict)]
+    blocks = list(items(content))
     if all(_type(block) == "text" for block in blocks):
-        return "\n".join(_str(block.get("text")) or "" for block in blocks)
+        return "\n".join(text(block.get("text")) or "" for block in blocks)
     return [part for block in blocks if (part := _part(block)) is not None]
 
 
@@ -293,13 +277,12 @@ class _RawUsage:
     output: int | None = None
 
     def merged(self, usage: dict[str, Any]) -> _RawUsage:
-        found = {attr: n for attr, key in _USAGE_FIELDS if (n := _int(usage.get(key))) is not None}
+        found = {attr: n for attr, key in _USAGE_FIELDS if (n := integer(usage.get(key))) is not None}
         return replace(self, **found)
 
     def event(self) -> ev.Usage:
-        inputs = [n for n in (self.input, self.cache_read, self.cache_creation) if n is not None]
         return ev.Usage(
-            input_tokens=sum(inputs) if inputs else None,
+            input_tokens=total(self.input, self.cache_read, self.cache_creation),
             output_tokens=self.output,
             cache_read=self.cache_read,
             cache_write=self.cache_creation,
@@ -311,9 +294,9 @@ def _key(index: object) -> int | str:
     return index if isinstance(index, int | str) else -1
 
 
-def _piece(event: Callable[[str], ev.Event], text: object) -> list[ev.Event]:
+def _piece(event: Callable[[str], ev.Event], piece: object) -> list[ev.Event]:
     """A piece of text, reasoning or tool input; an empty one says nothing."""
-    return [event(text)] if isinstance(text, str) and text else []
+    return [event(piece)] if isinstance(piece, str) and piece else []
 
 
 def _json_text(value: object) -> str:
@@ -336,8 +319,8 @@ def _block_events(key: int | str, block: dict[str, Any], *, whole: bool) -> list
         case "tool_use" | "server_tool_use" | "mcp_tool_use":
             arguments = _json_text(block.get("input", {})) if whole else None
             call_type = "function" if kind == "tool_use" else "server"
-            name = _str(block.get("name")) or ""
-            return [ev.ToolCallStart(key, _str(block.get("id")), name, arguments, type=call_type)]
+            name = text(block.get("name")) or ""
+            return [ev.ToolCallStart(key, text(block.get("id")), name, arguments, type=call_type)]
     return []  # tool results the provider ran (web_search_tool_result, ...) are not model output
 
 
@@ -352,9 +335,9 @@ def _delta_events(key: int | str, delta: dict[str, Any]) -> list[ev.Event]:
     return []  # signature_delta, citations_delta: nothing the conventions record
 
 
-def _error_event(obj: dict[str, Any]) -> ev.ProviderError:
-    error = _dict(obj.get("error"))
-    return ev.ProviderError(_type(error) or "error", _str(error.get("message")))
+def _error_event(doc: dict[str, Any]) -> ev.ProviderError:
+    error = obj(doc.get("error"))
+    return ev.ProviderError(_type(error) or "error", text(error.get("message")))
 
 
 class AnthropicStreamState:
@@ -373,24 +356,24 @@ class AnthropicStreamState:
     def __repr__(self) -> str:
         return f"<AnthropicStreamState stop={self.saw_message_stop} error={self.saw_error} {self._usage}>"
 
-    def events(self, obj: dict[str, Any]) -> list[ev.Event]:
-        match _type(obj):
+    def events(self, doc: dict[str, Any]) -> list[ev.Event]:
+        match _type(doc):
             case "message_start":
-                message = _dict(obj.get("message"))
-                start = ev.ResponseStart(_str(message.get("id")), _str(message.get("model")))
+                message = obj(doc.get("message"))
+                start = ev.ResponseStart(text(message.get("id")), text(message.get("model")))
                 return [start, *self._usage_events(message.get("usage"))]
             case "content_block_start":
-                return _block_events(_key(obj.get("index")), _dict(obj.get("content_block")), whole=False)
+                return _block_events(_key(doc.get("index")), obj(doc.get("content_block")), whole=False)
             case "content_block_delta":
-                return _delta_events(_key(obj.get("index")), _dict(obj.get("delta")))
+                return _delta_events(_key(doc.get("index")), obj(doc.get("delta")))
             case "message_delta":
-                reason = _str(_dict(obj.get("delta")).get("stop_reason"))
-                return [*([ev.Finish(reason)] if reason else []), *self._usage_events(obj.get("usage"))]
+                reason = text(obj(doc.get("delta")).get("stop_reason"))
+                return [*([ev.Finish(reason)] if reason else []), *self._usage_events(doc.get("usage"))]
             case "message_stop":
                 self.saw_message_stop = True
             case "error":
                 self.saw_error = True
-                return [_error_event(obj)]
+                return [_error_event(doc)]
         return []  # ping, content_block_stop, and event types added later
 
     def _usage_events(self, usage: object) -> list[ev.Event]:
@@ -400,17 +383,19 @@ class AnthropicStreamState:
         return [self._usage.event()]
 
 
-def message_events(obj: dict[str, Any]) -> list[ev.Event]:
+def message_events(doc: dict[str, Any]) -> list[ev.Event]:
     """The events of a whole (non-streamed) message JSON, or of an error document."""
-    if _type(obj) == "error":
-        return [_error_event(obj)]
-    out: list[ev.Event] = [ev.ResponseStart(_str(obj.get("id")), _str(obj.get("model")))]
-    for index, block in enumerate(_list(obj.get("content"))):
-        out += _block_events(index, _dict(block), whole=True)
-    usage = obj.get("usage")
+    if _type(doc) == "error":
+        return [_error_event(doc)]
+    out: list[ev.Event] = [ev.ResponseStart(text(doc.get("id")), text(doc.get("model")))]
+    content = doc.get("content")
+    # a block's index is its position among all entries, so entries that are not objects still count
+    for index, block in enumerate(content if isinstance(content, list) else []):
+        out += _block_events(index, obj(block), whole=True)
+    usage = doc.get("usage")
     if isinstance(usage, dict):
         out.append(_RawUsage().merged(usage).event())
-    reason = _str(obj.get("stop_reason"))
+    reason = text(doc.get("stop_reason"))
     if reason:
         out.append(ev.Finish(reason))
     return out
@@ -465,12 +450,12 @@ class _StreamParser:
         if not frame.data.strip():
             return []
         try:
-            obj = orjson.loads(frame.data)
+            doc = orjson.loads(frame.data)
         except orjson.JSONDecodeError:
             return [ev.ParseIssue(f"SSE event {frame.event[:40]!r}: data is not JSON")]
-        if not isinstance(obj, dict):
+        if not isinstance(doc, dict):
             return [ev.ParseIssue(f"SSE event {frame.event[:40]!r}: data is not a JSON object")]
-        return self._state.events(obj)
+        return self._state.events(doc)
 
 
 class _MessageParser:
@@ -507,9 +492,7 @@ class _Adapter:
         return parse_messages_body(orjson.loads(request.body), capture)
 
     def response_parser(self, request: ChatRequest, head: HttpResponseHead) -> ResponseParser:
-        ctype = head.headers.get("content-type", "").lower()
-        streamed = "text/event-stream" in ctype or ("json" not in ctype and request.stream)
-        return _StreamParser() if streamed else _MessageParser()
+        return _StreamParser() if is_streamed(request, head) else _MessageParser()
 
     def provider_name(self, request: HttpRequest) -> str:
         return "anthropic"

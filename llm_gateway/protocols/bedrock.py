@@ -38,11 +38,13 @@ from urllib.parse import unquote
 import orjson
 
 from llm_gateway.protocols import events as ev
-from llm_gateway.protocols._openai_common import JsonBodyParser, integer, issue, items, json_object, obj, text
+from llm_gateway.protocols._json import integer, items, json_object, obj, text
+from llm_gateway.protocols._parsers import EventStreamParser, JsonBodyParser
+from llm_gateway.protocols._response import is_streamed, usage_from_uncached
 from llm_gateway.protocols.anthropic import AnthropicStreamState, message_events, parse_messages_body
 from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponseParser, error_fields
 from llm_gateway.protocols.exchange import ChatRequest
-from llm_gateway.protocols.framing.eventstream import EventStreamDecoder, EventStreamError, Frame
+from llm_gateway.protocols.framing.eventstream import Frame
 
 __all__ = ["ADAPTER"]
 
@@ -52,7 +54,8 @@ _CONVERSE_EVENTS = frozenset(
     {"messageStart", "contentBlockStart", "contentBlockDelta", "contentBlockStop", "messageStop", "metadata"}
 )
 _MEDIA = ("image", "document", "video", "audio")
-#: Bedrock's usage counts, in `_usage` order: Converse `<name>Tokens`, invocation metrics `<name>TokenCount`
+#: Bedrock's usage counts, in `usage_from_uncached` order: Converse `<name>Tokens`, invocation metrics
+#: `<name>TokenCount`
 _METRIC_NAMES = ("input", "output", "cacheReadInput", "cacheWriteInput")
 #: requestMetadata keys (free-form caller tags) that name a session, conversation or agent
 _HINT_KEY = re.compile(r"session|conversation|thread|user|agent", re.IGNORECASE)
@@ -198,22 +201,15 @@ def _hints(doc: dict[str, Any], headers: Mapping[str, str]) -> dict[str, str]:
 # Response events
 
 
-def _usage(inputs: int | None, output: int | None, read: int | None, write: int | None) -> ev.Usage | None:
-    """`Usage` from Bedrock's counts, whose input leaves out the cache (see the module docstring)."""
-    reported = [n for n in (inputs, read, write) if n is not None]
-    usage = ev.Usage(sum(reported) if reported else None, output, read, write)
-    return None if usage == ev.Usage() else usage
-
-
 def _converse_usage(usage: Any) -> list[ev.Event]:
     usage = obj(usage)
-    found = _usage(*(integer(usage.get(f"{name}Tokens")) for name in _METRIC_NAMES))
+    found = usage_from_uncached(*(integer(usage.get(f"{name}Tokens")) for name in _METRIC_NAMES))
     return [found] if found else []
 
 
 def _metrics_usage(metrics: Any) -> list[ev.Event]:
     metrics = obj(metrics)
-    found = _usage(*(integer(metrics.get(f"{name}TokenCount")) for name in _METRIC_NAMES))
+    found = usage_from_uncached(*(integer(metrics.get(f"{name}TokenCount")) for name in _METRIC_NAMES))
     return [found] if found else []
 
 
@@ -222,7 +218,7 @@ def _header_usage(headers: Mapping[str, str]) -> list[ev.Event]:
         value = headers.get(f"x-amzn-bedrock-{name}-token-count", "")
         return int(value) if value.isdigit() else None
 
-    found = _usage(count("input"), count("output"), count("cache-read-input"), count("cache-write-input"))
+    found = usage_from_uncached(count("input"), count("output"), count("cache-read-input"), count("cache-write-input"))
     return [found] if found else []
 
 
@@ -307,7 +303,8 @@ def _document_events(doc: dict[str, Any], headers: Mapping[str, str]) -> list[ev
 
 
 class _StreamState:
-    """The events of one event-stream body, frame by frame; `done` once its final event has come."""
+    """The events of one event-stream body, frame by frame; `done` once its final event has come, and
+    `Truncated` at the end of a body that ended before it."""
 
     __slots__ = ("_anthropic", "_usage_seen", "done")
 
@@ -344,48 +341,17 @@ class _StreamState:
             out += [] if has_usage else _metrics_usage(doc[_METRICS])
         return out
 
+    def end(self, cut_in_frame: bool) -> list[ev.Event]:
+        if self.done:
+            return []
+        where = " inside a frame" if cut_in_frame else ""
+        return [ev.Truncated(f"the event stream ended{where} before its final event")]
+
 
 def _stream_error(frame: Frame) -> ev.ProviderError:
     etype = frame.exception_type or text(frame.headers.get(":error-code")) or "exception"
     message = error_fields(frame.payload)[1] if frame.payload else None
     return ev.ProviderError(etype, message or text(frame.headers.get(":error-message")))
-
-
-class _EventStreamParser:
-    """An event-stream body. A frame that cannot be read becomes a `ParseIssue`; a broken frame (bad checksum)
-    ends the reading, since no later frame boundary can be trusted, and says so once."""
-
-    __slots__ = ("_broken", "_decoder", "_state")
-
-    def __init__(self) -> None:
-        self._decoder = EventStreamDecoder()
-        self._state = _StreamState()
-        self._broken = False
-
-    def feed(self, data: bytes) -> list[ev.Event]:
-        if self._broken:
-            return []
-        try:
-            frames = self._decoder.feed(data)
-        except EventStreamError as exc:
-            self._broken = True
-            return [*self._events(list(exc.frames)), ev.ParseIssue(f"eventstream: {exc}")]
-        return self._events(frames)
-
-    def close(self) -> list[ev.Event]:
-        if self._broken or self._state.done:
-            return []
-        where = " inside a frame" if self._decoder.buffered else ""
-        return [ev.Truncated(f"the event stream ended{where} before its final event")]
-
-    def _events(self, frames: list[Frame]) -> list[ev.Event]:
-        out: list[ev.Event] = []
-        for frame in frames:
-            try:
-                out += self._state.frame(frame)
-            except Exception as exc:  # one unreadable frame never ends the reading
-                out.append(issue(f"event {frame.event_type or frame.message_type!r}", exc))
-        return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -397,9 +363,8 @@ class _BedrockAdapter:
         return _parse_request(request, capture)
 
     def response_parser(self, request: ChatRequest, head: HttpResponseHead) -> ResponseParser:
-        ctype = head.headers.get("content-type", "").lower()
-        if "vnd.amazon.eventstream" in ctype or ("json" not in ctype and request.stream):
-            return _EventStreamParser()
+        if is_streamed(request, head, "vnd.amazon.eventstream"):
+            return EventStreamParser(_StreamState())
         headers = head.headers
         return JsonBodyParser(lambda doc: _document_events(doc, headers))
 

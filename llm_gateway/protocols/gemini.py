@@ -30,34 +30,24 @@ Decisions where the wire leaves room:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import orjson
 
 from llm_gateway.protocols import events as ev
-from llm_gateway.protocols._openai_common import (
-    Identity,
-    SSEParser,
-    integer,
-    issue,
-    items,
-    json_object,
-    number,
-    obj,
-    text,
-)
+from llm_gateway.protocols._json import integer, items, json_object, json_text, number, obj, text
+from llm_gateway.protocols._parsers import ElementParser, SSEParser
+from llm_gateway.protocols._response import Identity, reported, total
 from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponseParser, error_fields
 from llm_gateway.protocols.exchange import ChatRequest, RequestParams, ToolResult, fingerprint
-from llm_gateway.protocols.framing import FramingError
-from llm_gateway.protocols.framing.jsonarray import JsonArrayDecoder, Oversized
-from llm_gateway.protocols.framing.lines import LineDecoder
+from llm_gateway.protocols.framing.jsonarray import JsonArrayDecoder
 from llm_gateway.protocols.framing.sse import SSEEvent
 
-__all__ = ["ADAPTER", "DocumentHandler", "ElementParser", "json_text"]
+__all__ = ["ADAPTER"]
 
 _MODEL_IN_PATH = re.compile(r"/models/([^/:]+):(\w+)")
 _CODE_ASSIST_HOST = "cloudcode-pa.googleapis.com"
@@ -66,7 +56,7 @@ _ROLES = {"user": "user", "model": "assistant", "function": "tool", "system": "s
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Field access (typed access to untrusted JSON is shared: `_openai_common`)
+# Field access (typed access to untrusted JSON is shared: `_json`)
 
 
 @lru_cache(maxsize=128)
@@ -78,12 +68,6 @@ def _get(doc: dict[str, Any], camel: str) -> Any:
     """A request field by its lowerCamel name, or by the snake_case spelling the API also accepts."""
     value = doc.get(camel)
     return doc.get(_snake(camel)) if value is None else value
-
-
-def _total(*counts: int | None) -> int | None:
-    """The sum of the counts reported; None when none was."""
-    present = [count for count in counts if count is not None]
-    return sum(present) if present else None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -299,58 +283,8 @@ def _provider_name(request: HttpRequest) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Response: SSE goes through the shared `SSEParser`; JSON documents (array elements, one object, and Ollama's
-# NDJSON lines) through `ElementParser`. Both hand each document to a handler that keeps the stream's state.
-
-
-class DocumentHandler(Protocol):
-    """A protocol's response state: one JSON document's text in, events out; `end()` at the end of the body."""
-
-    def document(self, raw: bytes | str) -> list[ev.Event]: ...
-
-    def end(self) -> list[ev.Event]: ...
-
-
-class ElementParser:
-    """A `ResponseParser` for bodies made of JSON documents that `decoder` frames (`JsonArrayDecoder` for a JSON
-    array or one object, `LineDecoder` for NDJSON). A document the handler cannot read becomes a `ParseIssue`
-    and the next one is read; a framing error ends reading the body."""
-
-    __slots__ = ("_broken", "_decoder", "_handler")
-
-    def __init__(self, decoder: JsonArrayDecoder | LineDecoder, handler: DocumentHandler) -> None:
-        self._decoder = decoder
-        self._handler = handler
-        self._broken = False
-
-    def feed(self, data: bytes) -> list[ev.Event]:
-        return self._documents(self._decoder.feed, data)
-
-    def close(self) -> list[ev.Event]:
-        out = self._documents(lambda _: self._decoder.close(), b"")
-        try:
-            return out + self._handler.end()
-        except Exception as exc:
-            return [*out, issue("end of body", exc)]
-
-    def _documents(self, read: Callable[[bytes], Sequence[bytes | Oversized]], data: bytes) -> list[ev.Event]:
-        if self._broken:
-            return []
-        try:
-            documents = read(data)
-        except FramingError as exc:
-            self._broken = True  # the decoder holds an oversized line: nothing after it can be framed
-            return [issue("framing", exc)]
-        out: list[ev.Event] = []
-        for raw in documents:
-            if isinstance(raw, Oversized):
-                out.append(ev.ParseIssue(f"a JSON document larger than {raw.limit} bytes was not read"))
-                continue
-            try:
-                out += self._handler.document(raw)
-            except Exception as exc:  # one unreadable document never ends the reading
-                out.append(issue("document", exc))
-        return out
+# Response: SSE goes through the shared `SSEParser`, JSON documents (array elements or one object) through the
+# shared `ElementParser`. Both hand each document to `_GeminiStream`, which keeps the stream's state.
 
 
 class _SniffParser:
@@ -445,23 +379,16 @@ class _GeminiStream:
                                 json_text(call.get("args")), choice)
 
 
-def json_text(value: object) -> str | None:
-    """Arguments sent as a JSON value, as JSON text (a string is taken as already being that text)."""
-    if value is None or isinstance(value, str):
-        return value
-    return orjson.dumps(value).decode()
-
-
 def _usage(meta: dict[str, Any]) -> ev.Usage | None:
     prompt, tool_prompt = integer(meta.get("promptTokenCount")), integer(meta.get("toolUsePromptTokenCount"))
     candidates, thoughts = integer(meta.get("candidatesTokenCount")), integer(meta.get("thoughtsTokenCount"))
     usage = ev.Usage(
-        input_tokens=_total(prompt, tool_prompt),
-        output_tokens=_total(candidates, thoughts),
+        input_tokens=total(prompt, tool_prompt),
+        output_tokens=total(candidates, thoughts),
         cache_read=integer(meta.get("cachedContentTokenCount")),
         reasoning=thoughts,
     )
-    return None if usage == ev.Usage() else usage
+    return reported(usage)
 
 
 def _response_parser(head: HttpResponseHead) -> ResponseParser:

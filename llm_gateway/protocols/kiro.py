@@ -64,22 +64,13 @@ from typing import Any
 import orjson
 
 from llm_gateway.protocols import events as ev
-from llm_gateway.protocols._openai_common import (
-    Identity,
-    Transcript,
-    body_hints,
-    integer,
-    issue,
-    items,
-    json_object,
-    number,
-    obj,
-    text,
-)
+from llm_gateway.protocols._json import body_hints, integer, items, json_object, number, obj, text
+from llm_gateway.protocols._openai import Transcript
+from llm_gateway.protocols._parsers import EventStreamParser
+from llm_gateway.protocols._response import Identity, usage_from_uncached
 from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponseParser, error_fields
-from llm_gateway.protocols.bedrock import _usage as aws_usage  # AWS's input-without-cache split, read the same way
 from llm_gateway.protocols.exchange import ChatRequest, RequestParams, fingerprint
-from llm_gateway.protocols.framing.eventstream import EventStreamDecoder, EventStreamError, Frame
+from llm_gateway.protocols.framing.eventstream import Frame
 
 __all__ = ["ADAPTER"]
 
@@ -100,7 +91,7 @@ _MODEL_VENDORS = (
     ("qwen", "alibaba_cloud"),
 )
 
-#: tokenUsage fields in `aws_usage` order: input without the cache, output, cache read, cache write
+#: tokenUsage fields in `usage_from_uncached` order: input without the cache, output, cache read, cache write
 _USAGE_FIELDS = ("uncachedInputTokens", "outputTokens", "cacheReadInputTokens", "cacheWriteInputTokens")
 
 
@@ -309,7 +300,7 @@ class _StreamState:
     def _metadata(self, body: dict[str, Any]) -> list[ev.Event]:
         self._tail = True
         counts = obj(body.get("tokenUsage"))
-        usage = aws_usage(*(integer(counts.get(name)) for name in _USAGE_FIELDS))
+        usage = usage_from_uncached(*(integer(counts.get(name)) for name in _USAGE_FIELDS))
         out: list[ev.Event] = []
         if usage is not None:
             self._usage_reported = True
@@ -386,42 +377,6 @@ def _stream_error(frame: Frame) -> list[ev.Event]:
     return [*out, ev.Extra("kiro.error_reason", reason)] if reason else out
 
 
-class _EventStreamParser:
-    """The response body. A frame that cannot be read becomes a `ParseIssue`; a broken frame (bad checksum) ends
-    the reading, since no later frame boundary can be trusted, and says so once."""
-
-    __slots__ = ("_broken", "_decoder", "_state")
-
-    def __init__(self) -> None:
-        self._decoder = EventStreamDecoder()
-        self._state = _StreamState()
-        self._broken = False
-
-    def feed(self, data: bytes) -> list[ev.Event]:
-        if self._broken:
-            return []
-        try:
-            frames = self._decoder.feed(data)
-        except EventStreamError as exc:
-            self._broken = True
-            return [*self._events(exc.frames), ev.ParseIssue(f"eventstream: {exc}")]
-        return self._events(frames)
-
-    def close(self) -> list[ev.Event]:
-        if self._broken:  # what the stream would have said is unknown; the ParseIssue says why
-            return []
-        return self._state.end(self._decoder.buffered > 0)
-
-    def _events(self, frames: tuple[Frame, ...] | list[Frame]) -> list[ev.Event]:
-        out: list[ev.Event] = []
-        for frame in frames:
-            try:
-                out += self._state.frame(frame)
-            except Exception as exc:  # one unreadable frame never ends the reading
-                out.append(issue(f"event {frame.event_type or frame.message_type!r}", exc))
-        return out
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Adapter
 
@@ -432,7 +387,7 @@ class _KiroAdapter:
 
     def response_parser(self, request: ChatRequest, head: HttpResponseHead) -> ResponseParser:
         # Routing sends only GenerateAssistantResponse / SendMessage here, and those always stream.
-        return _EventStreamParser()
+        return EventStreamParser(_StreamState())
 
     def provider_name(self, request: HttpRequest) -> str:
         return _provider_name(request)

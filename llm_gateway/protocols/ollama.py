@@ -5,7 +5,7 @@ A response is NDJSON (`application/x-ndjson`), one object a line, `done: false` 
 `message{role, content, thinking?, tool_calls?}`, generate lines `response` and `thinking`. With
 `stream: false` the body is one such object. A body without its `done: true` line was cut (`Truncated`); an
 `{"error": "..."}` line is a `ProviderError` of type `error` (Ollama gives no type). Lines and the one
-document are read by Gemini's `ElementParser` (JSON documents in, a handler's events out).
+document are read by the shared `ElementParser` (JSON documents in, a handler's events out).
 
 Decisions where the wire leaves room:
 - `stream` defaults to true when the request leaves it out (Ollama's default, unlike other APIs).
@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_gateway.protocols import events as ev
-from llm_gateway.protocols._openai_common import Identity, integer, items, json_object, number, obj, text
+from llm_gateway.protocols._json import integer, items, json_object, json_text, number, obj, text
+from llm_gateway.protocols._parsers import ElementParser
+from llm_gateway.protocols._response import Identity, reported
 from llm_gateway.protocols.base import HttpRequest, HttpResponseHead
 from llm_gateway.protocols.exchange import ChatRequest, RequestParams, ToolResult, fingerprint
 from llm_gateway.protocols.framing.jsonarray import JsonArrayDecoder
 from llm_gateway.protocols.framing.lines import LineDecoder
-from llm_gateway.protocols.gemini import ElementParser, json_text
 
 __all__ = ["ADAPTER"]
 
@@ -206,10 +207,8 @@ class _OllamaStream:
 
     def _done_events(self, doc: dict[str, Any]) -> list[ev.Event]:
         self._done = True
-        out: list[ev.Event] = []
-        usage = ev.Usage(integer(doc.get("prompt_eval_count")), integer(doc.get("eval_count")))
-        if usage != ev.Usage():
-            out.append(usage)
+        usage = reported(ev.Usage(integer(doc.get("prompt_eval_count")), integer(doc.get("eval_count"))))
+        out: list[ev.Event] = [usage] if usage is not None else []
         reason = text(doc.get("done_reason"))
         if reason:  # older servers send none: no reason is invented
             out.append(ev.Finish(reason))

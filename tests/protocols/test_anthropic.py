@@ -1,5 +1,5 @@
-"""Anthropic Messages adapter: every recorded and composed exchange, whole, byte by byte and cut anywhere;
-garbage and cut-short bodies; content capture on and off; the pieces the Bedrock adapter reuses.
+"""Anthropic Messages adapter: every recorded and composed exchange; garbage and cut-short bodies; content
+capture; the pieces the Bedrock adapter reuses. (Any chunking, capture off: test_every_adapter.py.)
 
 Expected values are read from the recorded bytes by the plain readers below (`recorded_facts`,
 `recorded_usage`), never from the adapter.
@@ -7,9 +7,7 @@ Expected values are read from the recorded bytes by the plain readers below (`re
 
 from __future__ import annotations
 
-import gzip
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,20 +21,19 @@ from llm_gateway.protocols import events as ev
 from llm_gateway.protocols.anthropic import ADAPTER, AnthropicStreamState, message_events, parse_messages_body
 from llm_gateway.protocols.base import HttpResponseHead
 from llm_gateway.protocols.exchange import ChatRecord, ChatRequest, ExchangeBuilder
-from tests.support.records import comparable, http_request, run_exchange, splits
+from tests.support import FIXTURES
+from tests.support.exchanges import decoded_body, exchanges_of, fixtures_in, params
+from tests.support.records import http_request, one_by_one, output_text, record_of
 
 
 def header(exchange: Exchange, name: str) -> str:
     return (fixtures.header(exchange.response.headers, name) or "").lower()
 
 
-FIXTURE_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "anthropic"
-FIXTURES = {path.stem: fixtures.load(path) for path in fixtures.fixture_files(FIXTURE_DIR)}
-ALL = [(f"{name}#{i}", ex) for name, fixture in FIXTURES.items() for i, ex in enumerate(fixture.exchanges)]
-EXCHANGES = [pytest.param(ex, id=name) for name, ex in ALL]
-SSE_EXCHANGES = [
-    pytest.param(ex, id=name) for name, ex in ALL if "event-stream" in header(ex, "content-type")
-]
+LOADED = fixtures_in(FIXTURES / "anthropic")
+ALL = exchanges_of(LOADED)
+EXCHANGES = params(ALL)
+SSE_EXCHANGES = params((name, ex) for name, ex in ALL if "event-stream" in header(ex, "content-type"))
 CUTS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -44,14 +41,9 @@ CUTS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthChe
 # Plain readers of the recorded bytes
 
 
-def recorded_body(exchange: Exchange) -> bytes:
-    body = exchange.response.body
-    return gzip.decompress(body) if header(exchange, "content-encoding") == "gzip" else body
-
-
 def recorded_stream(exchange: Exchange) -> list[dict[str, Any]]:
     """The JSON of every `data:` line."""
-    lines = recorded_body(exchange).decode().split("\n")
+    lines = decoded_body(exchange).decode().split("\n")
     return [json.loads(line[len("data:") :]) for line in lines if line.startswith("data:")]
 
 
@@ -65,7 +57,7 @@ def arguments(text: str) -> Any:
 def recorded_facts(exchange: Exchange) -> dict[str, Any]:
     """What the response says: id, model, finish reasons, latest usage fields, tool calls, text, error."""
     if "event-stream" not in header(exchange, "content-type"):
-        doc = json.loads(recorded_body(exchange))
+        doc = json.loads(decoded_body(exchange))
         calls = [(b["id"], b["name"], b["input"]) for b in doc["content"] if b["type"].endswith("tool_use")]
         text = "".join(b["text"] for b in doc["content"] if b["type"] == "text")
         return {"id": doc["id"], "model": doc["model"], "finish": [doc["stop_reason"]], "usage": doc["usage"],
@@ -110,17 +102,8 @@ def request_blocks(body: dict[str, Any]) -> list[dict[str, Any]]:
     return [b for m in body["messages"] if isinstance(m["content"], list) for b in m["content"]]
 
 
-def output_text(record: ChatRecord) -> str:
-    parts = [p for m in record.output_messages or [] for p in m["parts"]]
-    return "".join(p["content"] for p in parts if p["type"] == "text")
-
-
-def one_by_one(body: bytes) -> list[bytes]:
-    return [body[i : i + 1] for i in range(len(body))]
-
-
 def run(exchange: Exchange, chunks: list[bytes] | None = None, *, capture: bool = True) -> ChatRecord:
-    return comparable(run_exchange(ADAPTER, exchange, chunks=chunks, capture=capture))
+    return record_of(ADAPTER, exchange, chunks, capture=capture)
 
 
 def parse(exchange: Exchange, *, capture: bool) -> ChatRequest:
@@ -148,23 +131,6 @@ def test_recording_whole_gives_recorded_facts(exchange: Exchange) -> None:
     assert record.parse_issues == []
 
 
-@pytest.mark.parametrize("exchange", EXCHANGES)
-def test_recording_byte_by_byte_matches_whole(exchange: Exchange) -> None:
-    body = exchange.response.body
-    whole = run(exchange, [body])
-    assert run(exchange) == whole
-    assert run(exchange, one_by_one(body)) == whole
-
-
-@pytest.mark.parametrize("exchange", EXCHANGES)
-@CUTS
-@given(data=st.data())
-def test_recording_cut_anywhere_matches_whole(exchange: Exchange, data: st.DataObject) -> None:
-    body = exchange.response.body
-    cuts = data.draw(st.lists(st.integers(0, len(body)), max_size=16))
-    assert run(exchange, splits(body, cuts)) == run(exchange, [body])
-
-
 @pytest.mark.parametrize("exchange", SSE_EXCHANGES)
 def test_crlf_lines_split_anywhere_match_lf(exchange: Exchange) -> None:
     body = exchange.response.body.replace(b"\n", b"\r\n")
@@ -183,19 +149,6 @@ def test_stream_cut_short_is_truncated_until_its_terminal_event(exchange: Exchan
     read = terminal >= 0 and end >= body.rindex(b"}", 0, body.index(b"\n", terminal)) + 1
     ended = error[0] if error else None
     assert run(exchange, [body[:end]]).error_type == (ended if read else "stream_truncated")
-
-
-@pytest.mark.parametrize("exchange", EXCHANGES)
-@CUTS
-@given(data=st.data())
-def test_any_recording_cut_short_never_raises(exchange: Exchange, data: st.DataObject) -> None:
-    body = exchange.response.body
-    end = data.draw(st.integers(0, len(body)))
-    parser = ADAPTER.response_parser(parse(exchange, capture=False), HttpResponseHead(200, CIMultiDict()))
-    parser.feed(recorded_body(exchange)[:end])
-    parser.close()
-    record = run_exchange(ADAPTER, exchange, chunks=[body[:end]])
-    assert not [issue for issue in record.parse_issues if issue.startswith("response: ")]  # nothing raised
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -219,7 +172,7 @@ SAMPLES = list({
     shape(obj): obj
     for obj in [
         *(obj for _, ex in ALL if "event-stream" in header(ex, "content-type") for obj in recorded_stream(ex)),
-        *(json.loads(recorded_body(ex)) for _, ex in ALL if "json" in header(ex, "content-type")),
+        *(json.loads(decoded_body(ex)) for _, ex in ALL if "json" in header(ex, "content-type")),
         *(recorded_request(ex) for _, ex in ALL),
     ]
 }.values())
@@ -277,7 +230,7 @@ def test_arbitrary_objects_never_raise_in_shared_pieces(obj: dict[str, Any]) -> 
 
 
 def composed(name: str, index: int = 0) -> Exchange:
-    return FIXTURES[f"composed-{name}"].exchanges[index]
+    return LOADED[f"composed-{name}"].exchanges[index]
 
 
 def stream_events(exchange: Exchange) -> list[ev.Event]:
@@ -415,15 +368,6 @@ def test_request_fields_match_recorded_body(exchange: Exchange) -> None:
 
 
 @pytest.mark.parametrize("exchange", EXCHANGES)
-def test_capture_off_builds_no_content(exchange: Exchange) -> None:
-    record = run(exchange, capture=False)
-    request = record.request
-    assert (request.system_instructions, request.input_messages, request.tool_definitions) == (None, None, None)
-    assert record.output_messages is None
-    assert all(result.content is None for result in request.tool_results)
-
-
-@pytest.mark.parametrize("exchange", EXCHANGES)
 def test_capture_on_keeps_every_block_in_genai_shapes(exchange: Exchange) -> None:
     body = recorded_request(exchange)
     request = parse(exchange, capture=True)
@@ -441,7 +385,7 @@ def test_capture_on_keeps_every_block_in_genai_shapes(exchange: Exchange) -> Non
 
 
 def test_tool_runner_loop_second_request_answers_first_call() -> None:
-    first, second = FIXTURES["tool-runner-loop"].exchanges
+    first, second = LOADED["tool-runner-loop"].exchanges
     (call,) = run(first).tool_calls
     request = parse(second, capture=True)
     body = recorded_request(second)

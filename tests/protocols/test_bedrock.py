@@ -1,5 +1,6 @@
-"""Bedrock runtime adapter: every recorded and composed exchange, whole, byte by byte and cut anywhere;
-garbage and cut-short bodies; the request readings (Converse, Anthropic and prompt-style InvokeModel bodies).
+"""Bedrock runtime adapter: every recorded and composed exchange; cut-short bodies and garbage requests; the
+request readings (Converse, Anthropic and prompt-style InvokeModel bodies). (Any chunking, garbage responses,
+capture off: test_every_adapter.py.)
 
 Expected values come from the recorded bytes through the plain readers below: botocore's `EventStreamBuffer`
 frames the bodies, `json` reads the payloads, and `recorded_facts` picks the fields. Never from the adapter.
@@ -13,23 +14,23 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
-from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llm_gateway import fixtures
-from llm_gateway.fixtures import Chunk, Exchange, RecordedRequest, RecordedResponse
+from llm_gateway.fixtures import Exchange
 from llm_gateway.protocols.bedrock import ADAPTER
 from llm_gateway.protocols.exchange import ChatRecord
 from tests.support import FIXTURES
+from tests.support.eventstream_decode import botocore_frames
 from tests.support.eventstream_encode import event, exception, frame
-from tests.support.records import comparable, http_request, run_exchange, splits
+from tests.support.exchanges import exchange_with, exchanges_of, fixtures_in, params
+from tests.support.records import http_request, output_text, record_of
 
-LOADED = {path.stem: fixtures.load(path) for path in fixtures.fixture_files(FIXTURES / "bedrock")}
-ALL = [(f"{name}#{i}", ex) for name, fixture in LOADED.items() for i, ex in enumerate(fixture.exchanges)]
-EXCHANGES = [pytest.param(ex, id=name) for name, ex in ALL]
+LOADED = fixtures_in(FIXTURES / "bedrock")
+ALL = exchanges_of(LOADED)
+EXCHANGES = params(ALL)
 RECORDED_LOOPS = [pytest.param(f, id=name) for name, f in LOADED.items() if not f.source.get("composed")]
-SPLITS = settings(max_examples=50, deadline=None)
 EVENTSTREAM = "application/vnd.amazon.eventstream"
 
 
@@ -41,23 +42,10 @@ def content_type(exchange: Exchange) -> str:
     return fixtures.header(exchange.response.headers, "content-type") or ""
 
 
-def recorded_frames(body: bytes) -> list[tuple[dict[str, Any], bytes]]:
-    """botocore's framing of the body, up to the first damaged frame."""
-    buffer = EventStreamBuffer()
-    buffer.add_data(body)
-    out = []
-    try:
-        for message in buffer:
-            out.append((dict(message.headers), message.payload))
-    except ChecksumMismatch:
-        pass
-    return out
-
-
 def recorded_events(exchange: Exchange) -> list[tuple[str, dict[str, Any]]]:
     """(event type, JSON) per frame; an InvokeModel chunk as its native JSON; exceptions as ("!type", ...)."""
     out = []
-    for headers, payload in recorded_frames(exchange.response.body):
+    for headers, payload in botocore_frames(exchange.response.body):
         doc = json.loads(payload)
         if headers[":message-type"] == "exception":
             out.append(("!" + headers[":exception-type"], doc))
@@ -162,26 +150,17 @@ def _anthropic_event(doc: dict[str, Any], facts: dict[str, Any], usage: dict[str
         facts["text"] += delta["text"]
 
 
-def output_text(record: ChatRecord, kind: str = "text") -> str:
-    parts = [p for m in record.output_messages or [] for p in m["parts"]]
-    return "".join(p["content"] for p in parts if p["type"] == kind)
-
-
 def run(exchange: Exchange, chunks: list[bytes] | None = None, *, capture: bool = True) -> ChatRecord:
-    return comparable(run_exchange(ADAPTER, exchange, chunks=chunks, capture=capture))
+    return record_of(ADAPTER, exchange, chunks, capture=capture)
 
 
-def inline(path: str, request: dict[str, Any], body: bytes, ctype: str = EVENTSTREAM,
-           headers: tuple[tuple[str, str], ...] = ()) -> Exchange:
+def inline(path: str, request: dict[str, Any], body: bytes, ctype: str = EVENTSTREAM) -> Exchange:
     """A small exchange built in the test, for edge cases no fixture needs."""
-    return Exchange(
-        RecordedRequest("POST", path, [("content-type", "application/json")], json.dumps(request).encode()),
-        RecordedResponse(200, [("content-type", ctype), *headers], [Chunk(0.0, body)]),
-    )
+    return exchange_with(path, request, body, ctype)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Every exchange: the record says what the recording says, however the body is cut
+# Every exchange: the record says what the recording says
 
 
 @pytest.mark.parametrize("exchange", EXCHANGES)
@@ -198,24 +177,6 @@ def test_exchange_whole_matches_recorded_facts(exchange):
     assert output_text(record) == facts["text"]
     if facts["error"]:
         assert (record.error_type, record.error_message) == facts["error"]
-
-
-@pytest.mark.parametrize("exchange", EXCHANGES)
-def test_exchange_byte_by_byte_equals_whole(exchange):
-    body = exchange.response.body
-    assert run(exchange, [body[i : i + 1] for i in range(len(body))]) == run(exchange, [body])
-
-
-@pytest.mark.parametrize("exchange", EXCHANGES)
-def test_recorded_chunks_equal_whole_body(exchange):
-    assert run(exchange) == run(exchange, [exchange.response.body])
-
-
-@SPLITS
-@given(index=st.integers(0, len(ALL) - 1), cuts=st.lists(st.integers(0, 13000), max_size=30))
-def test_any_cut_points_give_identical_record(index, cuts):
-    exchange = ALL[index][1]
-    assert run(exchange, splits(exchange.response.body, cuts)) == run(exchange, [exchange.response.body])
 
 
 @pytest.mark.parametrize("exchange", EXCHANGES)
@@ -247,27 +208,8 @@ def test_tool_loop_results_answer_previous_calls(fixture):
     assert request.history_tool_calls == called
 
 
-@pytest.mark.parametrize("exchange", EXCHANGES)
-def test_capture_off_builds_no_content(exchange):
-    record = run(exchange, capture=False)
-    request = record.request
-    assert request.system_instructions is None and request.input_messages is None
-    assert request.tool_definitions is None
-    assert record.output_messages is None
-    assert all(r.content is None for r in request.tool_results)
-
-
 # ---------------------------------------------------------------------------------------------------------
-# Never raises: garbage, cut-short recordings
-
-
-@settings(max_examples=80, deadline=None)
-@given(data=st.binary(max_size=400), ctype=st.sampled_from([EVENTSTREAM, "application/json", ""]),
-       cuts=st.lists(st.integers(0, 400), max_size=6))
-def test_garbage_response_gives_a_record(data, ctype, cuts):
-    exchange = inline("/model/amazon.nova-micro-v1%3A0/converse-stream", {"messages": []}, data, ctype)
-    record = run_exchange(ADAPTER, exchange, chunks=splits(data, cuts))
-    assert isinstance(record, ChatRecord)
+# Cut-short recordings, garbage requests (garbage responses: test_every_adapter.py)
 
 
 @settings(max_examples=80, deadline=None)
@@ -300,7 +242,7 @@ def composed(name: str, index: int = 0) -> Exchange:
 @pytest.mark.parametrize("index", [0, 1])
 def test_exception_frame_gives_provider_error_not_truncation(index):
     exchange = composed("exception-midstream", index)
-    frames = recorded_frames(exchange.response.body)
+    frames = botocore_frames(exchange.response.body)
     (headers, payload), *_ = [f for f in frames if f[0][":message-type"] != "event"]
     record = run(exchange)
     assert record.error_type == headers[":exception-type"]
@@ -320,7 +262,7 @@ def test_stream_cut_after_message_stop_is_truncated():
 
 def test_damaged_frame_gives_parse_issue_and_keeps_what_came_before():
     exchange = composed("corrupt-crc")
-    readable = recorded_frames(exchange.response.body)  # botocore stops at the damaged frame too
+    readable = botocore_frames(exchange.response.body)  # botocore stops at the damaged frame too
     record = run(exchange)
     assert record.parse_issues and "checksum" in record.parse_issues[0]
     assert output_text(record) == recorded_facts(exchange)["text"] and len(readable) == 2

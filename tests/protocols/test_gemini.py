@@ -1,5 +1,6 @@
-"""Gemini adapter: every recorded and composed exchange (SSE, JSON array, one JSON object, Code Assist),
-whole, byte by byte and cut anywhere; tool loops; garbage and cut-short bodies; request fields; provider names.
+"""Gemini adapter: every recorded and composed exchange (SSE, JSON array, one JSON object, Code Assist); tool
+loops; garbage and cut-short bodies; request fields; provider names. (Any chunking, arbitrary bytes, capture off:
+test_every_adapter.py.)
 
 Expected values are read from the recorded bytes by the plain readers below (`recorded_chunks`,
 `recorded_facts`), never from the adapter.
@@ -8,7 +9,6 @@ Expected values are read from the recorded bytes by the plain readers below (`re
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,17 +17,17 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from llm_gateway import fixtures
-from llm_gateway.fixtures import Chunk, Exchange, RecordedRequest, RecordedResponse
-from llm_gateway.protocols.base import HttpRequest, HttpResponseHead
+from llm_gateway.fixtures import Exchange
+from llm_gateway.protocols.base import HttpRequest
 from llm_gateway.protocols.exchange import ChatRecord
 from llm_gateway.protocols.gemini import ADAPTER
-from tests.support.records import comparable, http_request, run_exchange, splits
+from tests.support import FIXTURES
+from tests.support.exchanges import exchange_with, exchanges_of, fixtures_in, params
+from tests.support.records import http_request, output_text, record_of, run_exchange
 
-FIXTURE_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "gemini"
-FIXTURES = {path.stem: fixtures.load(path) for path in fixtures.fixture_files(FIXTURE_DIR)}
-ALL = [(f"{name}#{i}", ex) for name, fixture in FIXTURES.items() for i, ex in enumerate(fixture.exchanges)]
-EXCHANGES = [pytest.param(ex, id=name) for name, ex in ALL]
-LOOPS = [pytest.param(fx, id=name) for name, fx in FIXTURES.items() if len(fx.exchanges) > 1]
+LOADED = fixtures_in(FIXTURES / "gemini")
+EXCHANGES = params(exchanges_of(LOADED))
+LOOPS = [pytest.param(fx, id=name) for name, fx in LOADED.items() if len(fx.exchanges) > 1]
 CUTS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -96,22 +96,12 @@ def trailing_function_responses(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run(exchange: Exchange, chunks: list[bytes] | None = None, *, capture: bool = True) -> ChatRecord:
-    return comparable(run_exchange(ADAPTER, exchange, chunks=chunks, capture=capture))
+    return record_of(ADAPTER, exchange, chunks, capture=capture)
 
 
-def output_text(record: ChatRecord, kind: str = "text") -> str:
-    parts = [p for m in record.output_messages or [] for p in m["parts"]]
-    return "".join(p["content"] for p in parts if p["type"] == kind)
-
-
-def exchange_of(path: str, body: bytes | dict[str, Any], response: bytes, ctype: str = "text/event-stream",
-                *, chunks: list[bytes] | None = None) -> Exchange:
-    raw = json.dumps(body).encode() if isinstance(body, dict) else body
-    pieces = chunks if chunks is not None else [response]
-    return Exchange(
-        RecordedRequest("POST", path, [("content-type", "application/json")], raw),
-        RecordedResponse(200, [("content-type", ctype)] if ctype else [], [Chunk(0.0, p) for p in pieces]),
-    )
+def exchange_of(path: str, body: bytes | dict[str, Any], response: bytes, ctype: str = "text/event-stream") -> Exchange:
+    """A made-up exchange; `ctype` "" sends no content type."""
+    return exchange_with(path, body, response, ctype or None)
 
 
 SIMPLE = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
@@ -151,35 +141,11 @@ def test_fixture_request_matches_recording(exchange: Exchange) -> None:
 
 
 @pytest.mark.parametrize("exchange", EXCHANGES)
-def test_fixture_byte_by_byte_equals_whole(exchange: Exchange) -> None:
-    body = exchange.response.body
-    assert run(exchange, [body[i : i + 1] for i in range(len(body))]) == run(exchange)
-
-
-@pytest.mark.parametrize("exchange", EXCHANGES)
-@CUTS
-@given(cuts=st.lists(st.integers(min_value=0, max_value=20_000), max_size=12))
-def test_fixture_random_cuts_equal_whole(exchange: Exchange, cuts: list[int]) -> None:
-    body = exchange.response.body
-    assert run(exchange, splits(body, [c % (len(body) + 1) for c in cuts])) == run(exchange)
-
-
-@pytest.mark.parametrize("exchange", EXCHANGES)
 def test_fixture_cut_before_finish_reason_is_truncated(exchange: Exchange) -> None:
     body = exchange.response.body
     record = run(exchange, [body[: body.index(b'"finishReason"')]])
     assert record.error_type == "stream_truncated"
     assert record.finish_reasons == []
-
-
-@pytest.mark.parametrize("exchange", EXCHANGES)
-@CUTS
-@given(data=st.data())
-def test_fixture_cut_short_never_raises(exchange: Exchange, data: st.DataObject) -> None:
-    body = exchange.response.body
-    prefix = body[: data.draw(st.integers(0, len(body)))]
-    record = run_exchange(ADAPTER, exchange, chunks=[prefix])
-    assert not any(issue.startswith("response:") for issue in record.parse_issues)  # the adapter did not raise
 
 
 @pytest.mark.parametrize("fixture", LOOPS)
@@ -196,7 +162,7 @@ def test_tool_loop_results_answer_previous_calls(fixture: fixtures.Fixture) -> N
 
 
 def test_json_array_chunk_cut_inside_a_string_with_brackets_reads_the_text_whole() -> None:
-    exchange = FIXTURES["composed-json-array-stream"].exchanges[0]
+    exchange = LOADED["composed-json-array-stream"].exchanges[0]
     cut_chunk = exchange.response.chunks[1].data
     assert cut_chunk.endswith(b"}]") and cut_chunk.count(b'"') % 2 == 1  # the recording is cut inside a string
     record = run(exchange)
@@ -206,18 +172,6 @@ def test_json_array_chunk_cut_inside_a_string_with_brackets_reads_the_text_whole
 
 # ---------------------------------------------------------------------------------------------------------
 # Garbage
-
-
-@CUTS
-@given(data=st.binary(max_size=400), cuts=st.lists(st.integers(0, 400), max_size=8),
-       ctype=st.sampled_from(["text/event-stream", "application/json", ""]))
-def test_arbitrary_bytes_never_raise(data: bytes, cuts: list[int], ctype: str) -> None:
-    head = HttpResponseHead(200, CIMultiDict([("content-type", ctype)] if ctype else []))
-    parser = ADAPTER.response_parser(ADAPTER.parse_request(http_request(exchange_of(STREAM_PATH, SIMPLE, b"")), False),
-                                     head)
-    for chunk in splits(data, cuts):
-        parser.feed(chunk)
-    parser.close()
 
 
 @CUTS
@@ -264,13 +218,13 @@ def test_error_element_in_json_array_is_a_provider_error() -> None:
 
 
 def test_no_content_type_json_array_is_sniffed() -> None:
-    exchange = FIXTURES["composed-json-array-stream"].exchanges[0]
+    exchange = LOADED["composed-json-array-stream"].exchanges[0]
     bare = exchange_of(exchange.request.path, exchange.request.body, exchange.response.body, ctype="")
     assert run(bare) == run(exchange)
 
 
 def test_no_content_type_sse_is_sniffed() -> None:
-    exchange = FIXTURES["vertex-streaming"].exchanges[0]
+    exchange = LOADED["vertex-streaming"].exchanges[0]
     bare = exchange_of(exchange.request.path, exchange.request.body, exchange.response.body, ctype="")
     assert run(bare) == run(exchange)
 
@@ -334,15 +288,8 @@ def test_builtin_tools_are_named_by_their_key() -> None:
     assert request.tool_names == ["googleSearch", "f"]
 
 
-def test_capture_off_builds_no_content() -> None:
-    exchange = FIXTURES["tool-loop-streaming"].exchanges[2]
-    request = ADAPTER.parse_request(http_request(exchange), capture=False)
-    assert (request.system_instructions, request.input_messages, request.tool_definitions) == (None, None, None)
-    assert all(result.content is None for result in request.tool_results)
-
-
 def test_capture_on_gives_conventions_shapes() -> None:
-    exchange = FIXTURES["tool-loop-streaming"].exchanges[1]
+    exchange = LOADED["tool-loop-streaming"].exchanges[1]
     body = recorded_request(exchange)
     request = ADAPTER.parse_request(http_request(exchange), capture=True)
     call = body["contents"][1]["parts"][0]["functionCall"]
@@ -375,7 +322,7 @@ def test_function_error_response_is_an_error_result() -> None:
 
 
 def test_code_assist_ids_become_hints_and_model_comes_from_body() -> None:
-    exchange = FIXTURES["composed-code-assist-stream"].exchanges[0]
+    exchange = LOADED["composed-code-assist-stream"].exchanges[0]
     doc = json.loads(exchange.request.body)
     request = ADAPTER.parse_request(http_request(exchange), capture=False)
     assert request.hints == {"session_id": doc["request"]["session_id"], "user_prompt_id": doc["user_prompt_id"]}
@@ -383,7 +330,7 @@ def test_code_assist_ids_become_hints_and_model_comes_from_body() -> None:
 
 
 def test_same_conversation_shares_fingerprints_across_turns() -> None:
-    first, *rest = (ADAPTER.parse_request(http_request(ex), False) for ex in FIXTURES["tool-loop-streaming"].exchanges)
+    first, *rest = (ADAPTER.parse_request(http_request(ex), False) for ex in LOADED["tool-loop-streaming"].exchanges)
     assert all(r.conversation_fingerprint == first.conversation_fingerprint for r in rest)
     assert all(r.agent_fingerprint == first.agent_fingerprint for r in rest)
     other = parse(SIMPLE)

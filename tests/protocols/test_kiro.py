@@ -1,6 +1,6 @@
-"""Kiro / Amazon Q `GenerateAssistantResponse` adapter: every recorded and composed exchange, whole, byte by byte
-and cut anywhere; cut-short, corrupted and garbage bodies; the request readings (context pair, tools, results,
-hints, fingerprints) and the session facts the tracker relies on.
+"""Kiro / Amazon Q `GenerateAssistantResponse` adapter: every recorded and composed exchange; cut-short, corrupted
+and garbage bodies; the request readings (context pair, tools, results, hints, fingerprints) and the session facts
+the tracker relies on. (Any chunking, capture off: test_every_adapter.py.)
 
 Expected values come from the recorded bytes through the plain readers below: botocore's `EventStreamBuffer`
 frames the bodies, `json` reads the payloads and request bodies, and `recorded_facts` picks the fields. Never
@@ -13,7 +13,6 @@ import json
 from typing import Any
 
 import pytest
-from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
@@ -25,10 +24,12 @@ from llm_gateway.protocols.exchange import ChatRecord, ChatRequest, ExchangeBuil
 from llm_gateway.protocols.kiro import ADAPTER, model_vendor
 from llm_gateway.sessions.identity import identify
 from tests.support import FIXTURES
+from tests.support.eventstream_decode import botocore_frames, frame_ends
 from tests.support.eventstream_encode import event, exception, frame
-from tests.support.records import comparable, http_request, run_exchange, splits
+from tests.support.exchanges import exchanges_of, fixtures_in, params
+from tests.support.records import http_request, output_text, record_of
 
-LOADED = {path.stem: fixtures.load(path) for path in fixtures.fixture_files(FIXTURES / "kiro")}
+LOADED = fixtures_in(FIXTURES / "kiro")
 SESSION = LOADED["cli-2.4.1-session"]
 GAR = "GenerateAssistantResponse"
 
@@ -37,9 +38,8 @@ def target(exchange: Exchange) -> str:
     return fixtures.header(exchange.request.headers, "x-amz-target") or ""
 
 
-STREAMS = [(f"{name}#{i}", ex) for name, fixture in LOADED.items() for i, ex in enumerate(fixture.exchanges)
-           if target(ex).endswith(GAR) and ex.response.status == 200]
-EXCHANGES = [pytest.param(ex, id=name) for name, ex in STREAMS]
+STREAMS = exchanges_of(LOADED, lambda ex: target(ex).endswith(GAR) and ex.response.status == 200)
+EXCHANGES = params(STREAMS)
 SPLITS = settings(max_examples=50, deadline=None)
 
 
@@ -47,23 +47,10 @@ SPLITS = settings(max_examples=50, deadline=None)
 # Plain readers of the recorded bytes
 
 
-def recorded_frames(body: bytes) -> list[tuple[dict[str, Any], bytes]]:
-    """botocore's framing of the body, up to the first damaged frame."""
-    buffer = EventStreamBuffer()
-    buffer.add_data(body)
-    out = []
-    try:
-        for message in buffer:
-            out.append((dict(message.headers), message.payload))
-    except ChecksumMismatch:
-        pass
-    return out
-
-
 def recorded_events(exchange: Exchange) -> list[tuple[str, dict[str, Any]]]:
     """(event type, JSON payload) per frame; exception frames as ("!", payload)."""
     out = []
-    for headers, payload in recorded_frames(exchange.response.body):
+    for headers, payload in botocore_frames(exchange.response.body):
         kind = "!" if headers[":message-type"] != "event" else headers[":event-type"]
         out.append((kind, json.loads(payload)))
     return out
@@ -112,15 +99,6 @@ def expected_finish(facts: dict[str, Any]) -> list[str]:
     return ["tool_use" if facts["calls"] else "end_turn"]
 
 
-def frame_ends(body: bytes) -> list[int]:
-    """Where each frame ends, from the total length in its prelude."""
-    ends, pos = [], 0
-    while pos + 4 <= len(body):
-        pos += int.from_bytes(body[pos : pos + 4], "big")
-        ends.append(pos)
-    return ends
-
-
 def request_body(exchange: Exchange) -> dict[str, Any]:
     return json.loads(exchange.request.body)
 
@@ -129,13 +107,8 @@ def current_message(exchange: Exchange) -> dict[str, Any]:
     return request_body(exchange)["conversationState"]["currentMessage"]["userInputMessage"]
 
 
-def output_parts(record: ChatRecord, kind: str) -> str:
-    parts = [p for m in record.output_messages or [] for p in m["parts"]]
-    return "".join(p["content"] for p in parts if p["type"] == kind)
-
-
 def run(exchange: Exchange, chunks: list[bytes] | None = None, *, capture: bool = True) -> ChatRecord:
-    return comparable(run_exchange(ADAPTER, exchange, chunks=chunks, capture=capture))
+    return record_of(ADAPTER, exchange, chunks, capture=capture)
 
 
 def parse(exchange: Exchange, *, capture: bool = False) -> ChatRequest:
@@ -164,8 +137,8 @@ def inline(*frames: bytes) -> Exchange:
 def test_recording_whole_gives_recorded_facts(exchange: Exchange) -> None:
     facts = recorded_facts(exchange)
     record = run(exchange)
-    assert output_parts(record, "text") == facts["text"]
-    assert output_parts(record, "reasoning") == facts["reasoning"]
+    assert output_text(record, "text") == facts["text"]
+    assert output_text(record, "reasoning") == facts["reasoning"]
     assert [(c.call_id, c.name, c.arguments) for c in record.tool_calls] == [
         (call_id, name, joined) for call_id, (name, joined) in facts["calls"].items()]
     assert record.response_model == facts["model"]
@@ -179,23 +152,6 @@ def test_recording_whole_gives_recorded_facts(exchange: Exchange) -> None:
     assert (record.error_type, record.error_message) == (facts["error"] or (None, None))
     assert record.request.model == current_message(exchange)["modelId"]
     assert record.parse_issues == []
-
-
-@pytest.mark.parametrize("exchange", EXCHANGES)
-def test_recording_byte_by_byte_matches_whole(exchange: Exchange) -> None:
-    body = exchange.response.body
-    whole = run(exchange, [body])
-    assert run(exchange) == whole
-    assert run(exchange, [body[i : i + 1] for i in range(len(body))]) == whole
-
-
-@pytest.mark.parametrize("exchange", EXCHANGES)
-@SPLITS
-@given(data=st.data())
-def test_recording_cut_anywhere_matches_whole(exchange: Exchange, data: st.DataObject) -> None:
-    body = exchange.response.body
-    cuts = data.draw(st.lists(st.integers(0, len(body)), max_size=16))
-    assert run(exchange, splits(body, cuts)) == run(exchange, [body])
 
 
 @pytest.mark.parametrize("exchange", EXCHANGES)
@@ -214,19 +170,6 @@ def test_stream_cut_short_is_truncated_until_its_tail_or_error(exchange: Exchang
 
 
 @pytest.mark.parametrize("exchange", EXCHANGES)
-@SPLITS
-@given(data=st.data())
-def test_any_recording_cut_short_never_raises(exchange: Exchange, data: st.DataObject) -> None:
-    body = exchange.response.body
-    end = data.draw(st.integers(0, len(body)))
-    parser = ADAPTER.response_parser(parse(exchange), HttpResponseHead(200, CIMultiDict()))
-    parser.feed(body[:end])
-    parser.close()
-    record = run_exchange(ADAPTER, exchange, chunks=[body[:end]])
-    assert not [issue for issue in record.parse_issues if issue.startswith("response: ")]  # nothing raised
-
-
-@pytest.mark.parametrize("exchange", EXCHANGES)
 def test_json_content_type_on_a_stream_is_still_read_as_frames(exchange: Exchange) -> None:
     # AWS's generated KRS server labels the streaming 200 application/x-amz-json-1.0
     relabeled = with_body(exchange, exchange.response.body, "application/x-amz-json-1.0")
@@ -241,7 +184,7 @@ def test_corrupted_checksum_is_a_parse_issue_after_the_good_frames() -> None:
     record = run(with_body(exchange, bytes(body)))
     good = with_body(exchange, bytes(body[: ends[4]]))
     assert record.parse_issues and "checksum" in record.parse_issues[0]
-    assert output_parts(record, "text") == recorded_facts(good)["text"]
+    assert output_text(record, "text") == recorded_facts(good)["text"]
     assert record.error_type is None  # a broken body says only that it was unreadable
 
 
@@ -389,7 +332,7 @@ def test_unknown_events_are_counted_and_not_fatal() -> None:
     record = run(inline(event("followupPromptEvent", {"followupPrompt": {}}), event("assistantResponseEvent",
                         {"content": "ok"}), event("codeReferenceEvent", {"references": []}), *TAIL))
     assert record.extras["kiro.unknown_events"] == 2
-    assert (output_parts(record, "text"), record.finish_reasons, record.error_type) == ("ok", ["end_turn"], None)
+    assert (output_text(record, "text"), record.finish_reasons, record.error_type) == ("ok", ["end_turn"], None)
 
 
 def test_invalid_state_is_a_provider_error() -> None:

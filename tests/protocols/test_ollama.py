@@ -1,5 +1,5 @@
-"""Ollama adapter: every composed exchange (/api/chat streamed and not, /api/generate), whole, byte by byte and
-cut anywhere; the tool loop; garbage and cut-short bodies; error lines; request fields.
+"""Ollama adapter: every composed exchange (/api/chat streamed and not, /api/generate); the tool loop; cut-short
+bodies; error lines; request fields. (Any chunking, arbitrary bytes, capture off: test_every_adapter.py.)
 
 There is no recording of Ollama traffic: the fixtures are composed from ollama/ollama docs/api.md (see each
 fixture's source note). Expected values are read from those bytes by the plain readers below, never from the
@@ -10,26 +10,22 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from llm_gateway import fixtures
-from llm_gateway.fixtures import Chunk, Exchange, RecordedRequest, RecordedResponse
-from llm_gateway.protocols.base import HttpRequest, HttpResponseHead
+from llm_gateway.fixtures import Exchange
+from llm_gateway.protocols.base import HttpRequest
 from llm_gateway.protocols.exchange import ChatRecord, ChatRequest
 from llm_gateway.protocols.ollama import ADAPTER
-from tests.support.records import comparable, http_request, run_exchange, splits
+from tests.support import FIXTURES
+from tests.support.exchanges import exchange_with, exchanges_of, fixtures_in, params
+from tests.support.records import http_request, output_text, record_of
 
-FIXTURE_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "ollama"
-FIXTURES = {path.stem: fixtures.load(path) for path in fixtures.fixture_files(FIXTURE_DIR)}
-ALL = [(f"{name}#{i}", ex) for name, fixture in FIXTURES.items() for i, ex in enumerate(fixture.exchanges)]
-EXCHANGES = [pytest.param(ex, id=name) for name, ex in ALL]
-CUTS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+LOADED = fixtures_in(FIXTURES / "ollama")
+EXCHANGES = params(exchanges_of(LOADED))
 NDJSON = "application/x-ndjson"
 
 
@@ -67,19 +63,12 @@ def recorded_request(exchange: Exchange) -> dict[str, Any]:
 
 
 def run(exchange: Exchange, chunks: list[bytes] | None = None, *, capture: bool = True) -> ChatRecord:
-    return comparable(run_exchange(ADAPTER, exchange, chunks=chunks, capture=capture))
-
-
-def output_text(record: ChatRecord, kind: str = "text") -> str:
-    parts = [p for m in record.output_messages or [] for p in m["parts"]]
-    return "".join(p["content"] for p in parts if p["type"] == kind)
+    return record_of(ADAPTER, exchange, chunks, capture=capture)
 
 
 def exchange_of(body: dict[str, Any], response: bytes, ctype: str = NDJSON, path: str = "/api/chat") -> Exchange:
-    return Exchange(
-        RecordedRequest("POST", path, [("content-type", "application/json")], json.dumps(body).encode()),
-        RecordedResponse(200, [("content-type", ctype)] if ctype else [], [Chunk(0.0, response)]),
-    )
+    """A made-up exchange; `ctype` "" sends no content type."""
+    return exchange_with(path, body, response, ctype or None)
 
 
 def parse(body: dict[str, Any], path: str = "/api/chat", *, capture: bool = False) -> ChatRequest:
@@ -129,20 +118,6 @@ def test_fixture_request_matches_recording(exchange: Exchange) -> None:
 
 
 @pytest.mark.parametrize("exchange", EXCHANGES)
-def test_fixture_byte_by_byte_equals_whole(exchange: Exchange) -> None:
-    body = exchange.response.body
-    assert run(exchange, [body[i : i + 1] for i in range(len(body))]) == run(exchange)
-
-
-@pytest.mark.parametrize("exchange", EXCHANGES)
-@CUTS
-@given(cuts=st.lists(st.integers(min_value=0, max_value=5_000), max_size=12))
-def test_fixture_random_cuts_equal_whole(exchange: Exchange, cuts: list[int]) -> None:
-    body = exchange.response.body
-    assert run(exchange, splits(body, [c % (len(body) + 1) for c in cuts])) == run(exchange)
-
-
-@pytest.mark.parametrize("exchange", EXCHANGES)
 def test_fixture_cut_before_done_is_truncated(exchange: Exchange) -> None:
     body = exchange.response.body
     done = [m.start() for m in re.finditer(rb'"done":\s*true', body)][-1]
@@ -151,18 +126,8 @@ def test_fixture_cut_before_done_is_truncated(exchange: Exchange) -> None:
     assert record.finish_reasons == [] and record.input_tokens is None
 
 
-@pytest.mark.parametrize("exchange", EXCHANGES)
-@CUTS
-@given(data=st.data())
-def test_fixture_cut_short_never_raises(exchange: Exchange, data: st.DataObject) -> None:
-    body = exchange.response.body
-    prefix = body[: data.draw(st.integers(0, len(body)))]
-    record = run_exchange(ADAPTER, exchange, chunks=[prefix])
-    assert not any(issue.startswith("response:") for issue in record.parse_issues)  # the adapter did not raise
-
-
 def test_tool_loop_results_answer_previous_calls() -> None:
-    earlier, later = FIXTURES["composed-chat-tool-loop"].exchanges
+    earlier, later = LOADED["composed-chat-tool-loop"].exchanges
     request = ADAPTER.parse_request(http_request(later), capture=True)
     tool_messages = [m for m in recorded_request(later)["messages"] if m["role"] == "tool"]
     assert [r.name for r in request.tool_results] == [name for name, _ in recorded_facts(earlier)["calls"]]
@@ -172,17 +137,6 @@ def test_tool_loop_results_answer_previous_calls() -> None:
 
 # ---------------------------------------------------------------------------------------------------------
 # Garbage, errors, cuts
-
-
-@CUTS
-@given(data=st.binary(max_size=400), cuts=st.lists(st.integers(0, 400), max_size=8),
-       ctype=st.sampled_from([NDJSON, "application/json", ""]))
-def test_arbitrary_bytes_never_raise(data: bytes, cuts: list[int], ctype: str) -> None:
-    head = HttpResponseHead(200, CIMultiDict([("content-type", ctype)] if ctype else []))
-    parser = ADAPTER.response_parser(parse(ASK), head)
-    for chunk in splits(data, cuts):
-        parser.feed(chunk)
-    parser.close()
 
 
 def test_stream_cut_before_done_is_truncated() -> None:
@@ -256,7 +210,7 @@ def test_tool_result_without_tool_name_takes_the_call_at_its_position() -> None:
 
 
 def test_generate_prompt_and_system_are_the_input() -> None:
-    exchange = FIXTURES["composed-generate"].exchanges[0]
+    exchange = LOADED["composed-generate"].exchanges[0]
     body = recorded_request(exchange)
     request = ADAPTER.parse_request(http_request(exchange), capture=True)
     assert request.system_instructions == [{"type": "text", "content": body["system"]}]
@@ -269,11 +223,6 @@ def test_images_are_referenced_not_copied() -> None:
     request = parse({**ASK, "messages": messages}, capture=True)
     assert request.input_messages == [{"role": "user", "parts": [{"type": "text", "content": "what is this?"},
                                                                  {"type": "blob", "modality": "image"}]}]
-
-
-def test_capture_off_builds_no_content() -> None:
-    request = ADAPTER.parse_request(http_request(FIXTURES["composed-chat-tool-loop"].exchanges[1]), capture=False)
-    assert (request.system_instructions, request.input_messages, request.tool_definitions) == (None, None, None)
 
 
 def test_provider_name_is_ollama() -> None:

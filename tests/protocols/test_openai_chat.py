@@ -1,4 +1,5 @@
-"""OpenAI Chat Completions adapter: recorded and composed exchanges, split points, garbage, capture on/off.
+"""OpenAI Chat Completions adapter: recorded and composed exchanges, cut-short streams, tool loops, capture.
+(Any chunking, arbitrary bytes, capture off: test_every_adapter.py.)
 
 Expected values are read from the recordings here, with plain json over the `data:` lines, never typed in.
 """
@@ -11,29 +12,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from llm_gateway.fixtures import Chunk, Exchange, RecordedRequest, RecordedResponse, load
-from llm_gateway.protocols.base import Adapter, HttpRequest
+from llm_gateway.fixtures import Exchange, load
+from llm_gateway.protocols.base import HttpRequest
 from llm_gateway.protocols.exchange import ChatRecord
 from llm_gateway.protocols.openai_chat import ADAPTER
-from tests.support.records import comparable, run_exchange, splits
+from tests.support import FIXTURES as ALL_FIXTURES
+from tests.support.exchanges import exchange_with, exchanges_of, fixtures_in, params
+from tests.support.records import run_exchange
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "openai_chat"
-PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FIXTURES = ALL_FIXTURES / "openai_chat"
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Helpers shared with test_openai_responses (no protocol knowledge in them)
 
 
-def model_calls(directory: Path, call_path: str) -> Iterator[Any]:
-    """pytest params (fixture name, exchange index, exchange) for every model call recorded in `directory`."""
-    for path in sorted(directory.glob("*.json")):
-        for i, exchange in enumerate(load(path).exchanges):
-            if exchange.request.path.partition("?")[0].endswith(call_path):
-                yield pytest.param(exchange, id=f"{path.stem}-{i}")
+def model_calls(directory: Path, call_path: str) -> list[Any]:
+    """pytest params of every model call recorded in `directory` (id `<fixture>#<index>`)."""
+    return params(exchanges_of(directory, lambda ex: ex.request.path.partition("?")[0].endswith(call_path)))
 
 
 def body(exchange: Exchange) -> bytes:
@@ -54,64 +51,23 @@ def is_sse(exchange: Exchange) -> bool:
     return any(k.lower() == "content-type" and "event-stream" in v for k, v in exchange.response.headers)
 
 
-def synthetic(template: Exchange, response_body: bytes, content_type: str | None = None) -> Exchange:
-    """`template`'s request with another response body (one chunk)."""
-    headers = list(template.response.headers)
-    if content_type is not None:
-        headers = [(k, v) for k, v in headers if k.lower() != "content-type"] + [("content-type", content_type)]
-    return Exchange(template.request, RecordedResponse(200, headers, [Chunk(0.0, response_body)]))
-
-
-def inline(path: str, request: dict[str, Any], response_body: bytes, content_type: str) -> Exchange:
-    return Exchange(
-        RecordedRequest("POST", path, [("content-type", "application/json")], json.dumps(request).encode()),
-        RecordedResponse(200, [("content-type", content_type)], [Chunk(0.0, response_body)]),
-    )
-
-
 def answer_text(record: ChatRecord, choice: int = 0) -> str:
     assert record.output_messages is not None
     message = record.output_messages[choice]
     return "".join(p["content"] for p in message["parts"] if p["type"] == "text")
 
 
-def check_bytewise(adapter: Adapter, exchange: Exchange) -> None:
-    raw = body(exchange)
-    whole = comparable(run_exchange(adapter, exchange, capture=True))
-    bytewise = comparable(
-        run_exchange(adapter, exchange, chunks=[raw[i : i + 1] for i in range(len(raw))], capture=True)
-    )
-    assert bytewise == whole
-
-
-def check_random_cuts(adapter: Adapter, exchange: Exchange, data: st.DataObject) -> None:
-    raw = body(exchange)
-    whole = comparable(run_exchange(adapter, exchange, capture=True))
-    cuts = data.draw(st.lists(st.integers(0, len(raw)), max_size=24))
-    assert comparable(run_exchange(adapter, exchange, chunks=splits(raw, cuts), capture=True)) == whole
-
-
-def check_prefix_never_raises(adapter: Adapter, exchange: Exchange, data: st.DataObject) -> None:
-    raw = body(exchange)
-    prefix = raw[: data.draw(st.integers(0, len(raw)))]
-    assert isinstance(run_exchange(adapter, synthetic(exchange, prefix), capture=True), ChatRecord)
-
-
-def check_garbage_never_raises(adapter: Adapter, template: Exchange, content_type: str | None, garbage: bytes) -> None:
-    assert isinstance(run_exchange(adapter, synthetic(template, garbage, content_type), capture=True), ChatRecord)
-
-
 def http(path: str, request: dict[str, Any], url: str) -> HttpRequest:
     return HttpRequest("POST", path, {}, json.dumps(request).encode(), url)
 
 
-CALLS = list(model_calls(FIXTURES, "/chat/completions"))
+CALLS = model_calls(FIXTURES, "/chat/completions")
 #: the recordings whose stream is whole (the composed cut one is tested on its own)
 COMPLETE = [c for c in CALLS if "cut" not in str(c.id)]
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Every fixture: whole, byte by byte, random cuts, garbage
+# Every fixture: what the recording says, garbage
 
 
 @pytest.mark.parametrize("exchange", COMPLETE)
@@ -176,39 +132,13 @@ def _expected_from_recording(exchange: Exchange) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("exchange", CALLS)
-def test_recorded_exchange_byte_by_byte_equals_whole(exchange: Exchange) -> None:
-    check_bytewise(ADAPTER, exchange)
-
-
-@pytest.mark.parametrize("exchange", CALLS)
-@PROPERTY
-@given(data=st.data())
-def test_recorded_exchange_random_cuts_equal_whole(exchange: Exchange, data: st.DataObject) -> None:
-    check_random_cuts(ADAPTER, exchange, data)
-
-
-@pytest.mark.parametrize("content_type", ["text/event-stream", "application/json", None])
-@PROPERTY
-@given(garbage=st.binary(max_size=2048))
-def test_arbitrary_bytes_as_response_never_raise(content_type: str | None, garbage: bytes) -> None:
-    check_garbage_never_raises(ADAPTER, CALLS[0].values[0], content_type, garbage)
-
-
-@pytest.mark.parametrize("exchange", CALLS)
-@PROPERTY
-@given(data=st.data())
-def test_truncated_recording_never_raises(exchange: Exchange, data: st.DataObject) -> None:
-    check_prefix_never_raises(ADAPTER, exchange, data)
-
-
 @pytest.mark.parametrize("exchange", COMPLETE)
 def test_recording_cut_before_first_finish_is_truncated(exchange: Exchange) -> None:
     raw = body(exchange)
     # up to the first finish_reason: no choice has finished, so a missing [DONE] means a cut stream
     cut = raw.find(b'"finish_reason":"') if is_sse(exchange) else len(raw) // 2
     assert cut > 0
-    record = run_exchange(ADAPTER, synthetic(exchange, raw[:cut]))
+    record = run_exchange(ADAPTER, exchange, chunks=[raw[:cut]])
     assert record.error_type == "stream_truncated"
 
 
@@ -217,11 +147,11 @@ def test_recording_cut_before_first_finish_is_truncated(exchange: Exchange) -> N
 
 
 def _loops() -> Iterator[Any]:
-    for path in sorted(FIXTURES.glob("*.json")):
-        exchanges = load(path).exchanges
+    for name, fixture in fixtures_in(FIXTURES).items():
+        exchanges = fixture.exchanges
         for i in range(len(exchanges) - 1):
             if any(m["role"] == "tool" for m in request_json(exchanges[i + 1])["messages"]):
-                yield pytest.param(exchanges[i], exchanges[i + 1], id=f"{path.stem}-{i}")
+                yield pytest.param(exchanges[i], exchanges[i + 1], id=f"{name}-{i}")
 
 
 @pytest.mark.parametrize(("first", "second"), list(_loops()))
@@ -245,14 +175,6 @@ def test_tool_loop_turns_share_conversation_fingerprint(first: Exchange, second:
 
 # ---------------------------------------------------------------------------------------------------------
 # Capture
-
-
-@pytest.mark.parametrize("exchange", CALLS)
-def test_capture_off_builds_no_content(exchange: Exchange) -> None:
-    record = run_exchange(ADAPTER, exchange, capture=False)
-    req = record.request
-    assert (req.system_instructions, req.input_messages, req.tool_definitions, record.output_messages) == (None,) * 4
-    assert all(r.content is None for r in req.tool_results)
 
 
 @pytest.mark.parametrize("exchange", CALLS)
@@ -330,7 +252,7 @@ def _chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> di
 
 def test_stream_without_done_after_every_choice_finished_is_complete() -> None:
     raw = _sse(_chunk({"content": "ok"}), _chunk({}, "stop"))
-    record = run_exchange(ADAPTER, inline("/v1/chat/completions", _ASK, raw, "text/event-stream"))
+    record = run_exchange(ADAPTER, exchange_with("/v1/chat/completions", _ASK, raw, "text/event-stream"))
     assert record.error_type is None
     assert record.finish_reasons == ["stop"]
 
@@ -338,14 +260,14 @@ def test_stream_without_done_after_every_choice_finished_is_complete() -> None:
 def test_error_chunk_mid_stream_is_provider_error() -> None:
     error = {"error": {"message": "Upstream overloaded", "type": "server_error", "code": 502}}
     raw = _sse(_chunk({"content": "par"}), error)
-    record = run_exchange(ADAPTER, inline("/v1/chat/completions", _ASK, raw, "text/event-stream"))
+    record = run_exchange(ADAPTER, exchange_with("/v1/chat/completions", _ASK, raw, "text/event-stream"))
     assert (record.error_type, record.error_message) == (error["error"]["type"], error["error"]["message"])
 
 
 @pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
 def test_reasoning_delta_is_reasoning_not_text(field: str) -> None:
     raw = _sse(_chunk({field: "think"}), _chunk({"content": "answer"}), _chunk({}, "stop"), "[DONE]")
-    record = run_exchange(ADAPTER, inline("/v1/chat/completions", _ASK, raw, "text/event-stream"), capture=True)
+    record = run_exchange(ADAPTER, exchange_with("/v1/chat/completions", _ASK, raw, "text/event-stream"), capture=True)
     assert record.output_messages is not None
     assert record.output_messages[0]["parts"] == [
         {"type": "reasoning", "content": "think"},
@@ -361,7 +283,7 @@ def test_usage_details_map_to_cache_read_and_reasoning() -> None:
         "completion_tokens_details": {"reasoning_tokens": 256},
     }
     raw = _sse(_chunk({}, "stop"), {"id": "c1", "choices": [], "usage": usage}, "[DONE]")
-    record = run_exchange(ADAPTER, inline("/v1/chat/completions", _ASK, raw, "text/event-stream"))
+    record = run_exchange(ADAPTER, exchange_with("/v1/chat/completions", _ASK, raw, "text/event-stream"))
     assert (record.input_tokens, record.output_tokens, record.cache_read, record.reasoning_tokens) == (
         usage["prompt_tokens"],
         usage["completion_tokens"],

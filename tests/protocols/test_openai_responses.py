@@ -1,4 +1,5 @@
-"""OpenAI Responses adapter: recorded and composed exchanges, split points, garbage, capture on/off.
+"""OpenAI Responses adapter: recorded and composed exchanges, cut-short streams, tool loops, capture. (Any
+chunking, arbitrary bytes, capture off: test_every_adapter.py.)
 
 Expected values are read from the recordings here, with plain json over the `data:` lines, never typed in.
 """
@@ -7,37 +8,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from llm_gateway.fixtures import Exchange, load
 from llm_gateway.protocols.exchange import ChatRecord
 from llm_gateway.protocols.openai_responses import ADAPTER
 from tests.protocols.test_openai_chat import (
-    PROPERTY,
     answer_text,
     body,
-    check_bytewise,
-    check_garbage_never_raises,
-    check_prefix_never_raises,
-    check_random_cuts,
     http,
-    inline,
     is_sse,
     model_calls,
     request_json,
     sse_json,
-    synthetic,
 )
+from tests.support import FIXTURES as ALL_FIXTURES
+from tests.support.exchanges import exchange_with, fixtures_in
 from tests.support.records import run_exchange
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "openai_responses"
+FIXTURES = ALL_FIXTURES / "openai_responses"
 #: agents-handoff.json also holds the Agents SDK's POST /v1/traces/ingest calls: not model calls, left out
-CALLS = list(model_calls(FIXTURES, "/responses"))
+CALLS = model_calls(FIXTURES, "/responses")
 _CALL_ITEMS = {"function_call": "arguments", "custom_tool_call": "input"}
 
 
@@ -60,7 +53,7 @@ def _recorded_calls(exchange: Exchange, id_field: str = "call_id") -> list[tuple
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Every fixture: whole, byte by byte, random cuts, garbage
+# Every fixture: what the recording says, garbage
 
 
 @pytest.mark.parametrize("exchange", CALLS)
@@ -92,38 +85,12 @@ def test_recorded_exchange_whole_body_matches_recording(exchange: Exchange) -> N
 
 
 @pytest.mark.parametrize("exchange", CALLS)
-def test_recorded_exchange_byte_by_byte_equals_whole(exchange: Exchange) -> None:
-    check_bytewise(ADAPTER, exchange)
-
-
-@pytest.mark.parametrize("exchange", CALLS)
-@PROPERTY
-@given(data=st.data())
-def test_recorded_exchange_random_cuts_equal_whole(exchange: Exchange, data: st.DataObject) -> None:
-    check_random_cuts(ADAPTER, exchange, data)
-
-
-@pytest.mark.parametrize("content_type", ["text/event-stream", "application/json", None])
-@PROPERTY
-@given(garbage=st.binary(max_size=2048))
-def test_arbitrary_bytes_as_response_never_raise(content_type: str | None, garbage: bytes) -> None:
-    check_garbage_never_raises(ADAPTER, CALLS[0].values[0], content_type, garbage)
-
-
-@pytest.mark.parametrize("exchange", CALLS)
-@PROPERTY
-@given(data=st.data())
-def test_truncated_recording_never_raises(exchange: Exchange, data: st.DataObject) -> None:
-    check_prefix_never_raises(ADAPTER, exchange, data)
-
-
-@pytest.mark.parametrize("exchange", CALLS)
 def test_recording_cut_before_terminal_event_is_truncated(exchange: Exchange) -> None:
     raw = body(exchange)
     terminal = max(raw.find(b"event: response.completed"), raw.find(b"event: response.failed"))
     cut = terminal if is_sse(exchange) else len(raw) // 2
     assert cut > 0
-    record = run_exchange(ADAPTER, synthetic(exchange, raw[:cut]))
+    record = run_exchange(ADAPTER, exchange, chunks=[raw[:cut]])
     assert record.error_type == "stream_truncated"
 
 
@@ -136,12 +103,10 @@ _RESULT_ID_FIELD = {"tool-loop-streaming": "id"}
 
 
 def _loops() -> Iterator[Any]:
-    for path in sorted(FIXTURES.glob("*.json")):
-        calls = [e for e in load(path).exchanges if e.request.path.endswith("/responses")]
+    for name, fixture in fixtures_in(FIXTURES).items():
+        calls = [e for e in fixture.exchanges if e.request.path.endswith("/responses")]
         for i in range(len(calls) - 1):
-            yield pytest.param(
-                calls[i], calls[i + 1], _RESULT_ID_FIELD.get(path.stem, "call_id"), id=f"{path.stem}-{i}"
-            )
+            yield pytest.param(calls[i], calls[i + 1], _RESULT_ID_FIELD.get(name, "call_id"), id=f"{name}-{i}")
 
 
 def _recorded_result_ids(exchange: Exchange) -> list[str]:
@@ -175,14 +140,6 @@ def _system_texts(req: dict[str, Any]) -> list[str]:
             content = item["content"]
             texts += [content] if isinstance(content, str) else [p["text"] for p in content]
     return texts
-
-
-@pytest.mark.parametrize("exchange", CALLS)
-def test_capture_off_builds_no_content(exchange: Exchange) -> None:
-    record = run_exchange(ADAPTER, exchange, capture=False)
-    req = record.request
-    assert (req.system_instructions, req.input_messages, req.tool_definitions, record.output_messages) == (None,) * 4
-    assert all(r.content is None for r in req.tool_results)
 
 
 @pytest.mark.parametrize("exchange", CALLS)
@@ -250,7 +207,7 @@ _ASK = {"model": "gpt-5", "input": "hi", "stream": True}
 
 
 def _run(raw: bytes, capture: bool = False) -> ChatRecord:
-    return run_exchange(ADAPTER, inline("/v1/responses", _ASK, raw, "text/event-stream"), capture=capture)
+    return run_exchange(ADAPTER, exchange_with("/v1/responses", _ASK, raw, "text/event-stream"), capture=capture)
 
 
 def _final(kind: str, **response: Any) -> dict[str, Any]:

@@ -1,23 +1,19 @@
-"""What the OpenAI Chat Completions and Responses adapters share: the provider name from the upstream host,
-usage reading, content parts, the request transcript, and the two body layers (SSE of JSON events, one JSON
-document) that turn unreadable input into `ParseIssue`s instead of raising.
+"""What the OpenAI Chat Completions and Responses adapters share: the provider name from the upstream host, the
+requested output type, usage reading, content parts, offered tools and the request transcript (which Kiro's
+adapter reuses: its messages are plain strings, which the transcript reads as OpenAI string content).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
-
 from llm_gateway.protocols import events as ev
-from llm_gateway.protocols.base import HttpResponseHead
-from llm_gateway.protocols.base import issue_from as issue
+from llm_gateway.protocols._json import integer, items, obj, text
+from llm_gateway.protocols._response import reported
 from llm_gateway.protocols.exchange import ChatRequest, ToolResult, fingerprint, json_or_text
-from llm_gateway.protocols.framing import DEFAULT_MAX_EVENT_SIZE, FramingError
-from llm_gateway.protocols.framing.sse import SSEDecoder, SSEEvent
 
 # ---------------------------------------------------------------------------------------------------------
 # Provider name
@@ -55,59 +51,11 @@ def provider_for_url(url: str) -> str:
     return host
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Reading JSON values defensively: a field of the wrong type counts as absent
-
-
-def json_object(data: bytes | str) -> dict[str, Any]:
-    doc = orjson.loads(data)
-    if not isinstance(doc, dict):
-        raise ValueError(f"expected a JSON object, got {type(doc).__name__}")
-    return doc
-
-
-def obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def items(value: Any) -> Iterator[dict[str, Any]]:
-    """The objects of a JSON array (anything else in it, or a non-array, is skipped)."""
-    if isinstance(value, list):
-        yield from (v for v in value if isinstance(v, dict))
-
-
-def text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def integer(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def output_type(format_type: Any) -> str | None:
     """`gen_ai.output.type` from a requested response format's type."""
     if format_type in ("json_schema", "json_object"):
         return "json"
     return "text" if format_type == "text" else None
-
-
-def body_hints(body: dict[str, Any], names: dict[str, str]) -> dict[str, str]:
-    """Ids the body carries (body key -> hint name), non-empty strings only."""
-    return {hint: body[key] for key, hint in names.items() if isinstance(body.get(key), str) and body[key]}
-
-
-def is_streamed(request: ChatRequest, head: HttpResponseHead) -> bool:
-    """The response's content type decides; without one, what the request asked for."""
-    ctype = head.headers.get("content-type", "").lower()
-    if "text/event-stream" in ctype:
-        return True
-    if "json" in ctype:
-        return False
-    return request.stream
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -130,24 +78,7 @@ def usage_event(usage: Any, input_key: str, output_key: str) -> ev.Usage | None:
     )
     if event.cache_read is None:  # DeepSeek names its cache hits differently
         event = replace(event, cache_read=integer(usage.get("prompt_cache_hit_tokens")))
-    return None if event == ev.Usage() else event
-
-
-class Identity:
-    """Emits `ResponseStart` only when the id or model changes (every chat chunk repeats both)."""
-
-    __slots__ = ("_seen",)
-
-    def __init__(self) -> None:
-        self._seen: tuple[str | None, str | None] = (None, None)
-
-    def update(self, response_id: Any, model: Any) -> list[ev.Event]:
-        # empty strings count as absent: Azure's first chunk carries id "" and model ""
-        rid, name = text(response_id) or None, text(model) or None
-        if (rid is None or rid == self._seen[0]) and (name is None or name == self._seen[1]):
-            return []
-        self._seen = (rid or self._seen[0], name or self._seen[1])
-        return [ev.ResponseStart(rid, name)]
+    return reported(event)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -322,90 +253,3 @@ class Transcript:
             request.input_messages = self.messages
             request.tool_definitions = self.tools or None
         return request
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Body layers
-
-
-class StreamHandler(Protocol):
-    """A protocol's stream state: one SSE event in, events out; `end()` at the end of the body."""
-
-    def event(self, frame: SSEEvent) -> list[ev.Event]: ...
-
-    def end(self) -> list[ev.Event]: ...
-
-
-class SSEParser:
-    """A `ResponseParser` for SSE bodies: frames events and hands each to the handler. An event the handler
-    cannot read becomes a `ParseIssue` and the next one is read; a framing error ends reading the body."""
-
-    __slots__ = ("_broken", "_decoder", "_handler")
-
-    def __init__(self, handler: StreamHandler) -> None:
-        self._handler = handler
-        self._decoder = SSEDecoder()
-        self._broken = False
-
-    def feed(self, data: bytes) -> list[ev.Event]:
-        return self._frames(lambda: self._decoder.feed(data))
-
-    def close(self) -> list[ev.Event]:
-        out = self._frames(self._decoder.close)
-        try:
-            return out + self._handler.end()
-        except Exception as exc:
-            return [*out, issue("end of stream", exc)]
-
-    def _frames(self, read: Callable[[], list[SSEEvent]]) -> list[ev.Event]:
-        if self._broken:
-            return []
-        try:
-            frames = read()
-        except FramingError as exc:
-            self._broken = True  # the decoder holds an oversized line: nothing after it can be framed
-            return [issue("sse", exc)]
-        out: list[ev.Event] = []
-        for frame in frames:
-            try:
-                out += self._handler.event(frame)
-            except Exception as exc:  # one unreadable event never ends the reading
-                out.append(issue(f"event {frame.event!r}", exc))
-        return out
-
-
-class JsonBodyParser:
-    """A `ResponseParser` for a body that is one JSON document, read whole at the end."""
-
-    __slots__ = ("_on_document", "_parts", "_size")
-
-    #: documents past this size are not read (the relay still passes them on)
-    MAX_BYTES = DEFAULT_MAX_EVENT_SIZE
-
-    def __init__(self, on_document: Callable[[dict[str, Any]], list[ev.Event]]) -> None:
-        self._on_document = on_document
-        self._parts: list[bytes] = []
-        self._size = 0
-
-    def feed(self, data: bytes) -> list[ev.Event]:
-        self._size += len(data)
-        if self._size <= self.MAX_BYTES:
-            self._parts.append(data)
-        return []
-
-    def close(self) -> list[ev.Event]:
-        if self._size > self.MAX_BYTES:
-            return [ev.ParseIssue(f"JSON body of {self._size} bytes is larger than {self.MAX_BYTES}; not read")]
-        body = b"".join(self._parts).rstrip()
-        try:
-            doc = json_object(body)
-        except orjson.JSONDecodeError as exc:
-            if exc.pos >= len(body):  # the document stopped in the middle: the body was cut
-                return [ev.Truncated("the JSON body ended before the document did")]
-            return [issue("body", exc)]
-        except ValueError as exc:
-            return [issue("body", exc)]
-        try:
-            return self._on_document(doc)
-        except Exception as exc:
-            return [issue("body", exc)]
