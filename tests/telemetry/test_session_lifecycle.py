@@ -109,3 +109,26 @@ async def test_print_tree_renders_the_finished_session(traced_gateway, receiver,
     kinds = [line.split("]")[0] + "]" for line in lines[2:]]
     assert kinds == ["[chat]", "[execute_tool]", "[chat]"]
     assert "execute_tool] get_weather" in tree and "finish=tool_use" in tree and "finish=end_turn" in tree
+
+
+async def test_two_interleaved_sessions_become_two_traces(traced_gateway, receiver):
+    first = load(FIXTURES / "anthropic/tool-runner-loop.json")
+    second = load(FIXTURES / "anthropic/tool-runner-loop.json")
+    async with traced_gateway([first, second]) as (gateway, _):
+        clients = {key: anthropic.AsyncAnthropic(base_url=gateway.url, api_key="k", max_retries=0,
+                                                 default_headers={"X-Session-Id": key}) for key in ("a", "b")}
+        for turn in range(2):  # a1, b1, a2, b2
+            body = orjson.loads(first.exchanges[turn].request.body)
+            for key in ("a", "b"):
+                async with clients[key].beta.messages.stream(
+                    model=body["model"], max_tokens=body["max_tokens"], messages=body["messages"], tools=body["tools"]
+                ) as stream:
+                    await stream.get_final_message()
+    spans = await receiver.wait_for(lambda s: len(_by_name(s, "session ")) == 2)
+    for key in ("a", "b"):
+        (session,) = [s for s in _by_name(spans, "session ") if s.attributes["gen_ai.conversation.id"] == key]
+        in_trace = [s for s in spans if s.trace_id == session.trace_id]
+        assert len(_by_name(in_trace, "chat ")) == 2
+        (tool,) = _by_name(in_trace, "execute_tool ")
+        assert tool.attributes["llm_gateway.tool.outcome"] == "ok"
+        assert {c.attributes["gen_ai.conversation.id"] for c in _by_name(in_trace, "chat ")} == {key}
