@@ -8,6 +8,7 @@ Any failure in here is logged at debug level and swallowed: telemetry never brea
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ class ChatSpans:
         self._capture = content_capture(env).on_spans
         self._metrics = ChatMetrics(telemetry.meter)
         self.sessions = SessionSpans(self._tracer, env, capture=self._capture)
+        self._pending: set[_Finish] = set()
 
     def __repr__(self) -> str:
         return f"ChatSpans(capture={self._capture})"
@@ -66,6 +68,8 @@ class ChatSpans:
                                    route.base_url)
         run = ExchangeRun(adapter, http_request, capture=self._capture)
         request = run.request
+        if self._pending:
+            self._flush()
         provider = adapter.provider_name(http_request)
         attributes = request_attributes(request, provider, route.protocol.name, route.base_url)
         exchange_id, parent, session_attributes = self.sessions.call_started(
@@ -97,13 +101,18 @@ class ChatSpans:
         call = _scratch(flow).pop(self, None)
         if call is None:
             return
-        context.detach(call.token)
+        context.detach(call.token)  # here, in the handler's own context
         if call.run is None or call.span is None:
             return
+        job = _Finish(self, flow, call)
+        self._pending.add(job)
+        job.step()
+
+    def _complete(self, flow: Flow, call: _Call) -> None:
+        """The body is parsed: set the response attributes, end the span, tell the session tracker."""
         span, run = call.span, call.run
+        assert span is not None and run is not None
         try:
-            for t_ns, data in flow.chunks or ():
-                run.body(t_ns, data)
             ended = flow.ended_ns or flow.started_ns
             record = run.finish(ended)
             error_type = flow.error or record.error_type
@@ -121,14 +130,64 @@ class ChatSpans:
         finally:
             span.end(end_time=flow.ended_ns)
 
+    def _flush(self) -> None:
+        """Finish every response still being parsed (before a new call is placed, and at shutdown), so the
+        session tracker sees calls in the order they happened."""
+        for job in list(self._pending):
+            job.run_to_end()
 
     def tick(self, now_ns: int) -> None:
         """Periodic: close idle sessions."""
         self.sessions.tick(now_ns)
 
     def close(self) -> None:
-        """Shutdown: end every open session."""
+        """Shutdown: finish pending responses, then end every open session."""
+        self._flush()
         self.sessions.close()
+
+
+class _Finish:
+    """Parses a relayed response in slices of `SLICE` chunks, one slice per event-loop turn: a long stream that
+    just ended never holds up the chunks of the streams still running."""
+
+    __slots__ = ("_call", "_flow", "_next", "_owner")
+
+    SLICE = 64
+
+    def __init__(self, owner: ChatSpans, flow: Flow, call: _Call) -> None:
+        self._owner = owner
+        self._flow = flow
+        self._call = call
+        self._next = 0
+
+    def step(self) -> None:
+        if self not in self._owner._pending:
+            return  # already run to the end by a flush
+        chunks = self._flow.chunks or []
+        stop = min(self._next + self.SLICE, len(chunks))
+        self._feed(chunks, stop)
+        if stop < len(chunks):
+            try:
+                asyncio.get_running_loop().call_soon(self.step)
+                return
+            except RuntimeError:  # no loop (shutdown): finish now
+                pass
+        self.run_to_end()
+
+    def run_to_end(self) -> None:
+        if self not in self._owner._pending:
+            return
+        chunks = self._flow.chunks or []
+        self._feed(chunks, len(chunks))
+        self._owner._pending.discard(self)
+        self._owner._complete(self._flow, self._call)
+
+    def _feed(self, chunks: list[tuple[int, bytes]], stop: int) -> None:
+        run = self._call.run
+        assert run is not None
+        for t_ns, data in chunks[self._next : stop]:
+            run.body(t_ns, data)
+        self._next = stop
 
 
 def _scratch(flow: Flow) -> dict:

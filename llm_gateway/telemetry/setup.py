@@ -164,7 +164,9 @@ def upstream_trace_configs(telemetry: Telemetry | None) -> list:
         create_trace_config(
             url_filter=_without_credentials,
             tracer_provider=telemetry.tracer_provider,
-            meter_provider=telemetry.meter_provider,
+            # No HTTP client metrics: gen_ai.client.operation.duration already times each call, and the
+            # instrumentation's histograms cost more per request than the span itself.
+            meter_provider=otel_metrics.NoOpMeterProvider(),
         )
     ]
 
