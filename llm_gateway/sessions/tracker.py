@@ -11,11 +11,15 @@ ended when its session ends, with outcome "no_result".
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from llm_gateway.protocols.exchange import ChatRecord, ChatRequest, ToolCall
 from llm_gateway.sessions.identity import Identity
+
+#: calls and tool runs an agent keeps for its tree; a session of 50k calls must not hold 50k records
+KEPT_PER_AGENT = 500
 
 
 @dataclass(slots=True)
@@ -50,8 +54,10 @@ class AgentState:
     started_ns: int
     last_ns: int
     has_tools: bool = False
-    calls: list[CallNode] = field(default_factory=list)
-    tools: list[ToolRun] = field(default_factory=list)
+    #: the most recent calls and tool runs (for the tree); counts cover all of them
+    calls: deque[CallNode] = field(default_factory=lambda: deque(maxlen=KEPT_PER_AGENT))
+    tools: deque[ToolRun] = field(default_factory=lambda: deque(maxlen=KEPT_PER_AGENT))
+    call_count: int = 0
     children: list[AgentState] = field(default_factory=list)
     input_tokens: int | None = None  # None until a call reports usage (Kiro 2.4 streams never do)
     output_tokens: int | None = None
@@ -75,12 +81,12 @@ class SessionState:
     output_tokens: int | None = None
     cache_read: int | None = None
     providers: list[str] = field(default_factory=list)
-    response_ids: list[str] = field(default_factory=list)  # responses a later request may continue from
+    response_ids: deque[str] = field(default_factory=deque)  # responses a later request may continue from
     ended_ns: int | None = None
 
     @property
     def calls(self) -> int:
-        return sum(len(a.calls) for a in self.agents.values())
+        return sum(a.call_count for a in self.agents.values())
 
 
 # Events for the sink, in the order they happened.
@@ -189,6 +195,7 @@ class SessionTracker:
             agent.models.append(request.model)
         call = CallNode(exchange_id, agent, request.model, at_ns, auxiliary)
         agent.calls.append(call)
+        agent.call_count += 1
         self._calls[exchange_id] = (session, call)
         return Placement(session, call), events
 
@@ -214,6 +221,8 @@ class SessionTracker:
         if record.response_id and record.response_id not in self._responses:
             self._responses[record.response_id] = (session, agent)
             session.response_ids.append(record.response_id)
+            if len(session.response_ids) > KEPT_PER_AGENT:  # only recent responses get continued
+                self._responses.pop(session.response_ids.popleft(), None)
         events: list[Event] = []
         if record.status is not None and 200 <= record.status < 300 and not record.error_type:
             for tool_call in record.tool_calls:

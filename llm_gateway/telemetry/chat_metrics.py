@@ -46,17 +46,18 @@ class ChatMetrics:
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
 
-    def record(self, attrs: dict[str, Any], duration_s: float) -> None:
-        dims = {k: attrs[k] for k in _DIMENSIONS if k in attrs}
-        if err.ERROR_TYPE in attrs:
-            dims[err.ERROR_TYPE] = attrs[err.ERROR_TYPE]
+    def record(self, request_attrs: dict[str, Any], response_attrs: dict[str, Any], duration_s: float) -> None:
+        """Record one call from its span attributes (known at the start, and at the end)."""
+        dims = {k: v for k in _DIMENSIONS if (v := response_attrs.get(k, request_attrs.get(k))) is not None}
+        if err.ERROR_TYPE in response_attrs:
+            dims[err.ERROR_TYPE] = response_attrs[err.ERROR_TYPE]
         self._duration.record(duration_s, dims)
-        ttfc = attrs.get(gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
-        if ttfc is not None and attrs.get(gen_ai.GEN_AI_REQUEST_STREAM):
+        ttfc = response_attrs.get(gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
+        if ttfc is not None and request_attrs.get(gen_ai.GEN_AI_REQUEST_STREAM):
             self._ttfc.record(ttfc, dims)
         for token_type, key in (
             ("input", gen_ai.GEN_AI_USAGE_INPUT_TOKENS),
             ("output", gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS),
         ):
-            if key in attrs:
-                self._tokens.record(attrs[key], {**dims, gen_ai.GEN_AI_TOKEN_TYPE: token_type})
+            if key in response_attrs:
+                self._tokens.record(response_attrs[key], {**dims, gen_ai.GEN_AI_TOKEN_TYPE: token_type})
