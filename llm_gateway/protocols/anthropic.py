@@ -1,4 +1,5 @@
-"""Anthropic Messages API (`POST /v1/messages`, also `?beta=true`): the request body and the response.
+"""Anthropic Messages API (`POST /v1/messages`, also `?beta=true`): the response, and the adapter (the request
+body is read in `anthropic_request`).
 
 A response is SSE (`message_start`, `content_block_start/delta/stop`, `message_delta`, `message_stop`,
 `ping`, `error`; docs.anthropic.com/en/api/messages-streaming) or, when not streamed, one message JSON. The
@@ -21,238 +22,19 @@ from typing import Any
 import orjson
 
 from llm_gateway.protocols import events as ev
-from llm_gateway.protocols._json import integer, items, obj, text
+from llm_gateway.protocols._json import integer, obj, text
 from llm_gateway.protocols._response import is_streamed, total
+from llm_gateway.protocols.anthropic_request import parse_messages_body
 from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponseParser
-from llm_gateway.protocols.exchange import ChatRequest, RequestParams, ToolResult, fingerprint
+from llm_gateway.protocols.exchange import ChatRequest
 from llm_gateway.protocols.framing import DEFAULT_MAX_EVENT_SIZE, FramingError
 from llm_gateway.protocols.framing.sse import SSEDecoder, SSEEvent
 
 __all__ = ["ADAPTER", "AnthropicStreamState", "message_events", "parse_messages_body"]
 
-#: content blocks in which the model calls a tool: its own (`tool_use`) or one the provider runs
-_TOOL_CALL_BLOCKS = frozenset({"tool_use", "server_tool_use", "mcp_tool_use"})
-#: Claude Code's attribution block heads `system`; its `cch=` field changes on every request
-_BILLING_PREFIX = "x-anthropic-billing-header:"
-_JSON_FORMATS = frozenset({"json_schema", "json_object", "json"})
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Typed access to untrusted JSON is shared (`_json`); these read what only this module reads
-
-
-def _number(value: object) -> float | None:
-    """A number as sent: unlike `_json.number`, an int stays an int (`top_k: 40` is reported as 40, not 40.0)."""
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
-
 
 def _type(doc: dict[str, Any]) -> str | None:
     return text(doc.get("type"))
-
-
-def _compact(**fields: Any) -> dict[str, Any]:
-    return {key: value for key, value in fields.items() if value is not None}
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Request
-
-
-@dataclass(frozen=True, slots=True)
-class _Message:
-    role: str
-    blocks: list[dict[str, Any]]
-
-
-def parse_messages_body(doc: dict[str, Any], capture: bool) -> ChatRequest:
-    """A Messages request body (parsed JSON) as a `ChatRequest`. Bedrock-native bodies (`anthropic_version`,
-    no `model`, no `stream`) give model None and stream False; the caller fills those from the URL."""
-    if not isinstance(doc, dict):
-        raise ValueError("the request body is not a JSON object")
-    tools = list(items(doc.get("tools")))
-    tool_names = [name for tool in tools if (name := text(tool.get("name")))]
-    system = _system_texts(doc.get("system"))
-    messages = [_message(m) for m in items(doc.get("messages"))]
-    history = _history_tool_calls(messages)
-    # the attribution block would make every request of a session look new
-    system_text = "\n".join(line for line in system if not line.startswith(_BILLING_PREFIX))
-    request = ChatRequest(
-        operation="chat",
-        model=text(doc.get("model")),
-        stream=doc.get("stream") is True,
-        params=_params(doc),
-        output_type=_output_type(doc),
-        tool_names=tool_names,
-        tool_results=_tool_results(messages, history, capture),
-        history_tool_calls=history,
-        hints=_hints(doc),
-        conversation_fingerprint=fingerprint(system_text, _first_user_text(messages)),
-        agent_fingerprint=fingerprint(system_text, sorted(tool_names)),
-    )
-    if capture:
-        request.system_instructions = [{"type": "text", "content": line} for line in system] or None
-        request.input_messages = _input_messages(messages)
-        request.tool_definitions = [_tool_definition(tool) for tool in tools] or None
-    return request
-
-
-def _message(doc: dict[str, Any]) -> _Message:
-    content = doc.get("content")
-    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(items(content))
-    return _Message(text(doc.get("role")) or "user", blocks)
-
-
-def _system_texts(system: object) -> list[str]:
-    if isinstance(system, str):
-        return [system]
-    return [body for block in items(system) if (body := text(block.get("text"))) is not None]
-
-
-def _params(doc: dict[str, Any]) -> RequestParams:
-    stops = doc.get("stop_sequences")
-    return RequestParams(
-        temperature=_number(doc.get("temperature")),
-        top_p=_number(doc.get("top_p")),
-        top_k=_number(doc.get("top_k")),
-        max_tokens=integer(doc.get("max_tokens")),
-        stop_sequences=[s for s in stops if isinstance(s, str)] if isinstance(stops, list) else None,
-    )
-
-
-def _output_type(doc: dict[str, Any]) -> str | None:
-    """`json` for structured outputs: `output_format` (beta), `output_config.format`, or an OpenAI-style
-    `response_format` that some gateways accept."""
-    config = obj(doc.get("output_config"))
-    formats = (doc.get("output_format"), config.get("format"), doc.get("response_format"))
-    return "json" if any(_type(obj(fmt)) in _JSON_FORMATS for fmt in formats) else None
-
-
-def _hints(doc: dict[str, Any]) -> dict[str, str]:
-    hints: dict[str, str] = {}
-    # kept raw: Claude Code sends a JSON string here (or a legacy `user_..._session_<uuid>`), parsed elsewhere
-    user_id = text(obj(doc.get("metadata")).get("user_id"))
-    if user_id:
-        hints["user_id"] = user_id
-    # A server-side thread (`{"type": "continue", "previous_message_id"}`, sent by the SDK's tool runner):
-    # the request carries only the new turn, so the previous message id is what ties it to its conversation.
-    previous = text(obj(doc.get("thread")).get("previous_message_id"))
-    if previous:
-        hints["previous_response_id"] = previous
-    return hints
-
-
-def _history_tool_calls(messages: list[_Message]) -> dict[str, str]:
-    calls: dict[str, str] = {}
-    for message in messages:
-        for block in message.blocks:
-            call_id, name = text(block.get("id")), text(block.get("name"))
-            if _type(block) in _TOOL_CALL_BLOCKS and call_id and name:
-                calls[call_id] = name
-    return calls
-
-
-def _tool_results(messages: list[_Message], history: dict[str, str], capture: bool) -> list[ToolResult]:
-    results = []
-    for message in messages:
-        for block in message.blocks:
-            if _type(block) != "tool_result":
-                continue
-            call_id = text(block.get("tool_use_id"))
-            results.append(
-                ToolResult(
-                    call_id=call_id,
-                    name=history.get(call_id) if call_id else None,
-                    is_error=block.get("is_error") is True,
-                    content=_result_content(block.get("content")) if capture else None,
-                )
-            )
-    return results
-
-
-def _first_user_text(messages: list[_Message]) -> str:
-    first = next((m for m in messages if m.role == "user"), None)
-    if first is None:
-        return ""
-    return "\n".join(text(b.get("text")) or "" for b in first.blocks if _type(b) == "text")
-
-
-def _tool_definition(tool: dict[str, Any]) -> dict[str, Any]:
-    kind = _type(tool)
-    if kind in (None, "custom"):  # a client tool; typed ones (web_search_..., bash_...) run elsewhere
-        return _compact(
-            type="function",
-            name=text(tool.get("name")),
-            description=text(tool.get("description")),
-            parameters=tool.get("input_schema"),
-        )
-    return _compact(type=text(kind), name=text(tool.get("name")))
-
-
-def _input_messages(messages: list[_Message]) -> list[dict[str, Any]]:
-    """Messages in the conventions' shape. `tool_result` blocks ride in user messages on this API; they become
-    `tool` messages, the user's other blocks staying a `user` message, in order."""
-    out: list[dict[str, Any]] = []
-    for message in messages:
-        groups: list[dict[str, Any]] = []
-        for block in message.blocks:
-            part = _part(block)
-            if part is None:
-                continue
-            role = "tool" if _type(block) == "tool_result" else message.role
-            if not groups or groups[-1]["role"] != role:
-                groups.append({"role": role, "parts": []})
-            groups[-1]["parts"].append(part)
-        out.extend(groups or [{"role": message.role, "parts": []}])
-    return out
-
-
-def _part(block: dict[str, Any]) -> dict[str, Any] | None:
-    kind = _type(block)
-    match kind:
-        case "text":
-            return {"type": "text", "content": text(block.get("text")) or ""}
-        case "thinking":
-            return {"type": "reasoning", "content": text(block.get("thinking")) or ""}
-        case "redacted_thinking":  # encrypted: nothing readable to keep
-            return {"type": "reasoning", "content": ""}
-        case "tool_use" | "server_tool_use" | "mcp_tool_use":
-            call_id, name = text(block.get("id")), text(block.get("name"))
-            return _compact(type="tool_call", id=call_id, name=name, arguments=block.get("input"))
-        case "tool_result":
-            return {
-                "type": "tool_call_response",
-                "id": text(block.get("tool_use_id")),
-                "response": _result_content(block.get("content")),
-            }
-        case "image" | "document":
-            return _media_part(kind, obj(block.get("source")))
-    # other blocks (web_search_tool_result, search_result, ...): named, their content left out
-    return {"type": kind} if isinstance(kind, str) else None
-
-
-def _media_part(kind: str, source: dict[str, Any]) -> dict[str, Any]:
-    """Media by reference only: base64 data is never copied."""
-    modality = "image" if kind == "image" else "document"
-    match _type(source):
-        case "base64":
-            return _compact(type="blob", mime_type=text(source.get("media_type")), modality=modality)
-        case "url":
-            return _compact(type="uri", uri=text(source.get("url")), modality=modality)
-        case "file":
-            return _compact(type="file", file_id=text(source.get("file_id")), modality=modality)
-        case "text":  # a plain-text document is text
-            return {"type": "text", "content": text(source.get("data")) or ""}
-    return {"type": kind}
-
-
-def _result_content(content: object) -> Any:
-    """A tool result's content: its string as is; text blocks joined into one string; otherwise parts."""
-    if not isinstance(content, list):
-        return content
-    blocks = list(items(content))
-    if all(_type(block) == "text" for block in blocks):
-        return "\n".join(text(block.get("text")) or "" for block in blocks)
-    return [part for block in blocks if (part := _part(block)) is not None]
 
 
 # ---------------------------------------------------------------------------------------------------------
