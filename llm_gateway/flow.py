@@ -29,6 +29,9 @@ class Flow:
     response_started_ns: int | None = None  # upstream headers received
     #: (time_ns, bytes) per chunk as relayed; None unless an addon asked for the body in `request`
     chunks: list[tuple[int, bytes]] | None = None
+    #: an addon needs every chunk at the end (recorder, chat spans); otherwise a reader that has consumed the
+    #: chunks of a long-lived stream (an MCP GET stream) may drop them
+    keep_chunks: bool = False
     ended_ns: int | None = None  # last byte written to the client, or the failure
     error: str | None = None  # a cause class: "upstream_unreachable", "upstream_timeout", "client_gone", ...
     error_message: str | None = None

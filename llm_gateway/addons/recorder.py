@@ -35,6 +35,7 @@ class Recorder:
     def request(self, flow: Flow) -> None:
         if flow.chunks is None:
             flow.chunks = []
+        flow.keep_chunks = True
 
     def response_headers(self, flow: Flow) -> None:
         pass

@@ -135,6 +135,9 @@ class McpObserver:
                 at_ns, data = chunks[exchange.read]
                 exchange.read += 1
                 self._sse_events(exchange, decoder.feed(data), at_ns)
+            if not flow.keep_chunks and exchange.read:  # a GET stream may stay open for hours: free what was read
+                del chunks[: exchange.read]
+                exchange.read = 0
             if final and decoder is not None:
                 self._sse_events(exchange, decoder.close(), flow.ended_ns or flow.started_ns)
         except FramingError:

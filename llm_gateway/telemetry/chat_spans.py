@@ -84,6 +84,7 @@ class ChatSpans:
         token = context.attach(trace.set_span_in_context(span))
         if flow.chunks is None:
             flow.chunks = []
+        flow.keep_chunks = True
         _scratch(flow)[self] = _Call(run, span, token, attributes, exchange_id)
 
     def response_headers(self, flow: Flow) -> None:

@@ -206,3 +206,21 @@ async def test_gateway_with_tracing_has_the_mcp_observer(receiver: OTLPReceiver)
         assert any(type(a).__name__ == "McpObserver" for a in gateway.relay.addons)
     finally:
         await gateway.stop()
+
+
+def test_observer_frees_the_chunks_it_has_read_unless_an_addon_keeps_them():
+    """A long-lived MCP GET stream must not hold every byte it ever relayed."""
+    from llm_gateway.flow import Flow
+    from llm_gateway.mcp.observer import McpObserver, _Exchange
+    from llm_gateway.protocols.framing.sse import SSEDecoder
+
+    for keep in (False, True):
+        observer = McpObserver(lambda *a, **k: None, capture=False)
+        flow = Flow.__new__(Flow)
+        flow.chunks = [(1, b"event: message\ndata: {}\n\n"), (2, b": ping\n\n")]
+        flow.keep_chunks = keep
+        exchange = _Exchange.__new__(_Exchange)
+        exchange.read, exchange.decoder, exchange.key = 0, SSEDecoder(), ("s", None)
+        exchange.tracker = observer._tracker(exchange.key)
+        observer._drain(flow, exchange)
+        assert len(flow.chunks) == (2 if keep else 0)
