@@ -12,7 +12,8 @@ from typing import Any, Protocol
 
 from multidict import CIMultiDictProxy
 
-from llm_gateway.routing import Route
+from llm_gateway.protocols.base import Adapter, HttpRequest, adapter_for
+from llm_gateway.routing import Kind, Route
 
 
 @dataclass(slots=True)
@@ -36,6 +37,15 @@ class Flow:
     error: str | None = None  # a cause class: "upstream_unreachable", "upstream_timeout", "client_gone", ...
     error_message: str | None = None
     scratch: dict[str, Any] | None = None  # per-flow state of addons, keyed by addon
+
+
+def model_call(flow: Flow) -> tuple[Adapter, HttpRequest] | None:
+    """The adapter for a flow that is a model call, and the request as the adapter reads it; None otherwise."""
+    route = flow.route
+    adapter = adapter_for(route.protocol.name) if route.protocol and route.kind is Kind.CALL else None
+    if adapter is None:
+        return None
+    return adapter, HttpRequest(flow.method, flow.raw_path, flow.request_headers, flow.request_body, route.base_url)
 
 
 class Addon(Protocol):

@@ -13,9 +13,8 @@ from pathlib import Path
 from multidict import CIMultiDict
 
 from llm_gateway.fixtures import Chunk, Exchange, Fixture, RecordedRequest, RecordedResponse, save
-from llm_gateway.flow import Flow
-from llm_gateway.protocols.base import ExchangeRun, HttpRequest, adapter_for
-from llm_gateway.routing import Kind
+from llm_gateway.flow import Flow, model_call
+from llm_gateway.protocols.base import ExchangeRun
 from llm_gateway.sessions.identity import identify
 
 log = logging.getLogger("llm_gateway.recorder")
@@ -48,14 +47,11 @@ class Recorder:
             self._write(flow)
 
     def _session_name(self, flow: Flow) -> str:
-        route = flow.route
-        adapter = adapter_for(route.protocol.name) if route.protocol and route.kind is Kind.CALL else None
-        if adapter is None:
+        call = model_call(flow)
+        if call is None or flow.route.protocol is None:
             return "other-traffic"
-        http_request = HttpRequest(flow.method, flow.raw_path, flow.request_headers, flow.request_body,
-                                   route.base_url)
-        who = identify(flow.request_headers, ExchangeRun(adapter, http_request).request)
-        return f"{route.protocol.name}-{who.session_key}"
+        who = identify(flow.request_headers, ExchangeRun(*call).request)
+        return f"{flow.route.protocol.name}-{who.session_key}"
 
     def _write(self, flow: Flow) -> None:
         try:

@@ -128,8 +128,8 @@ def identify(headers: Mapping[str, str], request: ChatRequest, *, agent_name: st
         parent = headers.get("x-claude-code-parent-agent-id") or None
     elif headers.get("x-openai-subagent"):
         agent = f"subagent:{headers['x-openai-subagent']}"
-    elif _codex_turn_metadata(headers).get("agent_name"):
-        agent = f"agent:{_codex_turn_metadata(headers)['agent_name']}"
+    elif codex_agent := _codex_turn_metadata(headers).get("agent_name"):
+        agent = f"agent:{codex_agent}"
     elif headers.get("x-parent-session-id") and headers.get("x-session-affinity"):
         agent = f"session:{headers['x-session-affinity']}"  # an opencode child session is a subagent
     else:

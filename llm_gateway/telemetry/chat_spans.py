@@ -17,9 +17,8 @@ from opentelemetry import context, trace
 from opentelemetry.context import _SUPPRESS_HTTP_INSTRUMENTATION_KEY
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from llm_gateway.flow import Flow
-from llm_gateway.protocols.base import ExchangeRun, HttpRequest, HttpResponseHead, adapter_for
-from llm_gateway.routing import Kind
+from llm_gateway.flow import Flow, model_call
+from llm_gateway.protocols.base import ExchangeRun, HttpResponseHead
 from llm_gateway.telemetry.chat_attributes import (
     content_request_attributes,
     content_response_attributes,
@@ -58,14 +57,13 @@ class ChatSpans:
 
     def request(self, flow: Flow) -> None:
         route = flow.route
-        adapter = adapter_for(route.protocol.name) if route.protocol and route.kind is Kind.CALL else None
-        if adapter is None:
+        call = model_call(flow)
+        if call is None or route.protocol is None:
             # Not a model call: relayed untraced, and its upstream HTTP span would only be a stray root.
             token = context.attach(context.set_value(_SUPPRESS_HTTP_INSTRUMENTATION_KEY, True))
             _scratch(flow)[self] = _Call(None, None, token)
             return
-        http_request = HttpRequest(flow.method, flow.raw_path, flow.request_headers, flow.request_body,
-                                   route.base_url)
+        adapter, http_request = call
         run = ExchangeRun(adapter, http_request, capture=self._capture)
         request = run.request
         if self._pending:
