@@ -2,7 +2,7 @@
 
 With no endpoint and no exporter named, nothing is built: `configure()` returns None and the relay does no
 tracing work at all. Export runs on the SDK's background thread (BatchSpanProcessor), so a slow or dead
-backend never blocks a request.
+backend never blocks a request; OTLP encoding and posting run in a child process (`export_process.py`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from llm_gateway import __version__
+from llm_gateway.telemetry.export_process import ExportProcess
 from llm_gateway.telemetry.ids import SessionIdGenerator
 
 log = logging.getLogger("llm_gateway.telemetry")
@@ -98,7 +99,7 @@ def _resource(env: Mapping[str, str]) -> Resource:
     return Resource.create(attributes)
 
 
-def _span_exporter(name: str, env: Mapping[str, str]) -> tuple[SpanExporter, str]:
+def _span_exporter(name: str, env: Mapping[str, str], resource: Resource) -> tuple[SpanExporter, str]:
     if name == "console":
         return ConsoleSpanExporter(), "console"
     if name != "otlp":
@@ -110,11 +111,9 @@ def _span_exporter(name: str, env: Mapping[str, str]) -> tuple[SpanExporter, str
         raise TelemetryConfigError(
             f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported; llm-gateway exports http/protobuf"
         )
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
     endpoint = traces_endpoint(env) or "http://localhost:4318/v1/traces"
-    # The exporter reads headers, timeout, compression and certificates from the environment itself.
-    return OTLPSpanExporter(endpoint=endpoint), f"otlp {endpoint}"
+    # Encoding and posting run in a child process, off the relay's GIL (export_process.py).
+    return ExportProcess(endpoint, resource, env), f"otlp {endpoint}"
 
 
 def _metric_reader(env: Mapping[str, str]) -> MetricReader | None:
@@ -143,7 +142,7 @@ def configure(env: Mapping[str, str] | None = None, *, local: bool = False) -> T
     provider = TracerProvider(resource=resource, id_generator=SessionIdGenerator())
     destinations = []
     for name in names:
-        exporter, destination = _span_exporter(name, env)
+        exporter, destination = _span_exporter(name, env, resource)
         provider.add_span_processor(BatchSpanProcessor(exporter))
         destinations.append(destination)
     reader = _metric_reader(env)

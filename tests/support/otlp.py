@@ -51,6 +51,7 @@ class ReceivedSpan:
 class OTLPReceiver:
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
+        self.trace_headers: list[dict[str, str]] = []  # the HTTP headers of each trace export
         self.metric_names: set[str] = set()
         self.metrics: dict[str, list[Any]] = {}
         self._runner: web.AppRunner | None = None
@@ -75,6 +76,7 @@ class OTLPReceiver:
 
     async def _traces(self, request: web.Request) -> web.Response:
         export = ExportTraceServiceRequest.FromString(await request.read())
+        self.trace_headers.append(dict(request.headers))
         for rs in export.resource_spans:
             resource = {kv.key: _value(kv.value) for kv in rs.resource.attributes}
             for ss in rs.scope_spans:
