@@ -2,11 +2,14 @@
 
 The relay knows HTTP and nothing about providers. Addons see a flow at fixed moments; the relay calls them
 in this order: `request`, then `response_headers` when the upstream answered, then exactly one of `done` or
-`error`. Hooks are synchronous and must be cheap: they run on the request path.
+`error`. Hooks are synchronous and must be cheap: they run on the request path. An addon that wants the response
+body as it streams adds a callable with `observe_chunks` in `request`; it is called with each chunk right after
+the chunk was written to the client.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,6 +36,8 @@ class Flow:
     #: an addon needs every chunk at the end (recorder, chat spans); otherwise a reader that has consumed the
     #: chunks of a long-lived stream (an MCP GET stream) may drop them
     keep_chunks: bool = False
+    #: called with (time_ns, bytes) for each chunk, after it was written to the client (`observe_chunks`)
+    chunk_observers: list[Callable[[int, bytes], None]] | None = None
     ended_ns: int | None = None  # last byte written to the client, or the failure
     error: str | None = None  # a cause class: "upstream_unreachable", "upstream_timeout", "client_gone", ...
     error_message: str | None = None
@@ -46,6 +51,14 @@ def model_call(flow: Flow) -> tuple[Adapter, HttpRequest] | None:
     if adapter is None:
         return None
     return adapter, HttpRequest(flow.method, flow.raw_path, flow.request_headers, flow.request_body, route.base_url)
+
+
+def observe_chunks(flow: Flow, observer: Callable[[int, bytes], None]) -> None:
+    """Have `observer(time_ns, data)` called with each response chunk as it is relayed. It runs between two
+    writes of a live stream: it must be quick, and what it raises is logged and dropped."""
+    if flow.chunk_observers is None:
+        flow.chunk_observers = []
+    flow.chunk_observers.append(observer)
 
 
 class Addon(Protocol):

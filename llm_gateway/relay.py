@@ -204,15 +204,19 @@ class Relay:
             if upstream.headers.get("Content-Length") is not None:
                 response.content_length = int(upstream.headers["Content-Length"])
             await response.prepare(request)
-            chunks = flow.chunks
+            chunks, observers = flow.chunks, flow.chunk_observers
             try:
-                if chunks is None:
+                if chunks is None and observers is None:
                     async for chunk in upstream.content.iter_any():
                         await response.write(chunk)
                 else:
                     async for chunk in upstream.content.iter_any():
                         await response.write(chunk)
-                        chunks.append((time.time_ns(), chunk))
+                        at_ns = time.time_ns()
+                        if chunks is not None:
+                            chunks.append((at_ns, chunk))
+                        if observers is not None:
+                            _notify(observers, at_ns, chunk)
             except ConnectionResetError:  # raised by the write: aiohttp's ClientConnectionResetError
                 self._fail(flow, "client_gone", "the client closed the connection before the response ended")
                 return response
@@ -294,6 +298,14 @@ class Relay:
             await upstream.close()
             await client.close()
         return client
+
+
+def _notify(observers: list[Callable[[int, bytes], None]], at_ns: int, chunk: bytes) -> None:
+    for observe in observers:
+        try:
+            observe(at_ns, chunk)
+        except Exception:  # an observer's bug must never reach the client
+            log.debug("chunk observer %r failed", observe, exc_info=True)
 
 
 async def _pump(source, sink) -> None:

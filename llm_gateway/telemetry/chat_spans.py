@@ -1,14 +1,14 @@
 """The addon that turns each relayed model call into a `chat {model}` CLIENT span.
 
 At `request` the request body is parsed (cheap next to the call it precedes) and the span starts at the
-request's arrival time, made current so that the upstream HTTP span nests under it. The response body is
-only collected while it streams; it is parsed after the last byte went to the client, in `done` / `error`.
-Any failure in here is logged at debug level and swallowed: telemetry never breaks traffic.
+request's arrival time, made current so that the upstream HTTP span nests under it. The response is parsed as it
+streams, each chunk right after the relay wrote it to the client (a stream's gaps are long next to its parsing);
+`done` / `error` only close the parser and end the span. Any failure in here is logged at debug level and
+swallowed: telemetry never breaks traffic.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,7 +17,7 @@ from opentelemetry import context, trace
 from opentelemetry.context import _SUPPRESS_HTTP_INSTRUMENTATION_KEY
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from llm_gateway.flow import Flow, model_call
+from llm_gateway.flow import Flow, model_call, observe_chunks
 from llm_gateway.protocols.base import ExchangeRun, HttpResponseHead
 from llm_gateway.telemetry.chat_attributes import (
     content_request_attributes,
@@ -50,7 +50,6 @@ class ChatSpans:
         self._capture = content_capture(env).on_spans
         self._metrics = ChatMetrics(telemetry.meter)
         self.sessions = SessionSpans(self._tracer, env, capture=self._capture)
-        self._pending: set[_Finish] = set()
 
     def __repr__(self) -> str:
         return f"ChatSpans(capture={self._capture})"
@@ -66,8 +65,6 @@ class ChatSpans:
         adapter, http_request = call
         run = ExchangeRun(adapter, http_request, capture=self._capture)
         request = run.request
-        if self._pending:
-            self._flush()
         provider = adapter.provider_name(http_request)
         attributes = request_attributes(request, provider, route.protocol.name, route.base_url)
         exchange_id, parent, session_attributes = self.sessions.call_started(
@@ -80,9 +77,7 @@ class ChatSpans:
         span = self._tracer.start_span(name, context=parent, kind=SpanKind.CLIENT, attributes=attributes,
                                        start_time=flow.started_ns)
         token = context.attach(trace.set_span_in_context(span))
-        if flow.chunks is None:
-            flow.chunks = []
-        flow.keep_chunks = True
+        observe_chunks(flow, run.body)
         _scratch(flow)[self] = _Call(run, span, token, attributes, exchange_id)
 
     def response_headers(self, flow: Flow) -> None:
@@ -101,14 +96,11 @@ class ChatSpans:
         if call is None:
             return
         context.detach(call.token)  # here, in the handler's own context
-        if call.run is None or call.span is None:
-            return
-        job = _Finish(self, flow, call)
-        self._pending.add(job)
-        job.step()
+        if call.run is not None and call.span is not None:
+            self._complete(flow, call)
 
     def _complete(self, flow: Flow, call: _Call) -> None:
-        """The body is parsed: set the response attributes, end the span, tell the session tracker."""
+        """Close the parser, set the response attributes, end the span, tell the session tracker."""
         span, run = call.span, call.run
         assert span is not None and run is not None
         try:
@@ -129,64 +121,13 @@ class ChatSpans:
         finally:
             span.end(end_time=flow.ended_ns)
 
-    def _flush(self) -> None:
-        """Finish every response still being parsed (before a new call is placed, and at shutdown), so the
-        session tracker sees calls in the order they happened."""
-        for job in list(self._pending):
-            job.run_to_end()
-
     def tick(self, now_ns: int) -> None:
         """Periodic: close idle sessions."""
         self.sessions.tick(now_ns)
 
     def close(self) -> None:
-        """Shutdown: finish pending responses, then end every open session."""
-        self._flush()
+        """Shutdown: end every open session."""
         self.sessions.close()
-
-
-class _Finish:
-    """Parses a relayed response in slices of `SLICE` chunks, one slice per event-loop turn: a long stream that
-    just ended never holds up the chunks of the streams still running."""
-
-    __slots__ = ("_call", "_flow", "_next", "_owner")
-
-    SLICE = 64
-
-    def __init__(self, owner: ChatSpans, flow: Flow, call: _Call) -> None:
-        self._owner = owner
-        self._flow = flow
-        self._call = call
-        self._next = 0
-
-    def step(self) -> None:
-        if self not in self._owner._pending:
-            return  # already run to the end by a flush
-        chunks = self._flow.chunks or []
-        stop = min(self._next + self.SLICE, len(chunks))
-        self._feed(chunks, stop)
-        if stop < len(chunks):
-            try:
-                asyncio.get_running_loop().call_soon(self.step)
-                return
-            except RuntimeError:  # no loop (shutdown): finish now
-                pass
-        self.run_to_end()
-
-    def run_to_end(self) -> None:
-        if self not in self._owner._pending:
-            return
-        chunks = self._flow.chunks or []
-        self._feed(chunks, len(chunks))
-        self._owner._pending.discard(self)
-        self._owner._complete(self._flow, self._call)
-
-    def _feed(self, chunks: list[tuple[int, bytes]], stop: int) -> None:
-        run = self._call.run
-        assert run is not None
-        for t_ns, data in chunks[self._next : stop]:
-            run.body(t_ns, data)
-        self._next = stop
 
 
 def _scratch(flow: Flow) -> dict:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from llm_gateway.config import Settings
 from llm_gateway.fixtures import load
+from llm_gateway.flow import Flow, observe_chunks
 from tests.support import FIXTURES
 from tests.support.servers import running_gateway, running_upstream
 
@@ -88,6 +89,43 @@ async def test_sse_cut_at_awkward_offsets_arrives_incrementally_and_byte_exact(
     assert first + rest == _RECORDED
     assert response.headers["Content-Type"] == "text/event-stream"
     assert response.headers.get("Content-Length") == (str(len(_RECORDED)) if content_length else None)
+
+
+class ChunkWatcher:
+    """An addon that observes the response as it streams, behind an observer that always raises."""
+
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+
+    def request(self, flow: Flow) -> None:
+        observe_chunks(flow, self._broken)
+        observe_chunks(flow, lambda _at_ns, data: self.seen.append(data))
+
+    def _broken(self, _at_ns: int, _data: bytes) -> None:
+        raise RuntimeError("an observer bug")
+
+    def response_headers(self, flow: Flow) -> None: ...
+    def done(self, flow: Flow) -> None: ...
+    def error(self, flow: Flow) -> None: ...
+
+
+async def test_chunk_observers_see_each_chunk_as_it_is_relayed_and_cannot_break_it(servers: AsyncExitStack) -> None:
+    chunks = awkward_chunks(_RECORDED)
+    upstream = PacedUpstream(chunks, content_length=False)
+    url = await servers.enter_async_context(running_upstream(upstream.handle))
+    gateway = await servers.enter_async_context(running_gateway(Settings(upstreams={"gemini": url})))
+    watcher = ChunkWatcher()
+    gateway.relay.addons = (watcher,)
+
+    path = "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
+    async with aiohttp.ClientSession() as client, client.post(gateway.url + path, data=b"{}") as response:
+        first = await asyncio.wait_for(response.content.readany(), _WAIT)
+        assert watcher.seen == [chunks[0]]  # observed live, while the upstream still holds the rest
+        upstream.client_has_first.set()
+        rest = await asyncio.wait_for(response.content.read(), _WAIT)
+
+    assert first + rest == _RECORDED
+    assert b"".join(watcher.seen) == _RECORDED
 
 
 class SlowUpstream:
