@@ -28,6 +28,7 @@ class Flow:
     route: Route
     upstream_url: str
     started_ns: int  # wall clock (time.time_ns) when the request arrived
+    upstream_started_ns: int | None = None  # the request left for the upstream
     status: int | None = None
     response_headers: CIMultiDictProxy[str] | None = None
     response_started_ns: int | None = None  # upstream headers received

@@ -180,6 +180,7 @@ class Relay:
     async def _forward(self, request: web.BaseRequest, flow: Flow) -> web.StreamResponse:
         assert self._session is not None, "Relay.start() was not awaited"
         headers = forward_headers(request.raw_headers)
+        flow.upstream_started_ns = time.time_ns()
         try:
             upstream = await self._session.request(
                 flow.method,

@@ -50,7 +50,7 @@ class Gateway:
         addons = default_addons(telemetry, env, settings)
         mcp = next((a for a in addons if isinstance(a, McpObserver)), None)
         endpoints = GatewayEndpoints(mcp.report if mcp is not None else None)  # stdio wrappers report here
-        relay = Relay(settings, router, addons, upstream_trace_configs(telemetry), internal=endpoints)
+        relay = Relay(settings, router, addons, upstream_trace_configs(telemetry, env), internal=endpoints)
         await relay.start()
         server = web.Server(relay.handle, handler_cancellation=True, access_log=None)
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)

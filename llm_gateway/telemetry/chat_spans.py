@@ -1,7 +1,9 @@
 """The addon that turns each relayed model call into a `chat {model}` CLIENT span.
 
 At `request` the request body is parsed (cheap next to the call it precedes) and the span starts at the
-request's arrival time, made current so that the upstream HTTP span nests under it. The response is parsed as it
+request's arrival time. When the exchange ends, the upstream HTTP call gets its own CLIENT span under it
+(`upstream_spans.py`); with `LLM_GATEWAY_HTTP_SPANS=aiohttp` the chat span is made current instead, so that the
+aiohttp-client instrumentation's span nests under it. The response is parsed as it
 streams, each chunk right after the relay wrote it to the client (a stream's gaps are long next to its parsing);
 `done` / `error` only close the parser and end the span. Any failure in here is logged at debug level and
 swallowed: telemetry never breaks traffic.
@@ -29,6 +31,7 @@ from llm_gateway.telemetry.chat_metrics import ChatMetrics
 from llm_gateway.telemetry.content import content_capture
 from llm_gateway.telemetry.session_spans import SessionSpans
 from llm_gateway.telemetry.setup import Telemetry
+from llm_gateway.telemetry.upstream_spans import http_span_mode, record_upstream_span
 
 log = logging.getLogger("llm_gateway.telemetry")
 
@@ -37,7 +40,7 @@ log = logging.getLogger("llm_gateway.telemetry")
 class _Call:
     run: ExchangeRun | None  # None for relayed non-call traffic
     span: trace.Span | None
-    token: object  # the context token to detach when the flow ends
+    token: object  # the context token to detach when the flow ends (aiohttp HTTP spans only)
     start_attributes: dict | None = None
     exchange_id: int = 0  # the session tracker's id for this call
 
@@ -49,6 +52,7 @@ class ChatSpans:
         self._tracer = telemetry.tracer
         self._capture = content_capture(env).on_spans
         self._metrics = ChatMetrics(telemetry.meter)
+        self._http_spans = http_span_mode(env)
         self.sessions = SessionSpans(self._tracer, env, capture=self._capture)
 
     def __repr__(self) -> str:
@@ -58,9 +62,10 @@ class ChatSpans:
         route = flow.route
         call = model_call(flow)
         if call is None or route.protocol is None:
-            # Not a model call: relayed untraced, and its upstream HTTP span would only be a stray root.
-            token = context.attach(context.set_value(_SUPPRESS_HTTP_INSTRUMENTATION_KEY, True))
-            _scratch(flow)[self] = _Call(None, None, token)
+            if self._http_spans == "aiohttp":
+                # Not a model call: relayed untraced, and its upstream HTTP span would only be a stray root.
+                token = context.attach(context.set_value(_SUPPRESS_HTTP_INSTRUMENTATION_KEY, True))
+                _scratch(flow)[self] = _Call(None, None, token)
             return
         adapter, http_request = call
         run = ExchangeRun(adapter, http_request, capture=self._capture)
@@ -76,7 +81,7 @@ class ChatSpans:
         name = f"{request.operation} {request.model}" if request.model else request.operation
         span = self._tracer.start_span(name, context=parent, kind=SpanKind.CLIENT, attributes=attributes,
                                        start_time=flow.started_ns)
-        token = context.attach(trace.set_span_in_context(span))
+        token = context.attach(trace.set_span_in_context(span)) if self._http_spans == "aiohttp" else None
         observe_chunks(flow, run.body)
         _scratch(flow)[self] = _Call(run, span, token, attributes, exchange_id)
 
@@ -95,7 +100,8 @@ class ChatSpans:
         call = _scratch(flow).pop(self, None)
         if call is None:
             return
-        context.detach(call.token)  # here, in the handler's own context
+        if call.token is not None:
+            context.detach(call.token)  # here, in the handler's own context
         if call.run is not None and call.span is not None:
             self._complete(flow, call)
 
@@ -119,7 +125,15 @@ class ChatSpans:
         except Exception:
             log.debug("chat span for %s %s failed", flow.method, flow.raw_path, exc_info=True)
         finally:
+            if self._http_spans == "gateway":
+                self._upstream_span(flow, span)
             span.end(end_time=flow.ended_ns)
+
+    def _upstream_span(self, flow: Flow, parent: trace.Span) -> None:
+        try:
+            record_upstream_span(self._tracer, parent, flow)
+        except Exception:
+            log.debug("upstream span for %s %s failed", flow.method, flow.raw_path, exc_info=True)
 
     def tick(self, now_ns: int) -> None:
         """Periodic: close idle sessions."""

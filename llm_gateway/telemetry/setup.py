@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from llm_gateway import __version__
 from llm_gateway.telemetry.export_process import ExportProcess
 from llm_gateway.telemetry.ids import SessionIdGenerator
+from llm_gateway.telemetry.upstream_spans import http_span_mode, url_without_credentials
 
 log = logging.getLogger("llm_gateway.telemetry")
 
@@ -138,6 +139,10 @@ def configure(env: Mapping[str, str] | None = None, *, local: bool = False) -> T
     names = [] if _truthy(env.get("OTEL_SDK_DISABLED")) else _exporter_names(env, endpoint)
     if not names and not local:
         return None
+    try:
+        http_span_mode(env)
+    except ValueError as exc:
+        raise TelemetryConfigError(str(exc)) from None
     resource = _resource(env)
     provider = TracerProvider(resource=resource, id_generator=SessionIdGenerator())
     destinations = []
@@ -153,9 +158,12 @@ def configure(env: Mapping[str, str] | None = None, *, local: bool = False) -> T
     return Telemetry(provider, meter_provider, ", ".join(destinations) or "nowhere (no OTEL_* exporter configured)")
 
 
-def upstream_trace_configs(telemetry: Telemetry | None) -> list:
-    """aiohttp TraceConfigs that give each upstream call its HTTP CLIENT span, as a child of the current span."""
-    if telemetry is None:
+def upstream_trace_configs(telemetry: Telemetry | None, env: Mapping[str, str] | None = None) -> list:
+    """With `LLM_GATEWAY_HTTP_SPANS=aiohttp`: aiohttp TraceConfigs that give each upstream call its HTTP CLIENT
+    span from opentelemetry-instrumentation-aiohttp-client, as a child of the current span. By default the chat
+    spans build that span themselves, after the exchange (`upstream_spans.py`)."""
+    env = os.environ if env is None else env
+    if telemetry is None or http_span_mode(env) != "aiohttp":
         return []
     from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 
@@ -170,9 +178,5 @@ def upstream_trace_configs(telemetry: Telemetry | None) -> list:
     ]
 
 
-#: query parameters that carry credentials (Gemini's `?key=`, Azure SAS-style tokens): never put on a span
-_SECRET_QUERY_PARAMS = ("key", "api-key", "api_key", "access_token", "token", "sig")
-
-
 def _without_credentials(url) -> str:
-    return str(url.without_query_params(*_SECRET_QUERY_PARAMS))
+    return url_without_credentials(str(url))

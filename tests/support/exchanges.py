@@ -9,7 +9,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from yarl import URL
 
 from llm_gateway import fixtures
 from llm_gateway.fixtures import Chunk, Exchange, Fixture, RecordedRequest, RecordedResponse
@@ -62,3 +64,19 @@ def exchange_with(
         RecordedRequest("POST", path, [("content-type", "application/json")], raw),
         RecordedResponse(200, [*labels, *headers], [Chunk(0.0, data) for data in chunks]),
     )
+
+
+# Framing and hop-by-hop fields: the client library sets its own.
+_NOT_REPLAYED = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive", "te",
+                           "trailer", "upgrade", "proxy-connection"})
+
+
+async def send_recorded(gateway_url: str, exchange: Exchange, path: str | None = None) -> tuple[int, bytes]:
+    """The recorded request (to `path` instead of the recorded one if given) through the gateway with a raw aiohttp
+    client; returns the status and the body as received (still compressed if it was sent so)."""
+    sent = exchange.request
+    headers = [(k, v) for k, v in sent.headers if k.lower() not in _NOT_REPLAYED]
+    async with aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=("User-Agent",)) as client:
+        url = URL(gateway_url + (path or sent.path), encoded=True)
+        async with client.request(sent.method, url, headers=headers, data=sent.body) as response:
+            return response.status, await response.read()

@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 from multidict import CIMultiDict
@@ -20,13 +19,9 @@ from llm_gateway.protocols.exchange import ChatRecord
 from llm_gateway.routing import Router
 from tests.support import FIXTURES
 from tests.support.chat_spans import chat_spans
+from tests.support.exchanges import send_recorded
 from tests.support.otlp import OTLPReceiver
 from tests.support.records import run_exchange
-
-# Framing and hop-by-hop fields: the client library sets its own.
-_NOT_REPLAYED = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive", "te",
-                           "trailer", "upgrade", "proxy-connection"})
-
 
 # RequestParams fields that are `gen_ai.request.{field}` as they are
 _PARAMS = ("temperature", "top_p", "top_k", "max_tokens", "stop_sequences", "seed", "frequency_penalty",
@@ -79,15 +74,6 @@ def _span_view(record: ChatRecord) -> dict[str, Any]:
     return view
 
 
-async def _send(gateway_url: str, exchange: Exchange) -> tuple[int, bytes]:
-    sent = exchange.request
-    headers = [(k, v) for k, v in sent.headers if k.lower() not in _NOT_REPLAYED]
-    async with aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=("User-Agent",)) as client:
-        url = URL(gateway_url + sent.path, encoded=True)
-        async with client.request(sent.method, url, headers=headers, data=sent.body) as response:
-            return response.status, await response.read()
-
-
 def _content_view(record: ChatRecord) -> dict[str, Any]:
     """The content attributes (JSON text on the span) as the record holds them, None where absent."""
     request = record.request
@@ -106,13 +92,13 @@ async def test_recorded_exchange_relayed_whole_gives_the_adapters_chat_span(
 ) -> None:
     exchange = load(path).exchanges[index]
     async with traced_gateway([Fixture([exchange], name=path.stem)], capture=capture) as (gateway, upstream):
-        status, body = await _send(gateway.url, exchange)
+        status, body = await send_recorded(gateway.url, exchange)
     assert (status, body) == (exchange.response.status, exchange.response.body)
     assert len(upstream.requests) == 1 and upstream.requests[0].body == exchange.request.body
 
     spans = receiver.spans  # gateway.stop() flushed everything
     if not _is_model_call(exchange):
-        assert chat_spans(spans) == []
+        assert spans == []  # relayed untraced: no chat span, and no stray HTTP span either
         return
     (span,) = chat_spans(spans)
     request = exchange.request
@@ -131,3 +117,18 @@ async def test_recorded_exchange_relayed_whole_gives_the_adapters_chat_span(
     assert span.status_code == (2 if record.error_type else 0)
     # First-token time is a timing, so only its presence is comparable: there was a first text / tool event.
     assert ("llm_gateway.response.time_to_first_token" in span.attributes) == (record.first_token_ns is not None)
+
+    # The upstream call: one HTTP CLIENT span under the chat span, within it, as the recording says.
+    (http,) = [s for s in spans if s.parent_id == span.span_id]
+    assert (http.name, http.kind, http.trace_id) == (request.method, "CLIENT", span.trace_id)
+    status = exchange.response.status
+    assert http.attributes == {
+        "http.request.method": request.method,
+        "url.full": upstream.url + request.path,
+        "server.address": "127.0.0.1",
+        "server.port": URL(upstream.url).port,
+        "http.response.status_code": status,
+        **({"error.type": str(status)} if status >= 400 else {}),
+    }
+    assert span.start_ns <= http.start_ns <= http.end_ns <= span.end_ns
+    assert http.status_code == (2 if status >= 400 else 0)

@@ -1,0 +1,96 @@
+"""The upstream HTTP CLIENT span: built by the gateway after the exchange (default), by the aiohttp-client
+instrumentation (`LLM_GATEWAY_HTTP_SPANS=aiohttp`), or not at all (`none`). Every recording's span attributes are
+checked in test_chat_spans_every_exchange.py; these are the cases no recording has."""
+
+from __future__ import annotations
+
+import pytest
+
+from llm_gateway.config import Settings
+from llm_gateway.fixtures import load
+from llm_gateway.server import Gateway
+from llm_gateway.telemetry import TelemetryConfigError, configure
+from llm_gateway.telemetry.upstream_spans import url_without_credentials
+from tests.support import FIXTURES
+from tests.support.chat_spans import chat_spans
+from tests.support.exchanges import send_recorded
+from tests.support.otlp import OTLPReceiver
+from tests.telemetry.test_export_process import _closed_port
+
+ANTHROPIC = load(FIXTURES / "anthropic/tools-streaming.json")
+GEMINI = load(FIXTURES / "gemini/tool-loop-streaming.json")
+
+
+def _children(spans, parent) -> list:
+    return [s for s in spans if s.parent_id == parent.span_id]
+
+
+async def test_a_credential_in_the_query_is_relayed_but_never_on_the_span(traced_gateway, receiver: OTLPReceiver):
+    exchange = GEMINI.exchanges[0]
+    assert "?alt=sse" in exchange.request.path
+    async with traced_gateway([GEMINI]) as (gateway, upstream):
+        status, _ = await send_recorded(gateway.url, exchange, path=exchange.request.path + "&key=AIza-secret")
+    assert status == exchange.response.status
+    assert upstream.requests[0].path.endswith("&key=AIza-secret")  # forwarded unchanged
+    (chat,) = chat_spans(receiver.spans)
+    (http,) = _children(receiver.spans, chat)
+    assert http.attributes["url.full"] == upstream.url + exchange.request.path
+    assert not any("AIza-secret" in str(v) for s in receiver.spans for v in s.attributes.values())
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://h/v1/m?alt=sse", "https://h/v1/m?alt=sse"),
+        ("https://h/v1/m?key=s&alt=sse", "https://h/v1/m?alt=sse"),
+        ("https://h/x?api-key=s&sig=t&Token=u&a=1&a=2", "https://h/x?a=1&a=2"),
+        ("https://h/x?key=s", "https://h/x"),
+    ],
+)
+def test_url_without_credentials(url: str, expected: str) -> None:
+    assert url_without_credentials(url) == expected
+
+
+async def test_an_unreachable_upstream_gives_an_http_span_with_the_cause(receiver: OTLPReceiver):
+    port = await _closed_port()
+    settings = Settings(port=0, upstreams={"anthropic": f"http://127.0.0.1:{port}"})
+    gateway = await Gateway.start(settings, {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})
+    try:
+        status, _ = await send_recorded(gateway.url, ANTHROPIC.exchanges[0])
+    finally:
+        await gateway.stop()
+    assert status == 502
+    (chat,) = chat_spans(receiver.spans)
+    (http,) = _children(receiver.spans, chat)
+    assert http.attributes == {
+        "http.request.method": "POST",
+        "url.full": f"http://127.0.0.1:{port}{ANTHROPIC.exchanges[0].request.path}",
+        "server.address": "127.0.0.1",
+        "server.port": port,
+        "error.type": "upstream_unreachable",
+    }
+    assert http.status_code == 2 and chat.status_code == 2
+
+
+@pytest.mark.parametrize("mode", ["aiohttp", "none"])
+async def test_the_http_span_can_come_from_the_instrumentation_or_not_at_all(
+    traced_gateway, receiver: OTLPReceiver, mode: str
+):
+    exchange = ANTHROPIC.exchanges[0]
+    async with traced_gateway([ANTHROPIC], extra_env={"LLM_GATEWAY_HTTP_SPANS": mode}) as (gateway, upstream):
+        await send_recorded(gateway.url, exchange)
+    (chat,) = chat_spans(receiver.spans)
+    children = _children(receiver.spans, chat)
+    if mode == "none":
+        assert children == []
+        return
+    (http,) = children
+    # The instrumentation's own (older) HTTP conventions, on the same call.
+    assert (http.kind, http.attributes["http.method"], http.attributes["http.status_code"]) == (
+        "CLIENT", "POST", exchange.response.status)
+    assert http.attributes["http.url"] == upstream.url + exchange.request.path
+
+
+def test_an_unknown_mode_is_a_configuration_error() -> None:
+    with pytest.raises(TelemetryConfigError, match="LLM_GATEWAY_HTTP_SPANS"):
+        configure({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "LLM_GATEWAY_HTTP_SPANS": "curl"})
