@@ -37,7 +37,8 @@ AREAS: tuple[tuple[str, str], ...] = (
 # Who a sample's CPU is for: the first rule with a needle anywhere in the stack (or the thread's name) wins;
 # the rest goes by the area of the leaf frame. This is the per-request / per-chunk cost breakdown.
 OWNERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("span export thread (encode + POST)", ("OtelBatchSpanRecordProcessor",)),
+    ("exporter process (rebuild spans, OTLP encode, POST)", ("export_worker.py",)),
+    ("span export thread (flatten + pickle to the exporter process)", ("OtelBatchSpanRecordProcessor",)),
     ("metric export thread", ("OtelPeriodicExportingMetricReader",)),
     ("HTTP client span (aiohttp-client instrumentation hooks)",
      ("opentelemetry/instrumentation/aiohttp_client", "aiohttp/tracing.py", "aiosignal/")),
@@ -49,7 +50,8 @@ OWNERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 # Leaf frames of a thread that waits (py-spy's blocking mode does not always tell these threads apart as idle):
 # their samples are counted as idle, not as CPU.
-IDLE_LEAVES = ("Condition.wait (", "Event.wait (", "Thread.join (", "SocketIO.readinto (", "select (")
+IDLE_LEAVES = ("Condition.wait (", "Event.wait (", "Thread.join (", "SocketIO.readinto (", "select (",
+               "_await_answer (", "_read_payload (")
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]+)(?::\d+)?\)$")
 
 
@@ -91,7 +93,7 @@ def summarize_stacks(lines: Iterable[str], top: int = 25) -> dict:
             continue
         count = int(count_text)
         frames = stack.split(";")
-        thread = frames[0] if frames and frames[0].startswith("thread ") else "thread (?)"
+        thread = next((f for f in frames if f.startswith("thread ")), "thread (?)")
         frames = [f for f in frames if not f.startswith(("thread ", "process "))]
         if not frames or frames[-1].startswith(IDLE_LEAVES):
             idle += count
@@ -138,6 +140,6 @@ def record(py_spy: str, pid: int, duration_s: float, output: Path, cpus: set[int
     """Start py-spy on `pid` for `duration_s`. Blocking sampling (each sample pauses the gateway for a moment):
     non-blocking samples of a busy uvloop process came out with torn stacks."""
     argv = [py_spy, "record", "--pid", str(pid), "--duration", str(max(1, round(duration_s))), "--rate", str(rate),
-            "--format", "raw", "--threads", "--full-filenames", "--output", str(output)]
+            "--format", "raw", "--threads", "--subprocesses", "--full-filenames", "--output", str(output)]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=pin(cpus),
                             start_new_session=True)

@@ -1,12 +1,12 @@
 """The addon that turns each relayed model call into a `chat {model}` CLIENT span.
 
-At `request` the request body is parsed (cheap next to the call it precedes) and the span starts at the
-request's arrival time. When the exchange ends, the upstream HTTP call gets its own CLIENT span under it
-(`upstream_spans.py`); with `LLM_GATEWAY_HTTP_SPANS=aiohttp` the chat span is made current instead, so that the
-aiohttp-client instrumentation's span nests under it. The response is parsed as it
-streams, each chunk right after the relay wrote it to the client (a stream's gaps are long next to its parsing);
-`done` / `error` only close the parser and end the span. Any failure in here is logged at debug level and
-swallowed: telemetry never breaks traffic.
+Nothing happens in front of the upstream call or the first byte to the client: right after the first response
+chunk was written, the request body is parsed, the session tracker places the call and the span starts (at the
+request's arrival time); each later chunk is parsed right after its write (a stream's gaps are long next to its
+parsing). `done` / `error` close the parser, end the span and give the upstream HTTP call its CLIENT span
+(`upstream_spans.py`). With `LLM_GATEWAY_HTTP_SPANS=aiohttp` the span starts at `request` instead and is made
+current, so that the aiohttp-client instrumentation's span nests under it. Any failure in here is logged at
+debug level and swallowed: telemetry never breaks traffic.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from opentelemetry.context import _SUPPRESS_HTTP_INSTRUMENTATION_KEY
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from llm_gateway.flow import Flow, model_call, observe_chunks
-from llm_gateway.protocols.base import ExchangeRun, HttpResponseHead
+from llm_gateway.protocols.base import Adapter, ExchangeRun, HttpRequest, HttpResponseHead
 from llm_gateway.telemetry.chat_attributes import (
     content_request_attributes,
     content_response_attributes,
@@ -38,9 +38,12 @@ log = logging.getLogger("llm_gateway.telemetry")
 
 @dataclass(slots=True)
 class _Call:
-    run: ExchangeRun | None  # None for relayed non-call traffic
-    span: trace.Span | None
-    token: object  # the context token to detach when the flow ends (aiohttp HTTP spans only)
+    adapter: Adapter
+    http_request: HttpRequest
+    started: bool = False  # `_start` ran (it may have failed: then `run` stays None)
+    run: ExchangeRun | None = None
+    span: trace.Span | None = None
+    token: object = None  # the context token to detach when the flow ends (aiohttp HTTP spans only)
     start_attributes: dict | None = None
     exchange_id: int = 0  # the session tracker's id for this call
 
@@ -59,18 +62,35 @@ class ChatSpans:
         return f"ChatSpans(capture={self._capture})"
 
     def request(self, flow: Flow) -> None:
-        route = flow.route
-        call = model_call(flow)
-        if call is None or route.protocol is None:
+        found = model_call(flow) if flow.route.protocol is not None else None
+        if found is None:
             if self._http_spans == "aiohttp":
                 # Not a model call: relayed untraced, and its upstream HTTP span would only be a stray root.
-                token = context.attach(context.set_value(_SUPPRESS_HTTP_INSTRUMENTATION_KEY, True))
-                _scratch(flow)[self] = _Call(None, None, token)
+                _scratch(flow)[self] = context.attach(context.set_value(_SUPPRESS_HTTP_INSTRUMENTATION_KEY, True))
             return
-        adapter, http_request = call
-        run = ExchangeRun(adapter, http_request, capture=self._capture)
+        call = _Call(*found)
+        _scratch(flow)[self] = call
+        if self._http_spans == "aiohttp":
+            self._start(flow, call)
+            if call.span is not None:
+                call.token = context.attach(trace.set_span_in_context(call.span))
+
+        def observe(at_ns: int, data: bytes) -> None:
+            if not call.started:
+                self._start(flow, call)
+            if call.run is not None:
+                call.run.body(at_ns, data)
+
+        observe_chunks(flow, observe)
+
+    def _start(self, flow: Flow, call: _Call) -> None:
+        """Parse the request, place the call in its session, start the span at the request's arrival."""
+        call.started = True
+        route = flow.route
+        assert route.protocol is not None
+        run = ExchangeRun(call.adapter, call.http_request, capture=self._capture)
         request = run.request
-        provider = adapter.provider_name(http_request)
+        provider = call.adapter.provider_name(call.http_request)
         attributes = request_attributes(request, provider, route.protocol.name, route.base_url)
         exchange_id, parent, session_attributes = self.sessions.call_started(
             flow.request_headers, request, provider, flow.started_ns
@@ -79,15 +99,16 @@ class ChatSpans:
         if self._capture:
             attributes.update(content_request_attributes(request))
         name = f"{request.operation} {request.model}" if request.model else request.operation
-        span = self._tracer.start_span(name, context=parent, kind=SpanKind.CLIENT, attributes=attributes,
-                                       start_time=flow.started_ns)
-        token = context.attach(trace.set_span_in_context(span)) if self._http_spans == "aiohttp" else None
-        observe_chunks(flow, run.body)
-        _scratch(flow)[self] = _Call(run, span, token, attributes, exchange_id)
+        call.span = self._tracer.start_span(name, context=parent, kind=SpanKind.CLIENT, attributes=attributes,
+                                            start_time=flow.started_ns)
+        call.start_attributes, call.exchange_id = attributes, exchange_id
+        if flow.status is not None:
+            run.response_head(HttpResponseHead(flow.status, flow.response_headers or {}))
+        call.run = run
 
     def response_headers(self, flow: Flow) -> None:
         call = _scratch(flow).get(self)
-        if call is not None and call.run is not None and flow.status is not None:
+        if isinstance(call, _Call) and call.run is not None and flow.status is not None:  # started at `request`
             call.run.response_head(HttpResponseHead(flow.status, flow.response_headers or {}))
 
     def done(self, flow: Flow) -> None:
@@ -100,8 +121,13 @@ class ChatSpans:
         call = _scratch(flow).pop(self, None)
         if call is None:
             return
+        if not isinstance(call, _Call):  # the suppression token of a relayed non-call
+            context.detach(call)
+            return
         if call.token is not None:
             context.detach(call.token)  # here, in the handler's own context
+        if not call.started:  # no response byte came: an upstream failure, or an empty body
+            self._start(flow, call)
         if call.run is not None and call.span is not None:
             self._complete(flow, call)
 

@@ -65,10 +65,10 @@ class ExportProcess(SpanExporter):
             if child is None:
                 return SpanExportResult.FAILURE
             try:
-                assert child.stdin is not None and child.stdout is not None
+                assert child.stdin is not None
                 child.stdin.write(message)
                 child.stdin.flush()
-                answer = child.stdout.read(1)
+                answer = _await_answer(child)
             except (OSError, ValueError) as exc:
                 answer = b""
                 log.warning("llm-gateway: the span exporter process failed (%s); %d spans lost", exc, len(spans))
@@ -113,6 +113,12 @@ class ExportProcess(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True  # every export waits for the child's answer: nothing is held here
+
+
+def _await_answer(child: subprocess.Popen) -> bytes:
+    """Block (GIL released) until the child answers for the batch: b"1" sent, b"0" failed, b"" gone."""
+    assert child.stdout is not None
+    return child.stdout.read(1)
 
 
 def _end(child: subprocess.Popen, timeout_s: float) -> None:

@@ -110,12 +110,15 @@ def frame(payload: object) -> bytes:
 
 
 def read_frame(stream) -> object | None:
-    """The next message from a binary file object, or None at a clean end of stream."""
+    """The next message from a binary file object, or None at the end of the stream."""
+    data = _read_payload(stream)
+    return None if data is None else pickle.loads(data)
+
+
+def _read_payload(stream) -> bytes | None:
     head = stream.read(_LENGTH.size)
     if len(head) < _LENGTH.size:
         return None
     (size,) = _LENGTH.unpack(head)
     data = stream.read(size)
-    if len(data) < size:
-        return None
-    return pickle.loads(data)
+    return data if len(data) == size else None

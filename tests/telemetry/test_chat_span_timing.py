@@ -1,0 +1,75 @@
+"""When the chat span's work happens: nothing in front of the upstream call or of the first byte to the client.
+Driven hook by hook, as the relay calls them, with the recorded Anthropic stream cut as it was recorded."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from llm_gateway.config import Settings
+from llm_gateway.fixtures import load
+from llm_gateway.flow import Flow
+from llm_gateway.routing import Router
+from llm_gateway.telemetry import configure
+from llm_gateway.telemetry.chat_spans import ChatSpans
+from tests.support import FIXTURES
+
+EXCHANGE = load(FIXTURES / "anthropic/tools-streaming.json").exchanges[0]
+
+
+class StartedSpans(SpanProcessor):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def on_start(self, span, parent_context=None) -> None:
+        self.names.append(span.name)
+
+
+def _flow() -> Flow:
+    request = EXCHANGE.request
+    headers = CIMultiDictProxy(CIMultiDict(request.headers))
+    route = Router(Settings(), {}).resolve(request.method, request.path, headers)
+    assert route is not None
+    return Flow(request.method, request.path, headers, request.body, route, "http://127.0.0.1:9" + request.path,
+                started_ns=time.time_ns())
+
+
+def test_the_span_starts_after_the_first_chunk_went_out_and_ends_with_the_last():
+    telemetry = configure({}, local=True)
+    assert telemetry is not None
+    started, ended = StartedSpans(), InMemorySpanExporter()
+    telemetry.tracer_provider.add_span_processor(started)
+    telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(ended))
+    chat = ChatSpans(telemetry, {})
+    flow = _flow()
+
+    chat.request(flow)
+    flow.upstream_started_ns = time.time_ns()
+    flow.status, flow.response_headers = EXCHANGE.response.status, CIMultiDictProxy(
+        CIMultiDict(EXCHANGE.response.headers))
+    chat.response_headers(flow)
+    assert started.names == []  # nothing parsed or started in front of the upstream call and the first byte
+
+    first, *rest = EXCHANGE.response.chunks
+    for observe in flow.chunk_observers or ():
+        observe(time.time_ns(), first.data)
+    name = f"chat {orjson.loads(EXCHANGE.request.body)['model']}"
+    assert started.names[-1] == name  # after the first chunk was relayed
+    for chunk in rest:
+        for observe in flow.chunk_observers or ():
+            observe(time.time_ns(), chunk.data)
+    assert name not in [s.name for s in ended.get_finished_spans()]
+
+    flow.ended_ns = time.time_ns()
+    chat.done(flow)
+    finished = {s.name: s for s in ended.get_finished_spans()}
+    chat_span = finished[name]
+    http_span = finished[EXCHANGE.request.method]
+    assert chat_span.start_time == flow.started_ns and chat_span.end_time == flow.ended_ns
+    assert http_span.parent.span_id == chat_span.context.span_id
+    assert http_span.start_time == flow.upstream_started_ns
