@@ -31,6 +31,12 @@ _YIELD_EVERY = 64
 #: after the child died, wait this long before starting another (a broken setup must not fork in a loop)
 _RESTART_AFTER_S = 5.0
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+# The child takes the lowest CPU priority first thing: its imports are most of its start-up, and they must not
+# compete with the relay for a shared core either.
+_CHILD_MAIN = (
+    "import os, runpy; os.setpriority(os.PRIO_PROCESS, 0, 19); "
+    "runpy.run_module('llm_gateway.telemetry.export_worker', run_name='__main__')"
+)
 
 
 def child_environment(env: Mapping[str, str]) -> dict[str, str]:
@@ -86,7 +92,7 @@ class ExportProcess(SpanExporter):
             return None
         try:
             child = subprocess.Popen(
-                [sys.executable, "-m", "llm_gateway.telemetry.export_worker"],
+                [sys.executable, "-c", _CHILD_MAIN],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=self._env, close_fds=True,
             )
             assert child.stdin is not None

@@ -1,16 +1,15 @@
 """The exporter process: reads span batches from stdin, sends each as OTLP/HTTP, answers 1 or 0 on stdout.
 
-Started by `export_process.ExportProcess`; runs `python -m llm_gateway.telemetry.export_worker`. Protobuf encoding
-and the HTTP post happen here, so they never hold the relay's GIL. It ignores SIGINT and SIGTERM (a Ctrl-C reaches
-the whole process group): the gateway flushes its last spans through it on shutdown, then closes stdin, and
-the end of stdin is the only signal to stop. It runs at the lowest CPU priority: where it shares a core with the
-relay, the relay's next chunk wins and the export waits for a gap (if a saturated core never leaves one, the
-gateway's batch processor drops spans, and says so, rather than slowing traffic).
+Protobuf encoding and the HTTP post happen here, so they never hold the relay's GIL. `export_process.ExportProcess`
+starts it at the lowest CPU priority (set before this module, and OpenTelemetry, is even imported): where it
+shares a core with the relay, the relay's next chunk wins and the export waits for a gap (if a saturated core
+never leaves one, the gateway's batch processor drops spans, and says so, rather than slowing traffic). It ignores
+SIGINT and SIGTERM (a Ctrl-C reaches the whole process group): the gateway flushes its last spans through it on
+shutdown, then closes stdin, and the end of stdin is the only signal to stop.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 
@@ -24,7 +23,6 @@ from llm_gateway.telemetry.span_wire import new_scope_cache, read_frame, readabl
 def main() -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
-    os.setpriority(os.PRIO_PROCESS, 0, 19)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     config = read_frame(stdin)
     if config is None:
