@@ -9,7 +9,8 @@ the chunk was written to the client.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,6 +18,8 @@ from multidict import CIMultiDictProxy
 
 from llm_gateway.protocols.base import Adapter, HttpRequest, adapter_for
 from llm_gateway.routing import Kind, Route
+
+log = logging.getLogger("llm_gateway.relay")
 
 
 @dataclass(slots=True)
@@ -76,3 +79,21 @@ class Addon(Protocol):
     def error(self, flow: Flow) -> None:
         """The exchange failed (`flow.error` says why): upstream unreachable or timing out, the stream cut,
         or the client gone. Fires instead of `done`, never with it."""
+
+
+def call_hook(addons: Sequence[Addon], hook: str, flow: Flow) -> None:
+    """Call `hook` on every addon; an observer's bug is logged, never passed on to the traffic."""
+    for addon in addons:
+        try:
+            getattr(addon, hook)(flow)
+        except Exception:
+            log.debug("addon %r failed in %s", addon, hook, exc_info=True)
+
+
+def notify_chunk(observers: Sequence[Callable[[int, bytes], None]], at_ns: int, data: bytes) -> None:
+    """Hand a relayed chunk to the flow's chunk observers, the same way."""
+    for observe in observers:
+        try:
+            observe(at_ns, data)
+        except Exception:
+            log.debug("chunk observer %r failed", observe, exc_info=True)

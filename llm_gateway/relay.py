@@ -19,7 +19,7 @@ from yarl import URL
 
 from llm_gateway import __version__
 from llm_gateway.config import Settings
-from llm_gateway.flow import Addon, Flow
+from llm_gateway.flow import Addon, Flow, call_hook, notify_chunk
 from llm_gateway.routing import Router
 
 log = logging.getLogger("llm_gateway.relay")
@@ -217,7 +217,7 @@ class Relay:
                         if chunks is not None:
                             chunks.append((at_ns, chunk))
                         if observers is not None:
-                            _notify(observers, at_ns, chunk)
+                            notify_chunk(observers, at_ns, chunk)
             except ConnectionResetError:  # raised by the write: aiohttp's ClientConnectionResetError
                 self._fail(flow, "client_gone", "the client closed the connection before the response ended")
                 return response
@@ -261,11 +261,7 @@ class Relay:
             self._call("error", flow)
 
     def _call(self, hook: str, flow: Flow) -> None:
-        for addon in self.addons:
-            try:
-                getattr(addon, hook)(flow)
-            except Exception:  # an observer's bug must never reach the client
-                log.debug("addon %r failed in %s", addon, hook, exc_info=True)
+        call_hook(self.addons, hook, flow)
 
     async def _relay_websocket(self, request: web.BaseRequest, upstream_url: str) -> web.StreamResponse:
         assert self._session is not None
@@ -299,14 +295,6 @@ class Relay:
             await upstream.close()
             await client.close()
         return client
-
-
-def _notify(observers: list[Callable[[int, bytes], None]], at_ns: int, chunk: bytes) -> None:
-    for observe in observers:
-        try:
-            observe(at_ns, chunk)
-        except Exception:  # an observer's bug must never reach the client
-            log.debug("chunk observer %r failed", observe, exc_info=True)
 
 
 async def _pump(source, sink) -> None:

@@ -140,6 +140,14 @@ PROTOCOLS: tuple[Protocol, ...] = (
 )
 
 UPSTREAM_NAMES = ("anthropic", "openai", "gemini", "bedrock", "kiro", "ollama")
+_BY_NAME = {p.name: p for p in PROTOCOLS}
+
+
+def protocol_named(name: str, upstream: str) -> Protocol | None:
+    """The protocol a route names (its matcher is a function, so a route travels as names, not as objects)."""
+    if name == MCP_PROTOCOL:
+        return Protocol(MCP_PROTOCOL, upstream, _mcp_kind)
+    return _BY_NAME.get(name)
 
 
 def default_upstreams(env: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 import time
@@ -14,13 +15,16 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from llm_gateway.addons import default_addons
+from llm_gateway.addons import relay_addons, telemetry_addons
 from llm_gateway.config import Settings
 from llm_gateway.mcp.endpoint import GatewayEndpoints
 from llm_gateway.mcp.observer import McpObserver
 from llm_gateway.relay import Relay
 from llm_gateway.routing import Router
 from llm_gateway.telemetry import Telemetry, configure, upstream_trace_configs
+from llm_gateway.telemetry.process import FlowShipper, TelemetryProcess
+from llm_gateway.telemetry.setup import describe, export_plan
+from llm_gateway.telemetry.upstream_spans import http_span_mode
 
 log = logging.getLogger("llm_gateway")
 
@@ -34,22 +38,36 @@ class Gateway:
 
     settings: Settings
     router: Router
-    telemetry: Telemetry | None
+    telemetry: Telemetry | None  # tracing in this process (the demo; LLM_GATEWAY_HTTP_SPANS=aiohttp)
     relay: Relay
     runner: web.ServerRunner
     port: int
+    telemetry_process: TelemetryProcess | None = None  # tracing in its own process (exporting, the default)
     ticker: asyncio.Task | None = None
 
     @classmethod
     async def start(
         cls, settings: Settings, env: Mapping[str, str] | None = None, *, local_telemetry: bool = False
     ) -> Gateway:
-        """`local_telemetry`: build spans even when nothing exports them (the demo prints them as a tree)."""
+        """`local_telemetry`: build spans in this process even when nothing exports them (the demo prints them as
+        a tree)."""
+        env = os.environ if env is None else env
         router = Router(settings, env)
-        telemetry = configure(env, local=local_telemetry)
-        addons = default_addons(telemetry, env, settings)
-        mcp = next((a for a in addons if isinstance(a, McpObserver)), None)
-        endpoints = GatewayEndpoints(mcp.report if mcp is not None else None)  # stdio wrappers report here
+        addons = relay_addons(env, settings)
+        telemetry = process = None
+        plan = export_plan(env)
+        if plan and not local_telemetry and http_span_mode(env) != "aiohttp":
+            process = TelemetryProcess.start(env, describe(plan))
+            shipper = FlowShipper(process)
+            addons.append(shipper)
+            report = shipper.report
+        else:
+            telemetry = configure(env, local=local_telemetry)
+            if telemetry is not None:
+                addons += telemetry_addons(telemetry, env)
+            mcp = next((a for a in addons if isinstance(a, McpObserver)), None)
+            report = mcp.report if mcp is not None else None
+        endpoints = GatewayEndpoints(report)  # `llm-gateway mcp` wrappers report here
         relay = Relay(settings, router, addons, upstream_trace_configs(telemetry, env), internal=endpoints)
         await relay.start()
         server = web.Server(relay.handle, handler_cancellation=True, access_log=None)
@@ -58,7 +76,7 @@ class Gateway:
         site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # the real one when settings.port is 0
-        gateway = cls(settings, router, telemetry, relay, runner, port)
+        gateway = cls(settings, router, telemetry, relay, runner, port, process)
         if any(hasattr(a, "tick") for a in relay.addons):
             gateway.ticker = asyncio.create_task(gateway._tick_forever())
         return gateway
@@ -92,6 +110,8 @@ class Gateway:
                 close()  # open sessions end at their last activity
         if self.telemetry is not None:
             await asyncio.to_thread(self.telemetry.shutdown)  # flush pending spans
+        if self.telemetry_process is not None:
+            await self.telemetry_process.close()  # it ends the open sessions and flushes
 
     def describe(self) -> str:
         lines = [f"llm-gateway listening on {self.url}"]
@@ -100,7 +120,11 @@ class Gateway:
         lines.append(f"  {'(other)':<10} -> {self.router.catch_all or '404 (no catch-all upstream set)'}")
         for name, url in sorted(self.router.mcp_servers.items()):
             lines.append(f"  {'mcp/' + name:<10} -> {url}  (MCP: {self.url}/mcp/{name})")
-        where = self.telemetry.destination if self.telemetry else "nowhere (no OTEL_* exporter configured)"
+        where = describe([])
+        if self.telemetry is not None:
+            where = self.telemetry.destination
+        elif self.telemetry_process is not None:
+            where = self.telemetry_process.destination
         lines.append(f"  traces     -> {where}")
         return "\n".join(lines)
 

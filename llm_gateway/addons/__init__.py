@@ -17,6 +17,11 @@ def default_addons(
     """With tracing off and nothing to record there is no addon at all: the relay's hot path does no work
     beyond relaying."""
     env = os.environ if env is None else env
+    return relay_addons(env, settings) + (telemetry_addons(telemetry, env) if telemetry is not None else [])
+
+
+def relay_addons(env: Mapping[str, str], settings: Settings | None = None) -> list[Addon]:
+    """The addons that must run in the relay's own process: they change what is forwarded, or write files."""
     addons: list[Addon] = []
     if env.get(ENV_PROFILE_ARN):  # first: the others see the request as it is forwarded
         from llm_gateway.addons.kiro_profile import KiroProfileArn
@@ -26,13 +31,17 @@ def default_addons(
         from llm_gateway.addons.recorder import Recorder
 
         addons.append(Recorder(settings.record_dir))
-    if telemetry is not None:
-        from llm_gateway.mcp.observer import McpObserver
-        from llm_gateway.telemetry.chat_spans import ChatSpans
-        from llm_gateway.telemetry.content import content_capture
-        from llm_gateway.telemetry.mcp_spans import McpSpans
-
-        chat = ChatSpans(telemetry, env)
-        mcp = McpSpans(telemetry.tracer, env, chat.sessions)  # MCP tool calls nest under the agent's tool spans
-        addons += [chat, McpObserver(mcp.record, capture=content_capture(env).on_spans)]
     return addons
+
+
+def telemetry_addons(telemetry: Telemetry, env: Mapping[str, str]) -> list[Addon]:
+    """The tracing addons: chat and session spans, MCP spans. They only watch, so they may run in the telemetry
+    process (`telemetry/process.py`) on flows the relay process sends there."""
+    from llm_gateway.mcp.observer import McpObserver
+    from llm_gateway.telemetry.chat_spans import ChatSpans
+    from llm_gateway.telemetry.content import content_capture
+    from llm_gateway.telemetry.mcp_spans import McpSpans
+
+    chat = ChatSpans(telemetry, env)
+    mcp = McpSpans(telemetry.tracer, env, chat.sessions)  # MCP tool calls nest under the agent's tool spans
+    return [chat, McpObserver(mcp.record, capture=content_capture(env).on_spans)]

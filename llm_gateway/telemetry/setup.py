@@ -2,7 +2,7 @@
 
 With no endpoint and no exporter named, nothing is built: `configure()` returns None and the relay does no
 tracing work at all. Export runs on the SDK's background thread (BatchSpanProcessor), so a slow or dead
-backend never blocks a request; OTLP encoding and posting run in a child process (`export_process.py`).
+backend never blocks a request. When exporting, all of this runs in the telemetry process (`process.py`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from llm_gateway import __version__
-from llm_gateway.telemetry.export_process import ExportProcess
 from llm_gateway.telemetry.ids import SessionIdGenerator
 from llm_gateway.telemetry.upstream_spans import http_span_mode, url_without_credentials
 
@@ -33,6 +32,7 @@ log = logging.getLogger("llm_gateway.telemetry")
 DEFAULT_SERVICE_NAME = "llm-gateway"
 INSTRUMENTATION_NAME = "llm_gateway"
 _SUPPORTED_PROTOCOLS = ("http/protobuf", "")
+_DEFAULT_TRACES_ENDPOINT = "http://localhost:4318/v1/traces"
 
 
 class TelemetryConfigError(ValueError):
@@ -100,9 +100,10 @@ def _resource(env: Mapping[str, str]) -> Resource:
     return Resource.create(attributes)
 
 
-def _span_exporter(name: str, env: Mapping[str, str], resource: Resource) -> tuple[SpanExporter, str]:
+def _destination(name: str, env: Mapping[str, str]) -> str:
+    """Where exporter `name` sends spans, for the startup line; raises on a setting this gateway cannot honour."""
     if name == "console":
-        return ConsoleSpanExporter(), "console"
+        return "console"
     if name != "otlp":
         raise TelemetryConfigError(f"OTEL_TRACES_EXPORTER={name!r} is not supported (use otlp, console or none)")
     protocol = (
@@ -112,9 +113,29 @@ def _span_exporter(name: str, env: Mapping[str, str], resource: Resource) -> tup
         raise TelemetryConfigError(
             f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported; llm-gateway exports http/protobuf"
         )
-    endpoint = traces_endpoint(env) or "http://localhost:4318/v1/traces"
-    # Encoding and posting run in a child process, off the relay's GIL (export_process.py).
-    return ExportProcess(endpoint, resource, env), f"otlp {endpoint}"
+    return f"otlp {traces_endpoint(env) or _DEFAULT_TRACES_ENDPOINT}"
+
+
+def _span_exporter(name: str, env: Mapping[str, str]) -> SpanExporter:
+    if name == "console":
+        return ConsoleSpanExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    # The exporter reads headers, timeout, compression and certificates from the process environment.
+    return OTLPSpanExporter(endpoint=traces_endpoint(env) or _DEFAULT_TRACES_ENDPOINT)
+
+
+def export_plan(env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(exporter name, destination) for each span exporter the environment asks for; [] when nothing is to be
+    exported. Checks every setting (raises TelemetryConfigError) without building anything."""
+    names = [] if _truthy(env.get("OTEL_SDK_DISABLED")) else _exporter_names(env, traces_endpoint(env))
+    plan = [(name, _destination(name, env)) for name in names]
+    if plan:
+        try:
+            http_span_mode(env)
+        except ValueError as exc:
+            raise TelemetryConfigError(str(exc)) from None
+    return plan
 
 
 def _metric_reader(env: Mapping[str, str]) -> MetricReader | None:
@@ -133,29 +154,23 @@ def configure(env: Mapping[str, str] | None = None, *, local: bool = False) -> T
     """Build the SDK from the environment, or return None when nothing is to be exported. With `local`, a
     provider is built even with no exporter (the demo renders its trees from it), and exports nothing."""
     env = os.environ if env is None else env
-    if _truthy(env.get("OTEL_SDK_DISABLED")) and not local:
+    plan = export_plan(env)
+    if not plan and not local:
         return None
-    endpoint = traces_endpoint(env)
-    names = [] if _truthy(env.get("OTEL_SDK_DISABLED")) else _exporter_names(env, endpoint)
-    if not names and not local:
-        return None
-    try:
-        http_span_mode(env)
-    except ValueError as exc:
-        raise TelemetryConfigError(str(exc)) from None
     resource = _resource(env)
     provider = TracerProvider(resource=resource, id_generator=SessionIdGenerator())
-    destinations = []
-    for name in names:
-        exporter, destination = _span_exporter(name, env, resource)
-        provider.add_span_processor(BatchSpanProcessor(exporter))
-        destinations.append(destination)
-    reader = _metric_reader(env)
+    for name, _ in plan:
+        provider.add_span_processor(BatchSpanProcessor(_span_exporter(name, env)))
+    reader = _metric_reader(env) if plan else None
     meter_provider = MeterProvider(resource=resource, metric_readers=[reader]) if reader else None
     if not env.get("OTEL_PROPAGATORS"):
         # The relay forwards requests byte for byte: no traceparent is added unless the user asks for it.
         set_global_textmap(CompositePropagator([]))
-    return Telemetry(provider, meter_provider, ", ".join(destinations) or "nowhere (no OTEL_* exporter configured)")
+    return Telemetry(provider, meter_provider, describe(plan))
+
+
+def describe(plan: list[tuple[str, str]]) -> str:
+    return ", ".join(destination for _, destination in plan) or "nowhere (no OTEL_* exporter configured)"
 
 
 def upstream_trace_configs(telemetry: Telemetry | None, env: Mapping[str, str] | None = None) -> list:

@@ -18,7 +18,6 @@ from llm_gateway.config import ConfigError, Settings, load_settings
 from llm_gateway.mcp.jsonrpc import CallStarted, Direction, McpCall
 from llm_gateway.mcp.report import CALLS_PATH, PIPE, CallReport, from_json, to_json
 from llm_gateway.routing import MCP_PROTOCOL, Router
-from llm_gateway.server import Gateway
 from llm_gateway.telemetry.mcp_spans import McpSpans
 from tests.mcp.helpers import mcp_spans
 from tests.support.otlp import OTLPReceiver
@@ -199,13 +198,15 @@ def test_a_broken_report_never_raises():
     McpSpans(tracer, {}).record(CallReport(broken, "fs", PIPE))
 
 
-async def test_gateway_with_tracing_has_the_mcp_observer(receiver: OTLPReceiver):
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
-    gateway = await Gateway.start(Settings(port=0), env)
-    try:
-        assert any(type(a).__name__ == "McpObserver" for a in gateway.relay.addons)
-    finally:
-        await gateway.stop()
+def test_the_tracing_addons_include_the_mcp_observer():
+    """They run in the telemetry process, on the flows the relay sends there (tests/mcp/test_http_relay.py)."""
+    from llm_gateway.addons import telemetry_addons
+    from llm_gateway.mcp.observer import McpObserver
+    from llm_gateway.telemetry import configure
+
+    telemetry = configure({}, local=True)
+    assert telemetry is not None
+    assert any(isinstance(a, McpObserver) for a in telemetry_addons(telemetry, {}))
 
 
 def test_observer_frees_the_chunks_it_has_read_unless_an_addon_keeps_them():

@@ -92,7 +92,8 @@ async def test_idle_session_is_exported_before_shutdown_and_ends_at_its_last_act
         assert {t.attributes["error.type"] for t in tools} == {"no_result"}
 
 
-async def test_print_tree_renders_the_finished_session(traced_gateway, receiver, capsys):
+async def test_print_tree_renders_the_finished_session(traced_gateway, receiver, capfd):
+    """The tree is printed by the telemetry process, on the stderr it shares with the gateway (hence capfd)."""
     fixture = load(FIXTURES / "anthropic/tool-runner-loop.json")
     async with traced_gateway([fixture], extra_env={"LLM_GATEWAY_PRINT": "tree"}) as (gateway, _):
         client = anthropic.AsyncAnthropic(base_url=gateway.url, api_key="k", max_retries=0)
@@ -102,7 +103,7 @@ async def test_print_tree_renders_the_finished_session(traced_gateway, receiver,
                                                    messages=body["messages"], tools=body["tools"]) as stream:
                 await stream.get_final_message()
     await asyncio.sleep(0)
-    tree = capsys.readouterr().err
+    tree = capfd.readouterr().err
     lines = [line.strip() for line in tree.splitlines()]
     assert lines[0].startswith("[session] Anthropic SDK session")
     assert lines[1].startswith("[invoke_agent] Anthropic SDK")

@@ -5,6 +5,7 @@ checked in test_chat_spans_every_exchange.py; these are the cases no recording h
 from __future__ import annotations
 
 import pytest
+from yarl import URL
 
 from llm_gateway.config import Settings
 from llm_gateway.fixtures import load
@@ -15,7 +16,7 @@ from tests.support import FIXTURES
 from tests.support.chat_spans import chat_spans
 from tests.support.exchanges import send_recorded
 from tests.support.otlp import OTLPReceiver
-from tests.telemetry.test_export_process import _closed_port
+from tests.support.servers import closed_port_url
 
 ANTHROPIC = load(FIXTURES / "anthropic/tools-streaming.json")
 GEMINI = load(FIXTURES / "gemini/tool-loop-streaming.json")
@@ -52,8 +53,9 @@ def test_url_without_credentials(url: str, expected: str) -> None:
 
 
 async def test_an_unreachable_upstream_gives_an_http_span_with_the_cause(receiver: OTLPReceiver):
-    port = await _closed_port()
-    settings = Settings(port=0, upstreams={"anthropic": f"http://127.0.0.1:{port}"})
+    dead = closed_port_url()
+    port = URL(dead).port
+    settings = Settings(port=0, upstreams={"anthropic": dead})
     gateway = await Gateway.start(settings, {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})
     try:
         status, _ = await send_recorded(gateway.url, ANTHROPIC.exchanges[0])

@@ -1,0 +1,205 @@
+"""Tracing in a process of its own: the relay process only copies each flow into a pipe.
+
+Why: parsing bodies, placing calls in sessions, building spans and encoding OTLP cost about 0.3 ms of CPU per
+model call in pure Python (bench/). In the relay's process that work sat in front of the next request and, on
+the export thread, held the interpreter lock while a chunk waited. Here the relay process does one cheap step
+per hook (`FlowShipper`: a tuple into a batch; one pipe write per event-loop turn), and the telemetry process
+(`worker.py`) runs the same addons on a replica of each flow, at the lowest CPU priority. On a machine with a
+core to spare it runs beside the relay; on a saturated core the relay wins, the backlog grows to a bound, and new
+flows are then left untraced (counted and logged) rather than slowing traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from llm_gateway.flow import Flow, observe_chunks
+from llm_gateway.mcp.report import CallReport
+from llm_gateway.telemetry import flow_wire
+from llm_gateway.telemetry.frames import frame
+
+log = logging.getLogger("llm_gateway.telemetry")
+
+#: bytes waiting for the telemetry process beyond which new flows go untraced
+MAX_BACKLOG_BYTES = 64 * 1024 * 1024
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+# The child takes the lowest CPU priority first thing: its imports are most of its start-up, and they must not
+# compete with the relay for a shared core either.
+_CHILD_MAIN = (
+    "import os, runpy; os.setpriority(os.PRIO_PROCESS, 0, 19); "
+    "runpy.run_module('llm_gateway.telemetry.worker', run_name='__main__')"
+)
+
+
+def child_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The process environment with the gateway's OTEL_* settings over it (the SDK reads some of them, such as
+    OTEL_EXPORTER_OTLP_HEADERS and OTEL_BSP_*, from the process environment)."""
+    child = dict(os.environ)
+    child.update({k: v for k, v in env.items() if k.startswith("OTEL_")})
+    child["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, child.get("PYTHONPATH")) if p)
+    return child
+
+
+class TelemetryProcess:
+    """The relay side of the pipe: batches messages per event-loop turn and writes them without blocking."""
+
+    def __init__(self, child: subprocess.Popen, destination: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.destination = destination
+        self._child = child
+        self._loop = loop
+        assert child.stdin is not None
+        self._fd = child.stdin.fileno()
+        os.set_blocking(self._fd, False)
+        self._batch: list[tuple] = []
+        self._out = bytearray()
+        self._writing = False  # a writer callback is registered
+        self._gone = False
+
+    @classmethod
+    def start(cls, env: Mapping[str, str], destination: str) -> TelemetryProcess:
+        child = subprocess.Popen([sys.executable, "-c", _CHILD_MAIN], stdin=subprocess.PIPE,
+                                 env=child_environment(env), close_fds=True)
+        assert child.stdin is not None
+        child.stdin.write(frame({"env": dict(env)}))
+        child.stdin.flush()
+        return cls(child, destination, asyncio.get_running_loop())
+
+    @property
+    def backlogged(self) -> bool:
+        return self._gone or len(self._out) > MAX_BACKLOG_BYTES
+
+    def send(self, message: tuple) -> None:
+        if not self._batch:
+            self._loop.call_soon(self._flush)
+        self._batch.append(message)
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        if self._gone or not batch:
+            return
+        self._out += frame(batch)
+        if not self._writing:
+            self._write()
+
+    def _write(self) -> None:
+        try:
+            written = os.write(self._fd, self._out)
+        except BlockingIOError:
+            written = 0
+        except OSError as exc:  # the telemetry process is gone
+            self._lost(exc)
+            return
+        del self._out[:written]
+        if self._out and not self._writing:
+            self._loop.add_writer(self._fd, self._write)
+            self._writing = True
+        elif not self._out and self._writing:
+            self._loop.remove_writer(self._fd)
+            self._writing = False
+
+    def _lost(self, exc: BaseException) -> None:
+        self._gone = True
+        self._out.clear()
+        if self._writing:
+            self._loop.remove_writer(self._fd)
+            self._writing = False
+        log.error("llm-gateway: the telemetry process ended (%s, exit code %s); traffic is no longer traced",
+                  exc, self._child.poll())
+
+    async def close(self, timeout_s: float = 30.0) -> None:
+        """Send what is left, close the pipe (the child's signal to end its sessions and flush its spans), and
+        wait for it to finish."""
+        self._flush()
+        if self._writing:
+            self._loop.remove_writer(self._fd)
+            self._writing = False
+        await asyncio.to_thread(self._finish, bytes(self._out), timeout_s)
+        self._out.clear()
+
+    def _finish(self, rest: bytes, timeout_s: float) -> None:
+        child = self._child
+        try:
+            if rest and not self._gone:
+                os.set_blocking(self._fd, True)
+                _write_all(self._fd, rest)
+            assert child.stdin is not None
+            child.stdin.close()
+        except OSError:
+            pass
+        try:
+            child.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("llm-gateway: the telemetry process did not finish within %.0f s; stopped", timeout_s)
+            child.kill()
+            child.wait()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class FlowShipper:
+    """The relay's only tracing addon when tracing runs in the telemetry process (see the module docstring)."""
+
+    def __init__(self, process: TelemetryProcess) -> None:
+        self._process = process
+        self._ids = itertools.count(1)
+        self.untraced = 0
+        self._warned_at = 0.0
+
+    def __repr__(self) -> str:
+        return f"FlowShipper(-> {self._process.destination})"
+
+    def request(self, flow: Flow) -> None:
+        process = self._process
+        if process.backlogged:
+            self._shed()
+            return
+        flow_id = next(self._ids)
+        _scratch(flow)[self] = flow_id
+        process.send(flow_wire.opened(flow_id, flow))
+        observe_chunks(flow, lambda at_ns, data: process.send(flow_wire.chunk(flow_id, at_ns, data)))
+
+    def response_headers(self, flow: Flow) -> None:
+        flow_id = _scratch(flow).get(self)
+        if flow_id is not None:
+            self._process.send(flow_wire.answered(flow_id, flow))
+
+    def done(self, flow: Flow) -> None:
+        self._end(flow)
+
+    def error(self, flow: Flow) -> None:
+        self._end(flow)
+
+    def _end(self, flow: Flow) -> None:
+        flow_id = _scratch(flow).pop(self, None)
+        if flow_id is not None:
+            self._process.send(flow_wire.ended(flow_id, flow))
+
+    def report(self, report: CallReport) -> None:
+        """An MCP call report from an `llm-gateway mcp` wrapper (`POST /_gateway/mcp/calls`)."""
+        self._process.send((flow_wire.REPORT, report))
+
+    def _shed(self) -> None:
+        self.untraced += 1
+        now = time.monotonic()
+        if now - self._warned_at >= 60:
+            self._warned_at = now
+            log.warning("llm-gateway: the telemetry process is behind; %d requests relayed untraced so far",
+                        self.untraced)
+
+
+def _scratch(flow: Flow) -> dict:
+    if flow.scratch is None:
+        flow.scratch = {}
+    return flow.scratch

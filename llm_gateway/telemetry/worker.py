@@ -1,0 +1,101 @@
+"""The telemetry process: runs the tracing addons on the flows the relay process sends, and exports the spans.
+
+Reads batches of `flow_wire` messages from stdin until it ends, replays each as the addon hooks the relay would
+have called, ticks the addons once a second (idle sessions end), and at the end of stdin closes the open
+sessions and flushes every span. `process.TelemetryProcess` starts it at the lowest CPU priority. It ignores
+SIGINT and SIGTERM (a Ctrl-C reaches the whole process group): the gateway sends its last flows on shutdown and
+then closes stdin, the only signal to stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+
+from llm_gateway.addons import telemetry_addons
+from llm_gateway.flow import Addon, call_hook, notify_chunk
+from llm_gateway.telemetry.flow_wire import REPORT, FlowReplicas
+from llm_gateway.telemetry.frames import read_frame
+from llm_gateway.telemetry.setup import configure
+
+log = logging.getLogger("llm_gateway.telemetry")
+TICK_SECONDS = 1.0
+
+
+class Replayer:
+    """Feeds messages to the addons, one at a time (the ticker thread shares the lock)."""
+
+    def __init__(self, addons: list[Addon]) -> None:
+        self.addons = addons
+        self.lock = threading.Lock()
+        self._replicas = FlowReplicas()
+        self._reports = [a.report for a in addons if hasattr(a, "report")]
+
+    def apply(self, batch: list[tuple]) -> None:
+        with self.lock:
+            for message in batch:
+                if message[0] == REPORT:
+                    for report in self._reports:
+                        report(message[1])
+                    continue
+                for hook, flow, args in self._replicas.apply(message):
+                    if hook == "chunk":
+                        notify_chunk(flow.chunk_observers or (), *args)
+                    else:
+                        call_hook(self.addons, hook, flow)
+
+    def tick(self) -> None:
+        with self.lock:
+            now = time.time_ns()
+            for addon in self.addons:
+                tick = getattr(addon, "tick", None)
+                if tick is not None:
+                    try:
+                        tick(now)
+                    except Exception:
+                        log.debug("tick of %r failed", addon, exc_info=True)
+
+    def close(self) -> None:
+        with self.lock:
+            for addon in self.addons:
+                close = getattr(addon, "close", None)
+                if close is not None:
+                    close()
+
+
+def main() -> int:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    stdin = sys.stdin.buffer
+    config = read_frame(stdin)
+    if not isinstance(config, dict):
+        return 0
+    env = config["env"]
+    telemetry = configure(env)
+    if telemetry is None:
+        return 0
+    replayer = Replayer(telemetry_addons(telemetry, env))
+    stopped = threading.Event()
+
+    def tick_forever() -> None:
+        while not stopped.wait(TICK_SECONDS):
+            replayer.tick()
+
+    ticker = threading.Thread(target=tick_forever, name="llm-gateway-ticks", daemon=True)
+    ticker.start()
+    try:
+        while (batch := read_frame(stdin)) is not None:
+            replayer.apply(batch)
+    finally:
+        stopped.set()
+        ticker.join()
+        replayer.close()  # open sessions end at their last activity
+        telemetry.shutdown()  # flush every span
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
