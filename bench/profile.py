@@ -37,8 +37,9 @@ AREAS: tuple[tuple[str, str], ...] = (
 # Who a sample's CPU is for: the first rule with a needle anywhere in the stack (or the thread's name) wins;
 # the rest goes by the area of the leaf frame. This is the per-request / per-chunk cost breakdown.
 OWNERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("exporter process (rebuild spans, OTLP encode, POST)", ("export_worker.py",)),
-    ("span export thread (flatten + pickle to the exporter process)", ("OtelBatchSpanRecordProcessor",)),
+    ("telemetry process (parse, sessions, spans, metrics, OTLP export)", ("llm_gateway.telemetry.worker",)),
+    ("FlowShipper (copy each flow into the telemetry process's pipe)", ("FlowShipper.", "TelemetryProcess.")),
+    ("span export thread (encode + POST)", ("OtelBatchSpanRecordProcessor",)),
     ("metric export thread", ("OtelPeriodicExportingMetricReader",)),
     ("HTTP client span (aiohttp-client instrumentation hooks)",
      ("opentelemetry/instrumentation/aiohttp_client", "aiohttp/tracing.py", "aiosignal/")),
@@ -51,7 +52,7 @@ OWNERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 # Leaf frames of a thread that waits (py-spy's blocking mode does not always tell these threads apart as idle):
 # their samples are counted as idle, not as CPU.
 IDLE_LEAVES = ("Condition.wait (", "Event.wait (", "Thread.join (", "SocketIO.readinto (", "select (",
-               "_await_answer (", "_read_payload (")
+               "_read_payload (")
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]+)(?::\d+)?\)$")
 
 
@@ -94,12 +95,13 @@ def summarize_stacks(lines: Iterable[str], top: int = 25) -> dict:
         count = int(count_text)
         frames = stack.split(";")
         thread = next((f for f in frames if f.startswith("thread ")), "thread (?)")
+        process = next((f for f in frames if f.startswith("process ")), "")
         frames = [f for f in frames if not f.startswith(("thread ", "process "))]
         if not frames or frames[-1].startswith(IDLE_LEAVES):
             idle += count
             continue
         threads[thread.split(": ", 1)[-1]] += count
-        owners[_owner(thread, frames)] += count
+        owners[_owner(f"{process} {thread}", frames)] += count
         total += count
         labels = [_frame(f) for f in frames]
         leaf_label, leaf_file = labels[-1]

@@ -96,13 +96,14 @@ class Relay:
     """The aiohttp request handler. One instance per server; holds the pooled upstream session."""
 
     def __init__(self, settings: Settings, router: Router, addons: Sequence[Addon] = (), trace_configs=(),
-                 internal: InternalHandler | None = None):
+                 internal: InternalHandler | None = None, health: Callable[[], dict] | None = None):
         self.settings = settings
         self.router = router
         self.addons = tuple(addons)
         self._trace_configs = list(trace_configs)
         self._session: aiohttp.ClientSession | None = None
         self._internal = internal
+        self._health = health  # more for `GET /_gateway/health` (the telemetry process's state)
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(
@@ -129,7 +130,8 @@ class Relay:
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         raw_path = request.raw_path
         if raw_path == HEALTH_PATH:
-            return web.json_response({"status": "ok", "version": __version__}, dumps=_dumps)
+            extra = self._health() if self._health is not None else {}
+            return web.json_response({"status": "ok", "version": __version__, **extra}, dumps=_dumps)
         if self._internal is not None and raw_path.startswith(GATEWAY_PATHS):
             answer = await self._internal(request)
             if answer is not None:

@@ -54,13 +54,13 @@ class Gateway:
         env = os.environ if env is None else env
         router = Router(settings, env)
         addons = relay_addons(env, settings)
-        telemetry = process = None
+        telemetry = process = health = None
         plan = export_plan(env)
         if plan and not local_telemetry and http_span_mode(env) != "aiohttp":
             process = TelemetryProcess.start(env, describe(plan))
             shipper = FlowShipper(process)
             addons.append(shipper)
-            report = shipper.report
+            report, health = shipper.report, shipper.health
         else:
             telemetry = configure(env, local=local_telemetry)
             if telemetry is not None:
@@ -68,7 +68,8 @@ class Gateway:
             mcp = next((a for a in addons if isinstance(a, McpObserver)), None)
             report = mcp.report if mcp is not None else None
         endpoints = GatewayEndpoints(report)  # `llm-gateway mcp` wrappers report here
-        relay = Relay(settings, router, addons, upstream_trace_configs(telemetry, env), internal=endpoints)
+        relay = Relay(settings, router, addons, upstream_trace_configs(telemetry, env), internal=endpoints,
+                      health=health)
         await relay.start()
         server = web.Server(relay.handle, handler_cancellation=True, access_log=None)
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)

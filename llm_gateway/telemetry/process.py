@@ -31,10 +31,12 @@ log = logging.getLogger("llm_gateway.telemetry")
 #: bytes waiting for the telemetry process beyond which new flows go untraced
 MAX_BACKLOG_BYTES = 64 * 1024 * 1024
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
-# The child takes the lowest CPU priority first thing: its imports are most of its start-up, and they must not
-# compete with the relay for a shared core either.
+# First thing in the child: ignore Ctrl-C and SIGTERM (the end of its stdin is its only stop signal, so it can
+# flush what the gateway sends on shutdown), and take the lowest CPU priority before its imports, which are most
+# of its start-up and must not compete with the relay for a shared core either.
 _CHILD_MAIN = (
-    "import os, runpy; os.setpriority(os.PRIO_PROCESS, 0, 19); "
+    "import os, runpy, signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN); os.setpriority(os.PRIO_PROCESS, 0, 19); "
     "runpy.run_module('llm_gateway.telemetry.worker', run_name='__main__')"
 )
 
@@ -65,12 +67,21 @@ class TelemetryProcess:
 
     @classmethod
     def start(cls, env: Mapping[str, str], destination: str) -> TelemetryProcess:
+        # Its own session: a Ctrl-C in the terminal reaches the gateway, which then closes the pipe.
         child = subprocess.Popen([sys.executable, "-c", _CHILD_MAIN], stdin=subprocess.PIPE,
-                                 env=child_environment(env), close_fds=True)
+                                 env=child_environment(env), close_fds=True, start_new_session=True)
         assert child.stdin is not None
         child.stdin.write(frame({"env": dict(env)}))
         child.stdin.flush()
         return cls(child, destination, asyncio.get_running_loop())
+
+    @property
+    def backlog_bytes(self) -> int:
+        return len(self._out)
+
+    @property
+    def running(self) -> bool:
+        return not self._gone and self._child.poll() is None
 
     @property
     def backlogged(self) -> bool:
@@ -185,6 +196,12 @@ class FlowShipper:
         flow_id = _scratch(flow).pop(self, None)
         if flow_id is not None:
             self._process.send(flow_wire.ended(flow_id, flow))
+
+    def health(self) -> dict:
+        """For `GET /_gateway/health`: is tracing keeping up?"""
+        process = self._process
+        return {"telemetry": {"destination": process.destination, "process_running": process.running,
+                              "backlog_bytes": process.backlog_bytes, "untraced_requests": self.untraced}}
 
     def report(self, report: CallReport) -> None:
         """An MCP call report from an `llm-gateway mcp` wrapper (`POST /_gateway/mcp/calls`)."""

@@ -2,9 +2,9 @@
 
 Reads batches of `flow_wire` messages from stdin until it ends, replays each as the addon hooks the relay would
 have called, ticks the addons once a second (idle sessions end), and at the end of stdin closes the open
-sessions and flushes every span. `process.TelemetryProcess` starts it at the lowest CPU priority. It ignores
-SIGINT and SIGTERM (a Ctrl-C reaches the whole process group): the gateway sends its last flows on shutdown and
-then closes stdin, the only signal to stop.
+sessions and flushes every span. `process.TelemetryProcess` starts it at the lowest CPU priority, in a session of
+its own. It ignores SIGINT and SIGTERM: the gateway sends its last flows on shutdown and then closes stdin, the only
+signal to stop (also when the gateway itself was killed).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class Replayer:
 
 
 def main() -> int:
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM):  # already so when started by TelemetryProcess
         signal.signal(sig, signal.SIG_IGN)
     stdin = sys.stdin.buffer
     config = read_frame(stdin)

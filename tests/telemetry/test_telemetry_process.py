@@ -1,0 +1,132 @@
+"""Tracing in its own process: flows cross the pipe intact, and a telemetry process that is interrupted, stalled or
+dead never changes a byte of the traffic (the flows it cannot take are relayed untraced, and counted)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import aiohttp
+import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from llm_gateway.config import Settings
+from llm_gateway.fixtures import Fixture, load
+from llm_gateway.flow import Flow
+from llm_gateway.routing import Router
+from llm_gateway.telemetry import flow_wire, process
+from llm_gateway.telemetry.flow_wire import FlowReplicas
+from tests.support import FIXTURES
+from tests.support.chat_spans import chat_spans
+from tests.support.exchanges import exchange_with, send_recorded
+
+ANTHROPIC = load(FIXTURES / "anthropic/tools-streaming.json")
+EXCHANGE = ANTHROPIC.exchanges[0]
+
+
+def _relayed_flow(error: str | None = None) -> Flow:
+    """The recorded exchange as the relay's Flow is at its end."""
+    request, response = EXCHANGE.request, EXCHANGE.response
+    headers = CIMultiDictProxy(CIMultiDict(request.headers))
+    route = Router(Settings(), {}).resolve(request.method, request.path, headers)
+    assert route is not None
+    flow = Flow(request.method, request.path, headers, request.body, route, "https://api.test" + request.path,
+                started_ns=1_000)
+    flow.upstream_started_ns, flow.status, flow.response_started_ns = 1_100, response.status, 1_500
+    flow.response_headers = CIMultiDictProxy(CIMultiDict(response.headers))
+    flow.ended_ns, flow.error = 9_000, error
+    flow.error_message = "the client closed the connection" if error else None
+    return flow
+
+
+@pytest.mark.parametrize("error", [None, "client_gone"])
+def test_a_flow_replica_gets_every_field_and_the_hooks_in_order(error: str | None) -> None:
+    flow = _relayed_flow(error)
+    chunks = [(2_000 + i, c.data) for i, c in enumerate(EXCHANGE.response.chunks)]
+    messages = [flow_wire.opened(7, flow), flow_wire.answered(7, flow),
+                *(flow_wire.chunk(7, at, data) for at, data in chunks), flow_wire.ended(7, flow)]
+    replicas = FlowReplicas()
+    calls = [(hook, replica, args) for m in messages for hook, replica, args in replicas.apply(m)]
+
+    assert [hook for hook, _, _ in calls] == ["request", "response_headers", *["chunk"] * len(chunks),
+                                              (error and "error") or "done"]
+    assert [args for hook, _, args in calls if hook == "chunk"] == chunks
+    replica = calls[-1][1]
+    fields = ("method", "raw_path", "request_body", "route", "upstream_url", "started_ns", "upstream_started_ns",
+              "status", "response_started_ns", "ended_ns", "error", "error_message")
+    assert {f: getattr(replica, f) for f in fields} == {f: getattr(flow, f) for f in fields}
+    assert list(replica.request_headers.items()) == list(flow.request_headers.items())
+    assert list(replica.response_headers.items()) == list(flow.response_headers.items())
+    assert len(replicas) == 0  # nothing kept once the flow ended
+
+
+def test_messages_of_a_flow_that_was_never_opened_are_ignored() -> None:
+    replicas = FlowReplicas()
+    flow = _relayed_flow()
+    assert list(replicas.apply(flow_wire.answered(3, flow))) == []
+    assert list(replicas.apply(flow_wire.chunk(3, 1, b"x"))) == []
+    assert list(replicas.apply(flow_wire.ended(3, flow))) == []
+
+
+async def _health(gateway) -> dict:
+    async with aiohttp.ClientSession() as client, client.get(gateway.url + "/_gateway/health") as response:
+        return (await response.json())["telemetry"]
+
+
+async def _priority_settles(pid: int, within_s: float = 5.0) -> int:
+    """The child lowers its priority as its first statement, a moment after it was started."""
+    deadline = time.monotonic() + within_s
+    while (nice := os.getpriority(os.PRIO_PROCESS, pid)) == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    return nice
+
+
+async def test_the_telemetry_process_runs_last_in_line_and_survives_an_interrupt(traced_gateway, receiver):
+    env = {"OTEL_EXPORTER_OTLP_HEADERS": "x-tenant=acme"}
+    async with traced_gateway([Fixture([EXCHANGE, EXCHANGE])], extra_env=env) as (gateway, _):
+        child = gateway.telemetry_process._child
+        assert await _priority_settles(child.pid) == 19  # a shared core goes to the relay first
+        assert await send_recorded(gateway.url, EXCHANGE) == (EXCHANGE.response.status, EXCHANGE.response.body)
+        os.kill(child.pid, signal.SIGINT)  # a Ctrl-C reaches the whole process group
+        assert await send_recorded(gateway.url, EXCHANGE) == (EXCHANGE.response.status, EXCHANGE.response.body)
+        assert await _health(gateway) == {"destination": f"otlp {receiver.endpoint}/v1/traces",
+                                          "process_running": True, "backlog_bytes": 0, "untraced_requests": 0}
+    assert child.returncode == 0  # it ended when the gateway closed its pipe, after flushing
+    assert len(chat_spans(receiver.spans)) == 2
+    assert {h.get("x-tenant") for h in receiver.trace_headers} == {"acme"}  # OTEL_* of the gateway's env
+
+
+async def test_a_stalled_telemetry_process_sheds_new_flows_never_traffic(traced_gateway, receiver, monkeypatch):
+    monkeypatch.setattr(process, "MAX_BACKLOG_BYTES", 1)
+    # A request larger than a pipe holds: while the child is stopped, its message stays in the backlog.
+    big = exchange_with("/v1/messages", {"model": "m", "max_tokens": 1, "messages": [
+        {"role": "user", "content": "x" * 300_000}]}, EXCHANGE.response.body, "text/event-stream")
+    async with traced_gateway([Fixture([big, EXCHANGE, EXCHANGE])]) as (gateway, _):
+        child = gateway.telemetry_process._child
+        os.kill(child.pid, signal.SIGSTOP)
+        try:
+            assert await send_recorded(gateway.url, big) == (200, EXCHANGE.response.body)
+            for _ in range(2):
+                assert await send_recorded(gateway.url, EXCHANGE) == (200, EXCHANGE.response.body)
+            health = await _health(gateway)
+            assert health["untraced_requests"] == 2 and health["backlog_bytes"] > 0
+        finally:
+            os.kill(child.pid, signal.SIGCONT)
+    assert [s.attributes["gen_ai.request.model"] for s in chat_spans(receiver.spans)] == ["m"]
+
+
+async def test_a_dead_telemetry_process_leaves_traffic_untouched(traced_gateway, receiver):
+    async with traced_gateway([Fixture([EXCHANGE, EXCHANGE])]) as (gateway, _):
+        child = gateway.telemetry_process._child
+        child.kill()
+        child.wait()
+        for _ in range(2):
+            assert await send_recorded(gateway.url, EXCHANGE) == (EXCHANGE.response.status, EXCHANGE.response.body)
+        await asyncio.sleep(0)
+        health = await _health(gateway)
+        assert health["process_running"] is False and health["untraced_requests"] >= 1
+        started = time.monotonic()
+    assert time.monotonic() - started < 5  # stopping does not wait on the dead child
+    assert chat_spans(receiver.spans) == []
