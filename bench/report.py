@@ -159,6 +159,11 @@ def markdown(results: Mapping[str, Any]) -> str:
     if sink:
         lines += ["", f"OTLP sink received {sink.get('spans')} spans in {sink.get('exports')} exports "
                       f"({sink.get('bytes')} bytes)."]
+    telemetry = results.get("gateway_on_telemetry")
+    if telemetry:
+        lines += ["", f"gateway-on relayed {telemetry.get('untraced_requests')} requests untraced because its "
+                      "telemetry process had fallen behind (backlog over its bound; traffic is never slowed for "
+                      f"tracing); telemetry process running at the end: {telemetry.get('process_running')}."]
     if results.get("profile"):
         lines += ["", "## Profile (py-spy)", *_profile(results["profile"])]
     return "\n".join(lines) + "\n"

@@ -301,6 +301,18 @@ class Bench:
         with urllib.request.urlopen(f"{self.sink_url}/stats", timeout=5) as response:
             return orjson.loads(response.read())
 
+    def gateway_telemetry(self) -> dict | None:
+        """What the traced gateway says of its telemetry process (`/_gateway/health`): requests it relayed untraced
+        because tracing fell behind (a saturated core), and whether the process still runs."""
+        import urllib.request
+
+        path = next((p for p in self.live() if p.name == GATEWAY_ON and p.target is not None), None)
+        if path is None or path.target is None:
+            return None
+        url = f"http://{path.target.host}:{path.target.port}/_gateway/health"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return orjson.loads(response.read()).get("telemetry")
+
     # --- profile ---------------------------------------------------------------------------------------------
 
     def profile(self, py_spy: install.Found, wrk: install.Found | None, out_dir: Path, stamp: str) -> dict:
@@ -483,6 +495,8 @@ def _run(bench: Bench, selected: list[str], results: dict, wrk: install.Found | 
             measurements["rss_idle_after_load_kib"] = bench.rss()
     with contextlib.suppress(Exception):
         results["otlp_sink"] = bench.sink_stats()
+    with contextlib.suppress(Exception):
+        results["gateway_on_telemetry"] = bench.gateway_telemetry()
     if args.profile:
         py_spy, reason = install.py_spy(install=not args.skip_install)
         if py_spy is None:
