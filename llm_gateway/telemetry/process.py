@@ -67,9 +67,11 @@ class TelemetryProcess:
 
     @classmethod
     def start(cls, env: Mapping[str, str], destination: str) -> TelemetryProcess:
-        # Its own session: a Ctrl-C in the terminal reaches the gateway, which then closes the pipe.
+        # Its own process group, so a Ctrl-C in the terminal reaches only the gateway (which then closes the pipe);
+        # not its own session: where the kernel shares CPU between sessions (autogroups), a session of its own
+        # would give it an equal share with the relay whatever its priority.
         child = subprocess.Popen([sys.executable, "-c", _CHILD_MAIN], stdin=subprocess.PIPE,
-                                 env=child_environment(env), close_fds=True, start_new_session=True)
+                                 env=child_environment(env), close_fds=True, process_group=0)
         assert child.stdin is not None
         child.stdin.write(frame({"env": dict(env)}))
         child.stdin.flush()

@@ -2,9 +2,9 @@
 
 Reads batches of `flow_wire` messages from stdin until it ends, replays each as the addon hooks the relay would
 have called, ticks the addons once a second (idle sessions end), and at the end of stdin closes the open
-sessions and flushes every span. `process.TelemetryProcess` starts it at the lowest CPU priority, in a session of
-its own. It ignores SIGINT and SIGTERM: the gateway sends its last flows on shutdown and then closes stdin, the only
-signal to stop (also when the gateway itself was killed).
+sessions and flushes every span. `process.TelemetryProcess` starts it at the lowest CPU priority, in a process
+group of its own. It ignores SIGINT and SIGTERM: the gateway sends its last flows on shutdown and then closes
+stdin, the only signal to stop (also when the gateway itself was killed).
 """
 
 from __future__ import annotations
