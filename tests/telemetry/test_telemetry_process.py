@@ -88,6 +88,9 @@ async def test_the_telemetry_process_runs_last_in_line_and_survives_an_interrupt
     async with traced_gateway([Fixture([EXCHANGE, EXCHANGE])], extra_env=env) as (gateway, _):
         child = gateway.telemetry_process._child
         assert await _priority_settles(child.pid) == 19  # a shared core goes to the relay first
+        # Out of the terminal's process group (Ctrl-C), but in the gateway's session: where the kernel splits CPU
+        # between sessions first (autogroups), a session of its own would make the priority moot.
+        assert os.getpgid(child.pid) == child.pid and os.getsid(child.pid) == os.getsid(0)
         assert await send_recorded(gateway.url, EXCHANGE) == (EXCHANGE.response.status, EXCHANGE.response.body)
         os.kill(child.pid, signal.SIGINT)  # a Ctrl-C reaches the whole process group
         assert await send_recorded(gateway.url, EXCHANGE) == (EXCHANGE.response.status, EXCHANGE.response.body)
