@@ -75,20 +75,25 @@ class Managed:
         return self.popen.poll() is None
 
     def pause(self) -> None:
-        """Freeze the whole process group (SIGSTOP): it uses no CPU until `resume()`."""
-        _signal_group(self.popen.pid, signal.SIGSTOP)
+        """Freeze the process group and every descendant, also one in a group of its own (the gateway's telemetry
+        process): none uses CPU until `resume()`."""
+        _signal_tree(self.popen.pid, signal.SIGSTOP)
 
     def resume(self) -> None:
-        _signal_group(self.popen.pid, signal.SIGCONT)
+        _signal_tree(self.popen.pid, signal.SIGCONT)
 
     def stop(self, grace: float = 5.0) -> None:
         self.resume()  # a frozen process would not act on SIGTERM
+        descendants = tree(self.popen.pid)[1:]  # before the leader goes and they are reparented
         if self.popen.poll() is None:
             _signal_group(self.popen.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(grace)
         # Children the leader left behind (a worker process) go too, whether or not the leader is gone.
         _signal_group(self.popen.pid, signal.SIGKILL)
+        for pid in descendants:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(2.0)
 
@@ -130,6 +135,13 @@ def system_cpu_seconds() -> float:
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
     return (user + nice + system + irq + softirq + steal) / _CLK_TCK
+
+
+def _signal_tree(pid: int, sig: signal.Signals) -> None:
+    _signal_group(pid, sig)
+    for member in tree(pid)[1:]:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(member, sig)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
