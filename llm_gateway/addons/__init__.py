@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 from llm_gateway.config import Settings
@@ -11,17 +10,9 @@ from llm_gateway.kiro_routing import ENV_PROFILE_ARN
 from llm_gateway.telemetry import Telemetry
 
 
-def default_addons(
-    telemetry: Telemetry | None, env: Mapping[str, str] | None = None, settings: Settings | None = None
-) -> list[Addon]:
-    """With tracing off and nothing to record there is no addon at all: the relay's hot path does no work
-    beyond relaying."""
-    env = os.environ if env is None else env
-    return relay_addons(env, settings) + (telemetry_addons(telemetry, env) if telemetry is not None else [])
-
-
 def relay_addons(env: Mapping[str, str], settings: Settings | None = None) -> list[Addon]:
-    """The addons that must run in the relay's own process: they change what is forwarded, or write files."""
+    """The addons that must run in the relay's own process: they change what is forwarded, or write files. With
+    tracing off and nothing to record there is none: the relay's hot path does no work beyond relaying."""
     addons: list[Addon] = []
     if env.get(ENV_PROFILE_ARN):  # first: the others see the request as it is forwarded
         from llm_gateway.addons.kiro_profile import KiroProfileArn

@@ -3,7 +3,7 @@
 Why: parsing bodies, placing calls in sessions, building spans and encoding OTLP cost about 0.3 ms of CPU per
 model call in pure Python (bench/). In the relay's process that work sat in front of the next request and, on
 the export thread, held the interpreter lock while a chunk waited. Here the relay process does one cheap step
-per hook (`FlowShipper`: a tuple into a batch; one pipe write per event-loop turn), and the telemetry process
+per hook (`FlowShipper`: a tuple into a batch; one pipe write every 10 ms at most), and the telemetry process
 (`worker.py`) runs the same addons on a replica of each flow, at the lowest CPU priority. On a machine with a
 core to spare it runs beside the relay; on a saturated core the relay wins, the backlog grows to a bound, and new
 flows are then left untraced (counted and logged) rather than slowing traffic.
@@ -30,6 +30,9 @@ log = logging.getLogger("llm_gateway.telemetry")
 
 #: bytes waiting for the telemetry process beyond which new flows go untraced
 MAX_BACKLOG_BYTES = 64 * 1024 * 1024
+#: how long messages gather before one pipe write: the child then wakes up a hundred times a second at most,
+#: not once per relayed chunk (each wake-up is a context switch on a core the relay may share)
+FLUSH_INTERVAL_S = 0.01
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 # First thing in the child: ignore Ctrl-C and SIGTERM (the end of its stdin is its only stop signal, so it can
 # flush what the gateway sends on shutdown), and take the lowest CPU priority before its imports, which are most
@@ -91,7 +94,7 @@ class TelemetryProcess:
 
     def send(self, message: tuple) -> None:
         if not self._batch:
-            self._loop.call_soon(self._flush)
+            self._loop.call_later(FLUSH_INTERVAL_S, self._flush)
         self._batch.append(message)
 
     def _flush(self) -> None:

@@ -6,25 +6,25 @@ from contextlib import AsyncExitStack
 
 import pytest
 
-from llm_gateway.addons import default_addons
+from llm_gateway.addons import relay_addons
 from llm_gateway.config import Settings
 from llm_gateway.telemetry import configure, upstream_trace_configs
-from llm_gateway.telemetry.setup import traces_endpoint
+from llm_gateway.telemetry.setup import export_plan, traces_endpoint
 from tests.support.servers import running_gateway
 
 _ENDPOINT = "http://127.0.0.1:4318"
 
 
 def test_empty_environment_builds_no_telemetry_and_no_addon() -> None:
-    assert configure({}) is None
-    assert default_addons(None, {}) == []
+    assert configure({}) is None and export_plan({}) == []
+    assert relay_addons({}) == []
     assert upstream_trace_configs(None) == []
 
 
 async def test_gateway_started_with_empty_env_relays_without_addons(servers: AsyncExitStack) -> None:
     gateway = await servers.enter_async_context(running_gateway(Settings(), env={}))
 
-    assert gateway.telemetry is None
+    assert gateway.telemetry is None and gateway.telemetry_process is None
     assert gateway.relay.addons == ()
     assert "traces     -> nowhere" in gateway.describe()
 
@@ -42,7 +42,7 @@ async def test_gateway_started_with_empty_env_relays_without_addons(servers: Asy
          "no-destination"],
 )
 def test_environment_without_active_exporter_builds_no_telemetry(env: dict[str, str]) -> None:
-    assert configure(env) is None
+    assert configure(env) is None and export_plan(env) == []
 
 
 @pytest.mark.parametrize(

@@ -70,6 +70,11 @@ def test_messages_of_a_flow_that_was_never_opened_are_ignored() -> None:
     assert list(replicas.apply(flow_wire.ended(3, flow))) == []
 
 
+async def _flushed() -> None:
+    """Messages gather for up to FLUSH_INTERVAL_S before they are written."""
+    await asyncio.sleep(process.FLUSH_INTERVAL_S * 5)
+
+
 async def _health(gateway) -> dict:
     async with aiohttp.ClientSession() as client, client.get(gateway.url + "/_gateway/health") as response:
         return (await response.json())["telemetry"]
@@ -111,6 +116,7 @@ async def test_a_stalled_telemetry_process_sheds_new_flows_never_traffic(traced_
         os.kill(child.pid, signal.SIGSTOP)
         try:
             assert await send_recorded(gateway.url, big) == (200, EXCHANGE.response.body)
+            await _flushed()
             for _ in range(2):
                 assert await send_recorded(gateway.url, EXCHANGE) == (200, EXCHANGE.response.body)
             health = await _health(gateway)
@@ -127,7 +133,7 @@ async def test_a_dead_telemetry_process_leaves_traffic_untouched(traced_gateway,
         child.wait()
         for _ in range(2):
             assert await send_recorded(gateway.url, EXCHANGE) == (EXCHANGE.response.status, EXCHANGE.response.body)
-        await asyncio.sleep(0)
+            await _flushed()  # the first write into the dead pipe tells the gateway
         health = await _health(gateway)
         assert health["process_running"] is False and health["untraced_requests"] >= 1
         started = time.monotonic()
