@@ -54,7 +54,8 @@ def child_environment(env: Mapping[str, str]) -> dict[str, str]:
 
 
 class TelemetryProcess:
-    """The relay side of the pipe: batches messages per event-loop turn and writes them without blocking."""
+    """The relay side of the pipe: gathers messages for up to FLUSH_INTERVAL_S, then writes them without blocking
+    (what the pipe does not take waits for the loop to say it is writable)."""
 
     def __init__(self, child: subprocess.Popen, destination: str, loop: asyncio.AbstractEventLoop) -> None:
         self.destination = destination
