@@ -45,7 +45,13 @@ class Flow:
     ended_ns: int | None = None  # last byte written to the client, or the failure
     error: str | None = None  # a cause class: "upstream_unreachable", "upstream_timeout", "client_gone", ...
     error_message: str | None = None
-    scratch: dict[str, Any] | None = None  # per-flow state of addons, keyed by addon
+    scratch: dict[object, Any] | None = None  # per-flow state of addons, keyed by addon: see `state()`
+
+    def state(self) -> dict[object, Any]:
+        """The addons' per-flow state (key: the addon), made on first use."""
+        if self.scratch is None:
+            self.scratch = {}
+        return self.scratch
 
 
 def model_call(flow: Flow) -> tuple[Adapter, HttpRequest] | None:
@@ -81,11 +87,15 @@ class Addon(Protocol):
         or the client gone. Fires instead of `done`, never with it."""
 
 
-def call_hook(addons: Sequence[Addon], hook: str, flow: Flow) -> None:
-    """Call `hook` on every addon; an observer's bug is logged, never passed on to the traffic."""
+def call_hook(addons: Sequence[object], hook: str, *args: Any) -> None:
+    """Call `hook` on every addon that has it (`tick` and `close` are optional); an observer's bug is logged,
+    never passed on to the traffic."""
     for addon in addons:
+        method = getattr(addon, hook, None)
+        if method is None:
+            continue
         try:
-            getattr(addon, hook)(flow)
+            method(*args)
         except Exception:
             log.debug("addon %r failed in %s", addon, hook, exc_info=True)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import logging
 import os
 import signal
 import sys
@@ -17,6 +16,7 @@ from aiohttp import web
 
 from llm_gateway.addons import relay_addons, telemetry_addons
 from llm_gateway.config import Settings
+from llm_gateway.flow import call_hook
 from llm_gateway.mcp.endpoint import GatewayEndpoints
 from llm_gateway.mcp.observer import McpObserver
 from llm_gateway.relay import Relay
@@ -25,8 +25,6 @@ from llm_gateway.telemetry import Telemetry, configure, upstream_trace_configs
 from llm_gateway.telemetry.process import FlowShipper, TelemetryProcess
 from llm_gateway.telemetry.setup import describe, export_plan
 from llm_gateway.telemetry.upstream_spans import http_span_mode
-
-log = logging.getLogger("llm_gateway")
 
 # How long in-flight streams may run on after SIGTERM / SIGINT before they are cut.
 SHUTDOWN_GRACE_SECONDS = 10.0
@@ -85,14 +83,7 @@ class Gateway:
     async def _tick_forever(self, every: float = 1.0) -> None:
         while True:
             await asyncio.sleep(every)
-            now = time.time_ns()
-            for addon in self.relay.addons:
-                tick = getattr(addon, "tick", None)
-                if tick is not None:
-                    try:
-                        tick(now)
-                    except Exception:
-                        log.debug("tick of %r failed", addon, exc_info=True)
+            call_hook(self.relay.addons, "tick", time.time_ns())
 
     @property
     def url(self) -> str:
@@ -105,10 +96,7 @@ class Gateway:
             self.ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.ticker
-        for addon in self.relay.addons:
-            close = getattr(addon, "close", None)
-            if close is not None:
-                close()  # open sessions end at their last activity
+        call_hook(self.relay.addons, "close")  # open sessions end at their last activity
         if self.telemetry is not None:
             await asyncio.to_thread(self.telemetry.shutdown)  # flush pending spans
         if self.telemetry_process is not None:

@@ -101,9 +101,7 @@ class McpObserver:
         self._drain_session(key)  # the server's requests this POST may answer come first
         messages = parse(flow.request_body) if flow.request_body else []
         exchange = _Exchange(key, tracker, [m.id for m in messages if isinstance(m, Request)])
-        if flow.scratch is None:
-            flow.scratch = {}
-        flow.scratch[self] = exchange
+        flow.state()[self] = exchange
         self._emit(key, tracker.feed_all(Direction.CLIENT_TO_SERVER, messages, flow.started_ns))
         if "text/event-stream" in (headers or {}).get("Content-Type", ""):
             exchange.decoder = SSEDecoder()

@@ -66,10 +66,10 @@ class ChatSpans:
         if found is None:
             if self._http_spans == "aiohttp":
                 # Not a model call: relayed untraced, and its upstream HTTP span would only be a stray root.
-                _scratch(flow)[self] = context.attach(context.set_value(_SUPPRESS_HTTP_INSTRUMENTATION_KEY, True))
+                flow.state()[self] = context.attach(context.set_value(_SUPPRESS_HTTP_INSTRUMENTATION_KEY, True))
             return
         call = _Call(*found)
-        _scratch(flow)[self] = call
+        flow.state()[self] = call
         if self._http_spans == "aiohttp":
             self._start(flow, call)
             if call.span is not None:
@@ -107,7 +107,7 @@ class ChatSpans:
         call.run = run
 
     def response_headers(self, flow: Flow) -> None:
-        call = _scratch(flow).get(self)
+        call = flow.state().get(self)
         if isinstance(call, _Call) and call.run is not None and flow.status is not None:  # started at `request`
             call.run.response_head(HttpResponseHead(flow.status, flow.response_headers or {}))
 
@@ -118,7 +118,7 @@ class ChatSpans:
         self._finish(flow)
 
     def _finish(self, flow: Flow) -> None:
-        call = _scratch(flow).pop(self, None)
+        call = flow.state().pop(self, None)
         if call is None:
             return
         if not isinstance(call, _Call):  # the suppression token of a relayed non-call
@@ -169,8 +169,3 @@ class ChatSpans:
         """Shutdown: end every open session."""
         self.sessions.close()
 
-
-def _scratch(flow: Flow) -> dict:
-    if flow.scratch is None:
-        flow.scratch = {}
-    return flow.scratch

@@ -183,12 +183,12 @@ class FlowShipper:
             self._shed()
             return
         flow_id = next(self._ids)
-        _scratch(flow)[self] = flow_id
+        flow.state()[self] = flow_id
         process.send(flow_wire.opened(flow_id, flow))
         observe_chunks(flow, lambda at_ns, data: process.send(flow_wire.chunk(flow_id, at_ns, data)))
 
     def response_headers(self, flow: Flow) -> None:
-        flow_id = _scratch(flow).get(self)
+        flow_id = flow.state().get(self)
         if flow_id is not None:
             self._process.send(flow_wire.answered(flow_id, flow))
 
@@ -199,7 +199,7 @@ class FlowShipper:
         self._end(flow)
 
     def _end(self, flow: Flow) -> None:
-        flow_id = _scratch(flow).pop(self, None)
+        flow_id = flow.state().pop(self, None)
         if flow_id is not None:
             self._process.send(flow_wire.ended(flow_id, flow))
 
@@ -221,8 +221,3 @@ class FlowShipper:
             log.warning("llm-gateway: the telemetry process is behind; %d requests relayed untraced so far",
                         self.untraced)
 
-
-def _scratch(flow: Flow) -> dict:
-    if flow.scratch is None:
-        flow.scratch = {}
-    return flow.scratch

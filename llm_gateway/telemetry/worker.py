@@ -9,7 +9,6 @@ stdin, the only signal to stop (also when the gateway itself was killed).
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 import threading
@@ -21,7 +20,6 @@ from llm_gateway.telemetry.flow_wire import REPORT, FlowReplicas
 from llm_gateway.telemetry.frames import read_frame
 from llm_gateway.telemetry.setup import configure
 
-log = logging.getLogger("llm_gateway.telemetry")
 TICK_SECONDS = 1.0
 
 
@@ -49,21 +47,11 @@ class Replayer:
 
     def tick(self) -> None:
         with self.lock:
-            now = time.time_ns()
-            for addon in self.addons:
-                tick = getattr(addon, "tick", None)
-                if tick is not None:
-                    try:
-                        tick(now)
-                    except Exception:
-                        log.debug("tick of %r failed", addon, exc_info=True)
+            call_hook(self.addons, "tick", time.time_ns())
 
     def close(self) -> None:
         with self.lock:
-            for addon in self.addons:
-                close = getattr(addon, "close", None)
-                if close is not None:
-                    close()
+            call_hook(self.addons, "close")
 
 
 def main() -> int:
