@@ -38,7 +38,8 @@ sys.stderr.buffer.write(b"\xc3\x28 invalid utf-8 on stderr\n")
 
 HANG = r"""
 import os, signal, sys, time
-signal.signal(signal.SIGINT, signal.SIG_DFL)
+for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # as a shell leaves them, even under nohup
+    signal.signal(sig, signal.SIG_DFL)
 print(os.getpid(), file=sys.stderr, flush=True)
 time.sleep(60)
 """
