@@ -12,6 +12,7 @@ flows are then left untraced (counted and logged) rather than slowing traffic.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -30,6 +31,8 @@ log = logging.getLogger("llm_gateway.telemetry")
 
 #: bytes waiting for the telemetry process beyond which new flows go untraced
 MAX_BACKLOG_BYTES = 64 * 1024 * 1024
+#: after the telemetry process was lost, how long until a new one is started (a broken setup must not fork in a loop)
+RESTART_AFTER_S = 5.0
 #: how long messages gather before one pipe write: the child then wakes up a hundred times a second at most,
 #: not once per relayed chunk (each wake-up is a context switch on a core the relay may share)
 FLUSH_INTERVAL_S = 0.01
@@ -57,29 +60,56 @@ class TelemetryProcess:
     """The relay side of the pipe: gathers messages for up to FLUSH_INTERVAL_S, then writes them without blocking
     (what the pipe does not take waits for the loop to say it is writable)."""
 
-    def __init__(self, child: subprocess.Popen, destination: str, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, env: Mapping[str, str], destination: str) -> None:
         self.destination = destination
-        self._child = child
-        self._loop = loop
-        assert child.stdin is not None
-        self._fd = child.stdin.fileno()
-        os.set_blocking(self._fd, False)
+        self._env = dict(env)
+        self._loop = asyncio.get_running_loop()
         self._batch: list[tuple] = []
         self._out = bytearray()
         self._writing = False  # a writer callback is registered
         self._gone = False
+        self._lost_at = 0.0
+        self._child = self._spawn()
+        self._fd = self._pipe(self._child)
 
     @classmethod
     def start(cls, env: Mapping[str, str], destination: str) -> TelemetryProcess:
+        return cls(env, destination)
+
+    def _spawn(self) -> subprocess.Popen:
         # Its own process group, so a Ctrl-C in the terminal reaches only the gateway (which then closes the pipe);
         # not its own session: where the kernel shares CPU between sessions (autogroups), a session of its own
         # would give it an equal share with the relay whatever its priority.
         child = subprocess.Popen([sys.executable, "-c", _CHILD_MAIN], stdin=subprocess.PIPE,
-                                 env=child_environment(env), close_fds=True, process_group=0)
+                                 env=child_environment(self._env), close_fds=True, process_group=0)
         assert child.stdin is not None
-        child.stdin.write(frame({"env": dict(env)}))
+        child.stdin.write(frame({"env": self._env}))
         child.stdin.flush()
-        return cls(child, destination, asyncio.get_running_loop())
+        return child
+
+    @staticmethod
+    def _pipe(child: subprocess.Popen) -> int:
+        assert child.stdin is not None
+        fd = child.stdin.fileno()
+        os.set_blocking(fd, False)
+        return fd
+
+    def accepting(self) -> bool:
+        """Whether a new flow may be sent: the process runs (or was started again, RESTART_AFTER_S after it was
+        lost) and the backlog is under its bound."""
+        if self._gone and time.monotonic() - self._lost_at >= RESTART_AFTER_S:
+            self._restart()
+        return not self._gone and len(self._out) <= MAX_BACKLOG_BYTES
+
+    def _restart(self) -> None:
+        try:
+            child = self._spawn()
+        except OSError as exc:
+            self._lost_at = time.monotonic()
+            log.error("llm-gateway: could not start the telemetry process again (%s)", exc)
+            return
+        self._child, self._fd, self._gone = child, self._pipe(child), False
+        log.warning("llm-gateway: the telemetry process was started again; sessions begin anew")
 
     @property
     def backlog_bytes(self) -> int:
@@ -88,10 +118,6 @@ class TelemetryProcess:
     @property
     def running(self) -> bool:
         return not self._gone and self._child.poll() is None
-
-    @property
-    def backlogged(self) -> bool:
-        return self._gone or len(self._out) > MAX_BACKLOG_BYTES
 
     def send(self, message: tuple) -> None:
         if not self._batch:
@@ -123,13 +149,16 @@ class TelemetryProcess:
             self._writing = False
 
     def _lost(self, exc: BaseException) -> None:
-        self._gone = True
+        self._gone, self._lost_at = True, time.monotonic()
         self._out.clear()
+        with contextlib.suppress(OSError):
+            assert self._child.stdin is not None
+            self._child.stdin.close()
         if self._writing:
             self._loop.remove_writer(self._fd)
             self._writing = False
-        log.error("llm-gateway: the telemetry process ended (%s, exit code %s); traffic is no longer traced",
-                  exc, self._child.poll())
+        log.error("llm-gateway: the telemetry process ended (%s, exit code %s); requests go untraced until it is "
+                  "started again in %.0f s", exc, self._child.poll(), RESTART_AFTER_S)
 
     async def close(self, timeout_s: float = 30.0) -> None:
         """Send what is left, close the pipe (the child's signal to end its sessions and flush its spans), and
@@ -179,7 +208,7 @@ class FlowShipper:
 
     def request(self, flow: Flow) -> None:
         process = self._process
-        if process.backlogged:
+        if not process.accepting():
             self._shed()
             return
         flow_id = next(self._ids)

@@ -126,16 +126,22 @@ async def test_a_stalled_telemetry_process_sheds_new_flows_never_traffic(traced_
     assert [s.attributes["gen_ai.request.model"] for s in chat_spans(receiver.spans)] == ["m"]
 
 
-async def test_a_dead_telemetry_process_leaves_traffic_untouched(traced_gateway, receiver):
-    async with traced_gateway([Fixture([EXCHANGE, EXCHANGE])]) as (gateway, _):
-        child = gateway.telemetry_process._child
-        child.kill()
-        child.wait()
+async def test_a_dead_telemetry_process_leaves_traffic_untouched_and_is_started_again(
+    traced_gateway, receiver, monkeypatch
+):
+    async with traced_gateway([Fixture([EXCHANGE] * 3)]) as (gateway, _):
+        first = gateway.telemetry_process._child
+        first.kill()
+        first.wait()
         for _ in range(2):
             assert await send_recorded(gateway.url, EXCHANGE) == (EXCHANGE.response.status, EXCHANGE.response.body)
             await _flushed()  # the first write into the dead pipe tells the gateway
         health = await _health(gateway)
         assert health["process_running"] is False and health["untraced_requests"] >= 1
-        started = time.monotonic()
-    assert time.monotonic() - started < 5  # stopping does not wait on the dead child
-    assert chat_spans(receiver.spans) == []
+        assert chat_spans(receiver.spans) == []
+
+        monkeypatch.setattr(process, "RESTART_AFTER_S", 0.0)  # instead of waiting 5 s
+        assert await send_recorded(gateway.url, EXCHANGE) == (EXCHANGE.response.status, EXCHANGE.response.body)
+        assert gateway.telemetry_process._child is not first
+        assert (await _health(gateway))["process_running"] is True
+    assert len(chat_spans(receiver.spans)) == 1  # the request after the restart
