@@ -55,7 +55,7 @@ class Gateway:
         telemetry = process = health = None
         plan = export_plan(env)
         if plan and not local_telemetry and http_span_mode(env) != "aiohttp":
-            process = TelemetryProcess.start(env, describe(plan))
+            process = TelemetryProcess(env, describe(plan))
             shipper = FlowShipper(process)
             addons.append(shipper)
             report, health = shipper.report, shipper.health

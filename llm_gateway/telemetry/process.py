@@ -61,6 +61,7 @@ class TelemetryProcess:
     (what the pipe does not take waits for the loop to say it is writable)."""
 
     def __init__(self, env: Mapping[str, str], destination: str) -> None:
+        """Starts the telemetry process (call it from the event loop)."""
         self.destination = destination
         self._env = dict(env)
         self._loop = asyncio.get_running_loop()
@@ -71,10 +72,6 @@ class TelemetryProcess:
         self._lost_at = 0.0
         self._child = self._spawn()
         self._fd = self._pipe(self._child)
-
-    @classmethod
-    def start(cls, env: Mapping[str, str], destination: str) -> TelemetryProcess:
-        return cls(env, destination)
 
     def _spawn(self) -> subprocess.Popen:
         # Its own process group, so a Ctrl-C in the terminal reaches only the gateway (which then closes the pipe);
