@@ -28,6 +28,8 @@ from llm_gateway.telemetry.upstream_spans import http_span_mode
 
 # How long in-flight streams may run on after SIGTERM / SIGINT before they are cut.
 SHUTDOWN_GRACE_SECONDS = 10.0
+# How long `serve` waits, after that, for the telemetry process to flush before leaving it to finish alone.
+SHUTDOWN_TELEMETRY_WAIT_S = 3.0
 
 
 @dataclass(slots=True)
@@ -89,7 +91,9 @@ class Gateway:
     def url(self) -> str:
         return f"http://{self.settings.host}:{self.port}"
 
-    async def stop(self) -> None:
+    async def stop(self, telemetry_wait_s: float = 30.0) -> None:
+        """Stop serving, end the open sessions and flush the spans, waiting up to `telemetry_wait_s` for the
+        telemetry process (after that it finishes in the background)."""
         await self.runner.cleanup()  # stops accepting, lets in-flight requests finish within the grace time
         await self.relay.close()
         if self.ticker is not None:
@@ -100,7 +104,7 @@ class Gateway:
         if self.telemetry is not None:
             await asyncio.to_thread(self.telemetry.shutdown)  # flush pending spans
         if self.telemetry_process is not None:
-            await self.telemetry_process.close()  # it ends the open sessions and flushes
+            await self.telemetry_process.close(telemetry_wait_s)  # it ends the open sessions and flushes
 
     def describe(self) -> str:
         lines = [f"llm-gateway listening on {self.url}"]
@@ -135,7 +139,9 @@ async def serve(settings: Settings) -> None:
         await stop.wait()
         print("llm-gateway: shutting down, finishing in-flight streams", file=sys.stderr, flush=True)
     finally:
-        await gateway.stop()
+        # Ctrl-C or a service manager's SIGTERM: a dead trace backend must not hold up the exit (the exporter
+        # retries for seconds); the telemetry process finishes on its own.
+        await gateway.stop(telemetry_wait_s=SHUTDOWN_TELEMETRY_WAIT_S)
 
 
 def run(settings: Settings) -> None:

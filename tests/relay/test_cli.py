@@ -66,3 +66,50 @@ async def test_serve_on_port_0_announces_relays_and_exits_0_on_sigterm(servers: 
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_serve_with_a_dead_trace_backend_still_exits_promptly(servers: AsyncExitStack, tmp_path) -> None:
+    """Ctrl-C / SIGTERM must not wait out the exporter's retries: the telemetry process finishes alone. (stderr goes
+    to a file: that process keeps it open after the gateway exited, so a pipe would not end with the gateway.)"""
+    from llm_gateway.server import SHUTDOWN_TELEMETRY_WAIT_S
+    from tests.support.servers import closed_port_url
+
+    fixture = load(FIXTURES / "anthropic" / "tools-streaming.json")
+    exchange = fixture.exchanges[0]
+    replay = await servers.enter_async_context(running_replay([fixture]))
+    env = {**_clean_env(), "OTEL_EXPORTER_OTLP_ENDPOINT": closed_port_url()}
+    log = tmp_path / "stderr.log"
+    with log.open("wb") as stderr:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "llm_gateway", "serve", "--port", "0", "--upstream", f"anthropic={replay.url}",
+            env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=stderr,
+        )
+    left_behind: int | None = None
+    try:
+        found = await _appears(log, r"llm-gateway listening on (\S+)", _STARTUP_SECONDS)
+        async with aiohttp.ClientSession() as client, client.post(
+            found.group(1) + exchange.request.path, data=exchange.request.body,
+            headers={"Content-Type": "application/json"},
+        ) as response:
+            assert (response.status, await response.read()) == (exchange.response.status, exchange.response.body)
+
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), _EXIT_SECONDS + SHUTDOWN_TELEMETRY_WAIT_S) == 0
+        found = await _appears(log, r"telemetry process \(pid (\d+)\) is still sending spans", 1.0)
+        left_behind = int(found.group(1))
+        os.kill(left_behind, 0)  # alive: still retrying the dead backend, on its own
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        if left_behind is not None:
+            os.kill(left_behind, signal.SIGKILL)
+
+
+async def _appears(path, pattern: str, within_s: float) -> re.Match[str]:
+    deadline = asyncio.get_running_loop().time() + within_s
+    while (found := re.search(pattern, path.read_text(errors="replace"))) is None:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{pattern!r} not in: {path.read_text(errors='replace')}")
+        await asyncio.sleep(0.05)
+    return found
