@@ -58,10 +58,21 @@ def region_from_profile_arn(arn: str) -> str | None:
     return match.group(1)
 
 
+_BODY_ARN = re.compile(rb'"profileArn"\s*:\s*"([^"]{1,512})"')
+
+
+def region_in_body(body: bytes) -> str | None:
+    """The region of the `profileArn` a request body carries (Kiro CLI sends it with each model call), or None.
+    Looked for from the end: it is a top-level field after the (long) conversation."""
+    at = body.rfind(b'"profileArn"')
+    match = _BODY_ARN.match(body, at) if at >= 0 else None
+    return region_from_profile_arn(match.group(1).decode("utf-8", "replace")) if match else None
+
+
 def kiro_upstream(target: str, path: str, query: str, region: str, user_agent: str = "") -> str:
     """The default upstream base URL (no trailing slash) for a Kiro / Q request. `region` is the router's choice
-    (e.g. from the body's profileArn or the configuration); when it is empty or not a region, the profileArn in
-    the query (control-plane calls carry one) decides, else us-east-1."""
+    (the configuration's, or the body's profileArn: `region_in_body`); when it is empty or not a region, the
+    profileArn in the query (control-plane calls carry one) decides, else us-east-1."""
     if not _REGION.fullmatch(region or ""):
         arns = parse_qs(query).get("profileArn", [])
         region = (region_from_profile_arn(arns[0]) if arns else None) or DEFAULT_REGION

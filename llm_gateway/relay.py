@@ -157,6 +157,9 @@ class Relay:
         body = await _read_body(request, limit)
         if body is None:
             return _too_large(limit)
+        if route.needs_body:
+            route = self.router.with_body(route, raw_path, request.headers, body)
+            upstream_url = route.upstream_url(raw_path)
 
         flow = Flow(
             method=request.method,

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from llm_gateway.config import ConfigError, Settings
-from llm_gateway.kiro_routing import kiro_region, kiro_upstream
+from llm_gateway.kiro_routing import kiro_region, kiro_upstream, region_in_body
 
 
 class Kind(enum.Enum):
@@ -38,6 +38,8 @@ class Route:
     kind: Kind
     base_url: str  # upstream base URL, no trailing slash; the request's raw path is appended
     prefix: str = ""  # the start of the path that base_url replaces (an MCP relay's /mcp/NAME)
+    #: the upstream depends on the body: a Kiro call whose region only its profileArn tells (`Router.with_body`)
+    needs_body: bool = False
 
     def upstream_url(self, raw_path: str) -> str:
         return self.base_url + raw_path[len(self.prefix) :]
@@ -211,14 +213,25 @@ class Router:
             kind = protocol.classify(method, path, headers)
             if kind is not None:
                 if protocol.upstream == "kiro" and not self._kiro_fixed:
-                    bare, _, query = path.partition("?")
-                    base = kiro_upstream(headers.get("x-amz-target", ""), bare, query, self._kiro_region,
-                                         headers.get("user-agent", ""))
-                    return Route(protocol, kind, base)
+                    # No region configured and none in the query: the body's profileArn will tell.
+                    needs_body = not self._kiro_region and "profileArn=" not in path.partition("?")[2]
+                    base = self._kiro_base(path, headers, self._kiro_region)
+                    return Route(protocol, kind, base, needs_body=needs_body)
                 return Route(protocol, kind, self._urls[protocol.upstream])
         if self._catch_all is not None:
             return Route(None, Kind.RELAY, self._catch_all)
         return None
+
+    def with_body(self, route: Route, path: str, headers: Mapping[str, str], body: bytes) -> Route:
+        """`route` with its upstream chosen from the request body as well (see `Route.needs_body`)."""
+        region = region_in_body(body)
+        base = self._kiro_base(path, headers, region) if region else route.base_url
+        return Route(route.protocol, route.kind, base, route.prefix)
+
+    @staticmethod
+    def _kiro_base(path: str, headers: Mapping[str, str], region: str) -> str:
+        bare, _, query = path.partition("?")
+        return kiro_upstream(headers.get("x-amz-target", ""), bare, query, region, headers.get("user-agent", ""))
 
     def _mcp_route(self, path: str) -> Route | None:
         end = len(MCP_PATH)

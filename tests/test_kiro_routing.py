@@ -10,9 +10,12 @@ from urllib.parse import urlsplit
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from multidict import CIMultiDict
 
 from llm_gateway import fixtures
-from llm_gateway.kiro_routing import inject_profile_arn, kiro_upstream, region_from_profile_arn
+from llm_gateway.config import Settings
+from llm_gateway.kiro_routing import inject_profile_arn, kiro_upstream, region_from_profile_arn, region_in_body
+from llm_gateway.routing import Router
 from tests.support import FIXTURES
 
 SESSION = fixtures.load(FIXTURES / "kiro" / "cli-2.4.1-session.json")
@@ -145,3 +148,39 @@ def test_injection_gives_valid_json_with_the_arn(doc: dict[str, Any], arn: str) 
         assert injected is None
     else:
         assert injected is not None and json.loads(injected) == {"conversationState": {}, **doc, "profileArn": arn}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Region from the body (no region configured)
+
+
+def _gar_headers(ex: fixtures.Exchange) -> dict[str, str]:
+    return {k: v for k, v in ex.request.headers if k.lower() in ("x-amz-target", "user-agent")}
+
+
+def test_the_body_profile_arn_picks_the_region_when_nothing_else_does() -> None:
+    ex = next(e for e in SESSION.exchanges if e.request.body == recorded_gar_body())
+    recorded_arn = json.loads(ex.request.body)["profileArn"]
+    moved = ex.request.body.replace(recorded_arn.encode(), ARN.encode())  # the same call from an eu-central-1 profile
+    headers = CIMultiDict(_gar_headers(ex))
+    router = Router(Settings(), env={})
+    route = router.resolve("POST", ex.request.path, headers)
+    assert route is not None and route.needs_body
+    chosen = router.with_body(route, ex.request.path, headers, moved)
+    region = region_from_profile_arn(ARN)
+    assert urlsplit(chosen.base_url).hostname == urlsplit(kiro_upstream(
+        headers["x-amz-target"], ex.request.path, "", region, headers.get("user-agent", ""))).hostname
+    assert region in chosen.base_url and not chosen.needs_body
+    # The recorded body's own ARN (us-east-1), and no ARN at all: the default region.
+    assert router.with_body(route, ex.request.path, headers, ex.request.body).base_url == route.base_url
+    assert router.with_body(route, ex.request.path, headers, without_profile(ex.request.body)).base_url == (
+        route.base_url)
+    # A configured region wins, and then the body is not needed.
+    configured = Router(Settings(), env={"LLM_GATEWAY_KIRO_REGION": "us-west-2"})
+    assert not configured.resolve("POST", ex.request.path, headers).needs_body
+
+
+@pytest.mark.parametrize("body", [b"", b"{}", b'{"profileArn": "not-an-arn"}', b'{"profileArn": 7}',
+                                  b'{"profileArn":"arn:aws:codewhisperer:../evil:1:profile/x"}'])
+def test_no_region_from_a_body_without_a_regional_arn(body: bytes) -> None:
+    assert region_in_body(body) is None
