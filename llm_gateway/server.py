@@ -113,11 +113,8 @@ class Gateway:
         lines.append(f"  {'(other)':<10} -> {self.router.catch_all or '404 (no catch-all upstream set)'}")
         for name, url in sorted(self.router.mcp_servers.items()):
             lines.append(f"  {'mcp/' + name:<10} -> {url}  (MCP: {self.url}/mcp/{name})")
-        where = describe([])
-        if self.telemetry is not None:
-            where = self.telemetry.destination
-        elif self.telemetry_process is not None:
-            where = self.telemetry_process.destination
+        tracing = self.telemetry or self.telemetry_process
+        where = tracing.destination if tracing is not None else describe([])
         lines.append(f"  traces     -> {where}")
         return "\n".join(lines)
 

@@ -30,14 +30,12 @@ class Replayer:
         self.addons = addons
         self.lock = threading.Lock()
         self._replicas = FlowReplicas()
-        self._reports = [a.report for a in addons if hasattr(a, "report")]
 
     def apply(self, batch: list[tuple]) -> None:
         with self.lock:
             for message in batch:
-                if message[0] == REPORT:
-                    for report in self._reports:
-                        report(message[1])
+                if message[0] == REPORT:  # an MCP call report, for the addon that has `report`
+                    call_hook(self.addons, "report", message[1])
                     continue
                 for hook, flow, args in self._replicas.apply(message):
                     if hook == "chunk":
