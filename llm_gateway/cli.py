@@ -67,8 +67,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _replay(paths: list[str], host: str, port: int, speed: float) -> None:
-    from llm_gateway.fixtures import load
-    from llm_gateway.replay import ReplayUpstream
+    from llm_gateway.recordings import load
+    from llm_gateway.recordings.replay import ReplayUpstream
 
     upstream = await ReplayUpstream([load(p) for p in paths], speed=speed, host=host, port=port).start()
     print(f"llm-gateway replay: serving {len(paths)} fixture(s) on {upstream.url}", file=sys.stderr, flush=True)
@@ -79,8 +79,8 @@ async def _replay(paths: list[str], host: str, port: int, speed: float) -> None:
 
 
 def _import_vcr(cassette: str, output: str | None) -> int:
-    from llm_gateway.fixtures import save
-    from llm_gateway.importers import import_vcr
+    from llm_gateway.recordings import save
+    from llm_gateway.recordings.importers import import_vcr
 
     target = Path(output) if output else Path(cassette).with_suffix(".json")
     fixture = import_vcr(cassette)

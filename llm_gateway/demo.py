@@ -17,8 +17,8 @@ from typing import TextIO
 import aiohttp
 
 from llm_gateway.config import Settings
-from llm_gateway.fixtures import REDACTED, Fixture, load
-from llm_gateway.replay import ReplayUpstream
+from llm_gateway.recordings import REDACTED, Fixture, load
+from llm_gateway.recordings.replay import ReplayUpstream
 from llm_gateway.routing import UPSTREAM_NAMES
 from llm_gateway.server import Gateway
 from llm_gateway.sessions.tracker import SessionState

@@ -6,8 +6,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from llm_gateway.fixtures import save
-from llm_gateway.importers import import_anthropic_snapshot, import_cc_core_rows, import_vcr
+from converters import import_anthropic_snapshot, import_cc_core_rows
+
+from llm_gateway.recordings import save
+from llm_gateway.recordings.importers import import_vcr
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "fixtures-upstream"

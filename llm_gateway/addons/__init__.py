@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from llm_gateway.config import Settings
 from llm_gateway.flow import Addon
-from llm_gateway.kiro_routing import ENV_PROFILE_ARN
+from llm_gateway.routing.kiro import ENV_PROFILE_ARN
 from llm_gateway.telemetry import Telemetry
 
 
@@ -19,7 +19,7 @@ def relay_addons(env: Mapping[str, str], settings: Settings | None = None) -> li
 
         addons.append(KiroProfileArn(env[ENV_PROFILE_ARN]))
     if settings is not None and settings.record_dir:
-        from llm_gateway.addons.recorder import Recorder
+        from llm_gateway.recordings.recorder import Recorder
 
         addons.append(Recorder(settings.record_dir))
     return addons

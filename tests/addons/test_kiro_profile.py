@@ -6,8 +6,8 @@ import aiohttp
 import orjson
 
 from llm_gateway.config import Settings
-from llm_gateway.fixtures import load
-from llm_gateway.replay import ReplayUpstream
+from llm_gateway.recordings import load
+from llm_gateway.recordings.replay import ReplayUpstream
 from llm_gateway.server import Gateway
 from tests.support import FIXTURES
 

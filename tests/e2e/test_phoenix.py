@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from llm_gateway.config import Settings
-from llm_gateway.fixtures import load
-from llm_gateway.replay import ReplayUpstream
+from llm_gateway.recordings import load
+from llm_gateway.recordings.replay import ReplayUpstream
 from llm_gateway.routing import UPSTREAM_NAMES
 from llm_gateway.server import Gateway
 from tests.e2e.phoenix import Phoenix

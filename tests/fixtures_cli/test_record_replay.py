@@ -15,8 +15,8 @@ import orjson
 import yaml
 
 from llm_gateway.config import Settings
-from llm_gateway.fixtures import REDACTED, fixture_files, header, load
-from llm_gateway.replay import ReplayUpstream
+from llm_gateway.recordings import REDACTED, fixture_files, header, load
+from llm_gateway.recordings.replay import ReplayUpstream
 from llm_gateway.routing import UPSTREAM_NAMES
 from llm_gateway.server import Gateway
 from tests.support import FIXTURES

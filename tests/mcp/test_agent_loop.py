@@ -9,7 +9,7 @@ import orjson
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from llm_gateway.fixtures import load
+from llm_gateway.recordings import load
 from tests.mcp.helpers import wrapper_command
 from tests.support import FIXTURES
 from tests.support.otlp import OTLPReceiver

@@ -15,12 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from llm_gateway import fixtures
-from llm_gateway.fixtures import Exchange
 from llm_gateway.protocols import events as ev
 from llm_gateway.protocols.anthropic import ADAPTER, AnthropicStreamState, message_events, parse_messages_body
 from llm_gateway.protocols.base import HttpResponseHead
 from llm_gateway.protocols.exchange import ChatRecord, ChatRequest, ExchangeBuilder
+from llm_gateway.recordings import Exchange, fixtures
 from tests.support import FIXTURES
 from tests.support.exchanges import decoded_body, exchanges_of, fixtures_in, params
 from tests.support.records import http_request, one_by_one, output_text, record_of

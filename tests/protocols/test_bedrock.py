@@ -17,10 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm_gateway import fixtures
-from llm_gateway.fixtures import Exchange
 from llm_gateway.protocols.bedrock import ADAPTER
 from llm_gateway.protocols.exchange import ChatRecord
+from llm_gateway.recordings import Exchange, fixtures
 from tests.support import FIXTURES
 from tests.support.eventstream_decode import botocore_frames
 from tests.support.eventstream_encode import event, exception, frame

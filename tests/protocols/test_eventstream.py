@@ -11,7 +11,6 @@ from botocore.eventstream import EventStreamBuffer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm_gateway import fixtures
 from llm_gateway.protocols.framing import FramingError
 from llm_gateway.protocols.framing.eventstream import (
     ChecksumMismatch,
@@ -21,6 +20,7 @@ from llm_gateway.protocols.framing.eventstream import (
     FrameTooLarge,
     MalformedFrame,
 )
+from llm_gateway.recordings import fixtures
 from tests.support import FIXTURES
 from tests.support.eventstream_encode import event, frame, header, string_header
 from tests.support.records import splits

@@ -12,11 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from llm_gateway import fixtures
-from llm_gateway.fixtures import Exchange
 from llm_gateway.protocols import anthropic, bedrock, gemini, kiro, ollama, openai_chat, openai_responses
 from llm_gateway.protocols.base import Adapter, HttpResponseHead
 from llm_gateway.protocols.exchange import ChatRecord, ChatRequest, ExchangeBuilder
+from llm_gateway.recordings import Exchange, fixtures
 from tests.support import FIXTURES
 from tests.support.exchanges import decoded_body, exchanges_of
 from tests.support.records import assert_same_record_for_any_chunking, http_request, one_by_one, run_exchange, splits

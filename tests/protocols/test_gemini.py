@@ -16,11 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from llm_gateway import fixtures
-from llm_gateway.fixtures import Exchange
 from llm_gateway.protocols.base import HttpRequest
 from llm_gateway.protocols.exchange import ChatRecord
 from llm_gateway.protocols.gemini import ADAPTER
+from llm_gateway.recordings import Exchange, fixtures
 from tests.support import FIXTURES
 from tests.support.exchanges import exchange_with, exchanges_of, fixtures_in, params
 from tests.support.records import http_request, output_text, record_of, run_exchange

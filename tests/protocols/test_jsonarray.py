@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm_gateway import fixtures
 from llm_gateway.protocols.framing.jsonarray import JsonArrayDecoder, Oversized
+from llm_gateway.recordings import fixtures
 from tests.support.records import splits
 
 SETTINGS = settings(max_examples=80, deadline=None)

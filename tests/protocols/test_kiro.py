@@ -17,11 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from llm_gateway import fixtures
-from llm_gateway.fixtures import Chunk, Exchange, RecordedRequest, RecordedResponse
 from llm_gateway.protocols.base import HttpRequest, HttpResponseHead
 from llm_gateway.protocols.exchange import ChatRecord, ChatRequest, ExchangeBuilder
 from llm_gateway.protocols.kiro import ADAPTER, model_vendor
+from llm_gateway.recordings import Chunk, Exchange, RecordedRequest, RecordedResponse, fixtures
 from llm_gateway.sessions.identity import identify
 from tests.support import FIXTURES
 from tests.support.eventstream_decode import botocore_frames, frame_ends

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from llm_gateway.fixtures import Exchange, load
 from llm_gateway.protocols.base import HttpRequest
 from llm_gateway.protocols.exchange import ChatRecord
 from llm_gateway.protocols.openai_chat import ADAPTER
+from llm_gateway.recordings import Exchange, load
 from tests.support import FIXTURES as ALL_FIXTURES
 from tests.support.exchanges import exchange_with, exchanges_of, fixtures_in, params
 from tests.support.records import run_exchange

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from llm_gateway.fixtures import Exchange, load
 from llm_gateway.protocols.exchange import ChatRecord
 from llm_gateway.protocols.openai_responses import ADAPTER
+from llm_gateway.recordings import Exchange, load
 from tests.protocols.test_openai_chat import (
     answer_text,
     body,

@@ -11,7 +11,7 @@ from contextlib import AsyncExitStack
 
 import aiohttp
 
-from llm_gateway.fixtures import load
+from llm_gateway.recordings import load
 from tests.support import FIXTURES
 from tests.support.servers import running_replay
 

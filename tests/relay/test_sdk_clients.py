@@ -18,8 +18,8 @@ from openai import AsyncOpenAI
 from yarl import URL
 
 from llm_gateway.config import Settings
-from llm_gateway.fixtures import Exchange, fixture_files, header, load
-from llm_gateway.replay import ReplayUpstream
+from llm_gateway.recordings import Exchange, fixture_files, header, load
+from llm_gateway.recordings.replay import ReplayUpstream
 from llm_gateway.routing import UPSTREAM_NAMES
 from llm_gateway.server import Gateway
 from tests.support import FIXTURES

@@ -10,8 +10,8 @@ import pytest
 from aiohttp import web
 
 from llm_gateway.config import Settings
-from llm_gateway.fixtures import load
 from llm_gateway.flow import Flow, observe_chunks
+from llm_gateway.recordings import load
 from tests.support import FIXTURES
 from tests.support.servers import running_gateway, running_upstream
 

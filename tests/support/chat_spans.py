@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import orjson
 from botocore.eventstream import EventStreamBuffer
 
-from llm_gateway.fixtures import Exchange, Fixture
+from llm_gateway.recordings import Exchange, Fixture
 from llm_gateway.server import Gateway
 from tests.support.otlp import OTLPReceiver, ReceivedSpan
 

@@ -13,8 +13,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from llm_gateway import fixtures
-from llm_gateway.fixtures import Chunk, Exchange, Fixture, RecordedRequest, RecordedResponse
+from llm_gateway.recordings import Chunk, Exchange, Fixture, RecordedRequest, RecordedResponse, fixtures
 
 
 def fixtures_in(directory: Path) -> dict[str, Fixture]:

@@ -7,9 +7,9 @@ from dataclasses import fields
 
 from multidict import CIMultiDict
 
-from llm_gateway.fixtures import Exchange
 from llm_gateway.protocols.base import Adapter, ExchangeRun, HttpRequest, HttpResponseHead
 from llm_gateway.protocols.exchange import ChatRecord
+from llm_gateway.recordings import Exchange
 
 
 def http_request(exchange: Exchange, upstream_url: str = "https://upstream.test") -> HttpRequest:

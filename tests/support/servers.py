@@ -17,8 +17,8 @@ from pathlib import Path
 from aiohttp import web
 
 from llm_gateway.config import Settings
-from llm_gateway.fixtures import Fixture, load
-from llm_gateway.replay import ReplayUpstream
+from llm_gateway.recordings import Fixture, load
+from llm_gateway.recordings.replay import ReplayUpstream
 from llm_gateway.server import Gateway
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]

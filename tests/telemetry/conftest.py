@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 import pytest
 
 from llm_gateway.config import Settings
-from llm_gateway.fixtures import Fixture
-from llm_gateway.replay import ReplayUpstream
+from llm_gateway.recordings import Fixture
+from llm_gateway.recordings.replay import ReplayUpstream
 from llm_gateway.routing import UPSTREAM_NAMES
 from llm_gateway.server import Gateway
 from tests.support.otlp import OTLPReceiver

@@ -12,8 +12,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from llm_gateway.config import Settings
-from llm_gateway.fixtures import load
 from llm_gateway.flow import Flow
+from llm_gateway.recordings import load
 from llm_gateway.routing import Router
 from llm_gateway.telemetry import configure
 from llm_gateway.telemetry.chat_spans import ChatSpans

@@ -6,7 +6,7 @@ from __future__ import annotations
 import anthropic
 import orjson
 
-from llm_gateway.fixtures import load
+from llm_gateway.recordings import load
 from tests.support import FIXTURES
 from tests.support.otlp import OTLPReceiver
 

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from botocore.config import Config
 
-from llm_gateway.fixtures import Exchange, load
+from llm_gateway.recordings import Exchange, load
 from llm_gateway.server import Gateway
 from tests.support import FIXTURES
 from tests.support.chat_spans import (

@@ -12,7 +12,7 @@ import pytest
 from google import genai
 from google.genai import types
 
-from llm_gateway.fixtures import Exchange, load
+from llm_gateway.recordings import Exchange, load
 from llm_gateway.server import Gateway
 from tests.support import FIXTURES
 from tests.support.chat_spans import (

@@ -10,7 +10,7 @@ import aiohttp
 import orjson
 import pytest
 
-from llm_gateway.fixtures import Exchange, load
+from llm_gateway.recordings import Exchange, load
 from llm_gateway.server import Gateway
 from tests.support import FIXTURES
 from tests.support.chat_spans import (

@@ -10,7 +10,7 @@ import orjson
 from botocore.eventstream import EventStreamBuffer
 
 from llm_gateway.demo import play
-from llm_gateway.fixtures import header, load
+from llm_gateway.recordings import header, load
 from tests.support import FIXTURES
 
 

@@ -9,7 +9,7 @@ import anthropic
 import orjson
 from anthropic import beta_async_tool
 
-from llm_gateway.fixtures import load
+from llm_gateway.recordings import load
 from tests.support import FIXTURES
 
 

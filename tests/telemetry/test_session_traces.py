@@ -7,7 +7,7 @@ import anthropic
 import openai
 import orjson
 
-from llm_gateway.fixtures import load
+from llm_gateway.recordings import load
 from llm_gateway.telemetry.ids import session_trace_id
 from tests.support import FIXTURES
 

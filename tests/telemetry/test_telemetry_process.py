@@ -13,8 +13,8 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from llm_gateway.config import Settings
-from llm_gateway.fixtures import Fixture, load
 from llm_gateway.flow import Flow
+from llm_gateway.recordings import Fixture, load
 from llm_gateway.routing import Router
 from llm_gateway.telemetry import flow_wire, process
 from llm_gateway.telemetry.flow_wire import FlowReplicas

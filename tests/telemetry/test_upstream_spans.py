@@ -8,7 +8,7 @@ import pytest
 from yarl import URL
 
 from llm_gateway.config import Settings
-from llm_gateway.fixtures import load
+from llm_gateway.recordings import load
 from llm_gateway.server import Gateway
 from llm_gateway.telemetry import TelemetryConfigError, configure
 from llm_gateway.telemetry.upstream_spans import url_without_credentials

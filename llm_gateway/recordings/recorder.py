@@ -1,4 +1,4 @@
-"""`serve --record DIR`: writes every relayed exchange into a fixture file per session (see `fixtures.py`).
+"""`serve --record DIR`: writes every relayed exchange into a fixture file per session (see `fixtures`).
 
 Credentials are scrubbed by the fixture writer; bodies are kept byte-exact, binary event streams included.
 The file is rewritten after each exchange, so a session on disk is always complete up to its last exchange.
@@ -12,9 +12,9 @@ from pathlib import Path
 
 from multidict import CIMultiDict
 
-from llm_gateway.fixtures import Chunk, Exchange, Fixture, RecordedRequest, RecordedResponse, save
 from llm_gateway.flow import Flow, model_call
 from llm_gateway.protocols.base import ExchangeRun
+from llm_gateway.recordings.fixtures import Chunk, Exchange, Fixture, RecordedRequest, RecordedResponse, save
 from llm_gateway.sessions.identity import identify
 
 log = logging.getLogger("llm_gateway.recorder")

@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from llm_gateway.fixtures import Exchange, Fixture, header
+from llm_gateway.recordings.fixtures import Exchange, Fixture, header
 
 # Hop-by-hop fields from the recording are not replayed: this server frames the body itself.
 _DROP = frozenset({"transfer-encoding", "connection", "keep-alive", "content-length"})
