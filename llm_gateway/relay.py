@@ -147,9 +147,8 @@ class Relay:
                 "LLM_GATEWAY_UPSTREAM=URL.",
                 path=request.path,
             )
-        upstream_url = route.upstream_url(raw_path)
         if _is_websocket_upgrade(request):
-            return await self._relay_websocket(request, upstream_url)
+            return await self._relay_websocket(request, route.upstream_url(raw_path))
 
         limit = self.settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
@@ -157,9 +156,7 @@ class Relay:
         body = await _read_body(request, limit)
         if body is None:
             return _too_large(limit)
-        if route.needs_body:
-            route = self.router.with_body(route, raw_path, request.headers, body)
-            upstream_url = route.upstream_url(raw_path)
+        route = self.router.with_body(route, raw_path, request.headers, body)
 
         flow = Flow(
             method=request.method,
@@ -167,7 +164,7 @@ class Relay:
             request_headers=request.headers,
             request_body=body,
             route=route,
-            upstream_url=upstream_url,
+            upstream_url=route.upstream_url(raw_path),
             started_ns=time.time_ns(),
         )
         if self.addons:

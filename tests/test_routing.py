@@ -6,8 +6,8 @@ import pytest
 from multidict import CIMultiDict
 
 from llm_gateway.config import ConfigError, Settings, load_settings
-from llm_gateway.kiro_routing import kiro_upstream
 from llm_gateway.routing import UPSTREAM_NAMES, Kind, Router, default_upstreams
+from llm_gateway.routing.kiro import kiro_upstream
 
 CALL, RELAY = Kind.CALL, Kind.RELAY
 _VERTEX = "/v1/projects/p/locations/us-central1/publishers"

@@ -13,9 +13,10 @@ import enum
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol as _Interface
 
 from llm_gateway.config import ConfigError, Settings
-from llm_gateway.kiro_routing import kiro_region, kiro_upstream, region_in_body
+from llm_gateway.routing.kiro import KiroUpstream
 
 
 class Kind(enum.Enum):
@@ -25,11 +26,26 @@ class Kind(enum.Enum):
     RELAY = "relay"
 
 
+class UpstreamChooser(_Interface):
+    """Picks the base URL of each request, for an upstream that is more than one URL (Kiro's, per operation and
+    region). Used only while the user has not set that upstream's URL."""
+
+    def base_url(self, path: str, headers: Mapping[str, str]) -> tuple[str, bool]:
+        """The base URL, and whether the request body may change it (then `base_url_from_body` is asked)."""
+        ...
+
+    def base_url_from_body(self, path: str, headers: Mapping[str, str], body: bytes) -> str | None:
+        """The base URL the body tells, or None to keep the one `base_url` gave."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Protocol:
     name: str  # the wire protocol, e.g. "anthropic.messages"
     upstream: str  # the upstream it shares with its siblings, e.g. "anthropic"
     classify: Callable[[str, str, Mapping[str, str]], Kind | None]  # (method, path, headers)
+    #: builds the chooser from the environment; None: every request goes to the upstream's one URL
+    chooser: Callable[[Mapping[str, str]], UpstreamChooser] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +54,7 @@ class Route:
     kind: Kind
     base_url: str  # upstream base URL, no trailing slash; the request's raw path is appended
     prefix: str = ""  # the start of the path that base_url replaces (an MCP relay's /mcp/NAME)
-    #: the upstream depends on the body: a Kiro call whose region only its profileArn tells (`Router.with_body`)
+    #: the upstream depends on the body (a Kiro call whose region only its profileArn tells): `Router.with_body`
     needs_body: bool = False
 
     def upstream_url(self, raw_path: str) -> str:
@@ -132,7 +148,7 @@ def _path_only(path: str) -> str:
 
 # Order matters: header-routed Kiro first, then the specific paths, then the broad `/v1/` fallback of OpenAI.
 PROTOCOLS: tuple[Protocol, ...] = (
-    Protocol("kiro", "kiro", _kiro_kind),
+    Protocol("kiro", "kiro", _kiro_kind, KiroUpstream),
     Protocol("bedrock", "bedrock", _bedrock_kind),
     Protocol("gemini", "gemini", _gemini_kind),
     Protocol("anthropic.messages", "anthropic", _anthropic_kind),
@@ -160,7 +176,7 @@ def default_upstreams(env: Mapping[str, str] | None = None) -> dict[str, str]:
         "openai": "https://api.openai.com",
         "gemini": "https://generativelanguage.googleapis.com",
         "bedrock": f"https://bedrock-runtime.{region}.amazonaws.com",
-        # Shown at startup; requests are routed per operation and region by `kiro_routing.kiro_upstream`.
+        # Shown at startup; requests are routed per operation and region by `routing.kiro.KiroUpstream`.
         "kiro": "https://runtime.{region}.kiro.dev, q.{region}.amazonaws.com, management.{region}.kiro.dev",
         "ollama": "http://127.0.0.1:11434",
     }
@@ -169,9 +185,10 @@ def default_upstreams(env: Mapping[str, str] | None = None) -> dict[str, str]:
 class Router:
     """Resolves a request to a `Route`, or None when nothing recognizes it and no catch-all is set."""
 
-    __slots__ = ("_catch_all", "_force_all", "_kiro_fixed", "_kiro_region", "_mcp", "_mcp_urls", "_urls")
+    __slots__ = ("_catch_all", "_choosers", "_mcp", "_mcp_urls", "_protocols", "_urls")
 
     def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
+        env = os.environ if env is None else env
         urls = default_upstreams(env)
         if settings.force_all and settings.catch_all:
             urls = dict.fromkeys(urls, settings.catch_all)
@@ -183,12 +200,15 @@ class Router:
             )
         urls.update(settings.upstreams)  # a named upstream is more specific than LLM_GATEWAY_UPSTREAM
         self._urls = urls
-        # Kiro's default upstream depends on the operation (runtime, Q, control plane) and the region; a user's
-        # own `kiro` upstream (or LLM_GATEWAY_UPSTREAM) replaces all of them.
-        self._kiro_fixed = "kiro" in settings.upstreams or (settings.force_all and settings.catch_all is not None)
-        self._kiro_region = kiro_region(os.environ if env is None else env)
+        # A user's own URL for an upstream (or LLM_GATEWAY_UPSTREAM) replaces its chooser.
+        fixed = settings.force_all and settings.catch_all is not None
+        self._choosers: dict[str, UpstreamChooser] = {
+            p.upstream: p.chooser(env) for p in PROTOCOLS
+            if p.chooser is not None and not fixed and p.upstream not in settings.upstreams
+        }
+        # (protocol, its upstream URL, its chooser or None), in matching order: resolve looks nothing up
+        self._protocols = tuple((p, urls[p.upstream], self._choosers.get(p.upstream)) for p in PROTOCOLS)
         self._catch_all = settings.catch_all
-        self._force_all = settings.force_all
         self._mcp = {name: Protocol(MCP_PROTOCOL, name, _mcp_kind) for name in settings.mcp_upstreams}
         self._mcp_urls = dict(settings.mcp_upstreams)
 
@@ -205,33 +225,30 @@ class Router:
         return self._catch_all
 
     def resolve(self, method: str, path: str, headers: Mapping[str, str]) -> Route | None:
+        """The route from the request line and headers; `with_body` completes it once the body is read."""
         if self._mcp and path.startswith(MCP_PATH):
             route = self._mcp_route(path)
             if route is not None:
                 return route
-        for protocol in PROTOCOLS:
+        for protocol, url, chooser in self._protocols:
             kind = protocol.classify(method, path, headers)
             if kind is not None:
-                if protocol.upstream == "kiro" and not self._kiro_fixed:
-                    # No region configured and none in the query: the body's profileArn will tell.
-                    needs_body = not self._kiro_region and "profileArn=" not in path.partition("?")[2]
-                    base = self._kiro_base(path, headers, self._kiro_region)
-                    return Route(protocol, kind, base, needs_body=needs_body)
-                return Route(protocol, kind, self._urls[protocol.upstream])
+                if chooser is None:
+                    return Route(protocol, kind, url)
+                base, needs_body = chooser.base_url(path, headers)
+                return Route(protocol, kind, base, needs_body=needs_body)
         if self._catch_all is not None:
             return Route(None, Kind.RELAY, self._catch_all)
         return None
 
     def with_body(self, route: Route, path: str, headers: Mapping[str, str], body: bytes) -> Route:
-        """`route` with its upstream chosen from the request body as well (see `Route.needs_body`)."""
-        region = region_in_body(body)
-        base = self._kiro_base(path, headers, region) if region else route.base_url
-        return Route(route.protocol, route.kind, base, route.prefix)
-
-    @staticmethod
-    def _kiro_base(path: str, headers: Mapping[str, str], region: str) -> str:
-        bare, _, query = path.partition("?")
-        return kiro_upstream(headers.get("x-amz-target", ""), bare, query, region, headers.get("user-agent", ""))
+        """The route of a request whose body has been read: `route` itself, unless its upstream depends on the
+        body (`Route.needs_body`)."""
+        if not route.needs_body:
+            return route
+        assert route.protocol is not None  # only a chooser sets needs_body
+        base = self._choosers[route.protocol.upstream].base_url_from_body(path, headers, body)
+        return Route(route.protocol, route.kind, base or route.base_url, route.prefix)
 
     def _mcp_route(self, path: str) -> Route | None:
         end = len(MCP_PATH)

@@ -1,6 +1,6 @@
-"""Where Kiro / Amazon Q requests go upstream, and the one body change the gateway may make for them.
+"""Where Kiro / Amazon Q requests go upstream: per operation and per region.
 
-Pure functions for the router (no I/O). Hosts per `shared/kiro-wire.md` §4-§5 and `shared/clients.md` A8:
+`KiroUpstream` is the router's chooser for the `kiro` provider (no I/O). The hosts (evidence in docs/kiro.md):
 
 - the model runtime (`KiroRuntimeService.*` from Kiro CLI V3 / newer IDEs, and the streaming
   `AmazonCodeWhispererStreamingService.*` that Kiro CLI V2 sends to its `api.krs.service` endpoint, whose default
@@ -21,8 +21,6 @@ import re
 from collections.abc import Mapping
 from urllib.parse import parse_qs
 
-import orjson
-
 DEFAULT_REGION = "us-east-1"
 
 _REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}", re.ASCII)
@@ -37,6 +35,35 @@ _CONTROL_OPERATIONS = frozenset(
 
 ENV_PROFILE_ARN = "LLM_GATEWAY_KIRO_PROFILE_ARN"
 ENV_REGION = "LLM_GATEWAY_KIRO_REGION"
+
+
+class KiroUpstream:
+    """Picks the default upstream of each Kiro / Q request from its operation and region. Without a region
+    configured and none in the query, the model call's body has the last word (its profileArn)."""
+
+    __slots__ = ("_region",)
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._region = kiro_region(env)
+
+    def __repr__(self) -> str:
+        return f"KiroUpstream(region={self._region or None!r})"
+
+    def base_url(self, path: str, headers: Mapping[str, str]) -> tuple[str, bool]:
+        bare, _, query = path.partition("?")
+        needs_body = not self._region and "profileArn=" not in query
+        return _base_url(headers, bare, query, self._region), needs_body
+
+    def base_url_from_body(self, path: str, headers: Mapping[str, str], body: bytes) -> str | None:
+        region = region_in_body(body)
+        if not region:
+            return None
+        bare, _, query = path.partition("?")
+        return _base_url(headers, bare, query, region)
+
+
+def _base_url(headers: Mapping[str, str], path: str, query: str, region: str) -> str:
+    return kiro_upstream(headers.get("x-amz-target", ""), path, query, region, headers.get("user-agent", ""))
 
 
 def kiro_region(env: Mapping[str, str]) -> str:
@@ -94,23 +121,3 @@ def _is_q_cli(user_agent: str) -> bool:
 def _operation(path: str) -> str:
     """`/List-Available-Profiles?x` -> `listavailableprofiles`."""
     return path.partition("?")[0].strip("/").replace("-", "").replace("_", "").lower()
-
-
-def inject_profile_arn(body: bytes, arn: str) -> bytes | None:
-    """The GenerateAssistantResponse body with `profileArn` added, when it has none (Amazon Q CLI drops it on a
-    custom endpoint; IAM Identity Center profiles need it). None in every other case: not JSON, not a GAR body,
-    a profileArn key already there (even empty), or no ARN to add.
-
-    The key is written right after the opening brace and every other byte is kept as sent, so numbers, key
-    order and escapes are exactly the client's (a re-serialization could change them)."""
-    if not arn:
-        return None
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(doc, dict) or "conversationState" not in doc or "profileArn" in doc:
-        return None
-    brace = len(body) - len(body.lstrip())  # a parsed object starts with "{" after any whitespace
-    member = b'"profileArn":' + orjson.dumps(arn) + b","  # the object is not empty: it has conversationState
-    return body[: brace + 1] + member + body[brace + 1 :]
