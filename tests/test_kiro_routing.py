@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from llm_gateway import fixtures
 from llm_gateway.addons.kiro_profile import inject_profile_arn
 from llm_gateway.config import Settings
+from llm_gateway.recordings import fixtures
 from llm_gateway.routing import Router
 from llm_gateway.routing.kiro import kiro_upstream, region_from_profile_arn, region_in_body
 from tests.support import FIXTURES

@@ -19,7 +19,7 @@ def relay_addons(env: Mapping[str, str], settings: Settings | None = None) -> li
 
         addons.append(KiroProfileArn(env[ENV_PROFILE_ARN]))
     if settings is not None and settings.record_dir:
-        from llm_gateway.addons.recorder import Recorder
+        from llm_gateway.recordings.recorder import Recorder
 
         addons.append(Recorder(settings.record_dir))
     return addons
