@@ -37,7 +37,7 @@ AREAS: tuple[tuple[str, str], ...] = (
 # Who a sample's CPU is for: the first rule with a needle anywhere in the stack (or the thread's name) wins;
 # the rest goes by the area of the leaf frame. This is the per-request / per-chunk cost breakdown.
 OWNERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("telemetry process (parse, sessions, spans, metrics, OTLP export)", ("llm_gateway.telemetry.worker",)),
+    ("telemetry process (parse, sessions, spans, metrics, OTLP export)", ("llm_gateway.offload.worker",)),
     ("FlowShipper (copy each flow into the telemetry process's pipe)", ("FlowShipper.", "TelemetryProcess.")),
     ("span export thread (encode + POST)", ("OtelBatchSpanRecordProcessor",)),
     ("metric export thread", ("OtelPeriodicExportingMetricReader",)),

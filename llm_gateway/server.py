@@ -19,10 +19,10 @@ from llm_gateway.config import Settings
 from llm_gateway.flow import call_hook
 from llm_gateway.mcp.endpoint import GatewayEndpoints
 from llm_gateway.mcp.observer import McpObserver
+from llm_gateway.offload import FlowShipper, TelemetryProcess
 from llm_gateway.relay import Relay
 from llm_gateway.routing import Router
 from llm_gateway.telemetry import Telemetry, configure, upstream_trace_configs
-from llm_gateway.telemetry.process import FlowShipper, TelemetryProcess
 from llm_gateway.telemetry.setup import describe, export_plan
 from llm_gateway.telemetry.upstream_spans import http_span_mode
 

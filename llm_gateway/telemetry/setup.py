@@ -2,7 +2,7 @@
 
 With no endpoint and no exporter named, nothing is built: `configure()` returns None and the relay does no
 tracing work at all. Export runs on the SDK's background thread (BatchSpanProcessor), so a slow or dead
-backend never blocks a request. When exporting, all of this runs in the telemetry process (`process.py`).
+backend never blocks a request. When exporting, all of this runs in the telemetry process (`offload/`).
 """
 
 from __future__ import annotations

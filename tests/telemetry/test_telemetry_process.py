@@ -14,10 +14,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from llm_gateway.config import Settings
 from llm_gateway.flow import Flow
+from llm_gateway.offload import flow_wire, process
+from llm_gateway.offload.flow_wire import FlowReplicas
 from llm_gateway.recordings import Fixture, load
 from llm_gateway.routing import Router
-from llm_gateway.telemetry import flow_wire, process
-from llm_gateway.telemetry.flow_wire import FlowReplicas
 from tests.support import FIXTURES
 from tests.support.chat_spans import chat_spans
 from tests.support.exchanges import exchange_with, send_recorded
@@ -46,7 +46,7 @@ def test_a_flow_replica_gets_every_field_and_the_hooks_in_order(error: str | Non
     flow = _relayed_flow(error)
     chunks = [(2_000 + i, c.data) for i, c in enumerate(EXCHANGE.response.chunks)]
     messages = [flow_wire.opened(7, flow), flow_wire.answered(7, flow),
-                *(flow_wire.chunk(7, at, data) for at, data in chunks), flow_wire.ended(7, flow)]
+                *(flow_wire.Chunk(7, at, data) for at, data in chunks), flow_wire.ended(7, flow)]
     replicas = FlowReplicas()
     calls = [(hook, replica, args) for m in messages for hook, replica, args in replicas.apply(m)]
 
@@ -66,7 +66,7 @@ def test_messages_of_a_flow_that_was_never_opened_are_ignored() -> None:
     replicas = FlowReplicas()
     flow = _relayed_flow()
     assert list(replicas.apply(flow_wire.answered(3, flow))) == []
-    assert list(replicas.apply(flow_wire.chunk(3, 1, b"x"))) == []
+    assert list(replicas.apply(flow_wire.Chunk(3, 1, b"x"))) == []
     assert list(replicas.apply(flow_wire.ended(3, flow))) == []
 
 

@@ -1,19 +1,10 @@
-"""Tracing in a process of its own: the relay process only copies each flow into a pipe.
-
-Why: parsing bodies, placing calls in sessions, building spans and encoding OTLP cost about 0.3 ms of CPU per
-model call in pure Python (bench/). In the relay's process that work sat in front of the next request and, on
-the export thread, held the interpreter lock while a chunk waited. Here the relay process does one cheap step
-per hook (`FlowShipper`: a tuple into a batch; one pipe write every 10 ms at most), and the telemetry process
-(`worker.py`) runs the same addons on a replica of each flow, at the lowest CPU priority. On a machine with a
-core to spare it runs beside the relay; on a saturated core the relay wins, the backlog grows to a bound, and new
-flows are then left untraced (counted and logged) rather than slowing traffic.
-"""
+"""The telemetry process seen from the relay's process: starting it (again, when it was lost), and the writing
+end of its pipe, which never blocks the event loop (see the package docstring for why it exists)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
 import subprocess
@@ -22,10 +13,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from llm_gateway.flow import Flow, observe_chunks
-from llm_gateway.mcp.report import CallReport
-from llm_gateway.telemetry import flow_wire
-from llm_gateway.telemetry.frames import frame
+from llm_gateway.offload.flow_wire import Message, encode
+from llm_gateway.offload.frames import frame
 
 log = logging.getLogger("llm_gateway.telemetry")
 
@@ -43,7 +32,7 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 _CHILD_MAIN = (
     "import os, runpy, signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
     "signal.signal(signal.SIGTERM, signal.SIG_IGN); os.setpriority(os.PRIO_PROCESS, 0, 19); "
-    "runpy.run_module('llm_gateway.telemetry.worker', run_name='__main__')"
+    "runpy.run_module('llm_gateway.offload.worker', run_name='__main__')"
 )
 
 
@@ -65,7 +54,7 @@ class TelemetryProcess:
         self.destination = destination
         self._env = dict(env)
         self._loop = asyncio.get_running_loop()
-        self._batch: list[tuple] = []
+        self._batch: list[Message] = []
         self._out = bytearray()
         self._writing = False  # a writer callback is registered
         self._gone = False
@@ -116,7 +105,7 @@ class TelemetryProcess:
     def running(self) -> bool:
         return not self._gone and self._child.poll() is None
 
-    def send(self, message: tuple) -> None:
+    def send(self, message: Message) -> None:
         if not self._batch:
             self._loop.call_later(FLUSH_INTERVAL_S, self._flush)
         self._batch.append(message)
@@ -125,7 +114,7 @@ class TelemetryProcess:
         batch, self._batch = self._batch, []
         if self._gone or not batch:
             return
-        self._out += frame(batch)
+        self._out += frame(encode(batch))
         if not self._writing:
             self._write()
 
@@ -189,61 +178,3 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
-
-
-class FlowShipper:
-    """The relay's only tracing addon when tracing runs in the telemetry process (see the module docstring)."""
-
-    def __init__(self, process: TelemetryProcess) -> None:
-        self._process = process
-        self._ids = itertools.count(1)
-        self.untraced = 0
-        self._warned_at = 0.0
-
-    def __repr__(self) -> str:
-        return f"FlowShipper(-> {self._process.destination})"
-
-    def request(self, flow: Flow) -> None:
-        process = self._process
-        if not process.accepting():
-            self._shed()
-            return
-        flow_id = next(self._ids)
-        flow.state()[self] = flow_id
-        process.send(flow_wire.opened(flow_id, flow))
-        observe_chunks(flow, lambda at_ns, data: process.send(flow_wire.chunk(flow_id, at_ns, data)))
-
-    def response_headers(self, flow: Flow) -> None:
-        flow_id = flow.state().get(self)
-        if flow_id is not None:
-            self._process.send(flow_wire.answered(flow_id, flow))
-
-    def done(self, flow: Flow) -> None:
-        self._end(flow)
-
-    def error(self, flow: Flow) -> None:
-        self._end(flow)
-
-    def _end(self, flow: Flow) -> None:
-        flow_id = flow.state().pop(self, None)
-        if flow_id is not None:
-            self._process.send(flow_wire.ended(flow_id, flow))
-
-    def health(self) -> dict:
-        """For `GET /_gateway/health`: is tracing keeping up?"""
-        process = self._process
-        return {"telemetry": {"destination": process.destination, "process_running": process.running,
-                              "backlog_bytes": process.backlog_bytes, "untraced_requests": self.untraced}}
-
-    def report(self, report: CallReport) -> None:
-        """An MCP call report from an `llm-gateway mcp` wrapper (`POST /_gateway/mcp/calls`)."""
-        self._process.send((flow_wire.REPORT, report))
-
-    def _shed(self) -> None:
-        self.untraced += 1
-        now = time.monotonic()
-        if now - self._warned_at >= 60:
-            self._warned_at = now
-            log.warning("llm-gateway: the telemetry process is behind; %d requests relayed untraced so far",
-                        self.untraced)
-

@@ -16,8 +16,8 @@ import time
 
 from llm_gateway.addons import telemetry_addons
 from llm_gateway.flow import Addon, call_hook, notify_chunk
-from llm_gateway.telemetry.flow_wire import REPORT, FlowReplicas
-from llm_gateway.telemetry.frames import read_frame
+from llm_gateway.offload.flow_wire import FlowReplicas, Report, decode
+from llm_gateway.offload.frames import read_frame
 from llm_gateway.telemetry.setup import configure
 
 TICK_SECONDS = 1.0
@@ -33,9 +33,9 @@ class Replayer:
 
     def apply(self, batch: list[tuple]) -> None:
         with self.lock:
-            for message in batch:
-                if message[0] == REPORT:  # an MCP call report, for the addon that has `report`
-                    call_hook(self.addons, "report", message[1])
+            for message in decode(batch):
+                if isinstance(message, Report):  # an MCP call report, for the addon that has `report`
+                    call_hook(self.addons, "report", message.report)
                     continue
                 for hook, flow, args in self._replicas.apply(message):
                     if hook == "chunk":
