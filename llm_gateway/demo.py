@@ -64,11 +64,7 @@ async def run_demo(fixture_paths: Sequence[Path], env: Mapping[str, str] | None 
     finished: list[SessionState] = []
     async with ReplayUpstream(fixtures) as upstream:
         settings = Settings(port=0, upstreams=dict.fromkeys(UPSTREAM_NAMES, upstream.url))
-        gateway = await Gateway.start(settings, env, local_telemetry=True)
-        for addon in gateway.relay.addons:
-            sessions = getattr(addon, "sessions", None)
-            if sessions is not None:
-                sessions.on_finished = finished.append
+        gateway = await Gateway.start(settings, env, on_session_finished=finished.append)
         print(f"llm-gateway demo: replaying {', '.join(p.name for p in fixture_paths)} through {gateway.url}",
               file=out)
         print(f"  upstream: recorded traffic served from {upstream.url}; traces -> "

@@ -9,19 +9,20 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from aiohttp import web
 
-from llm_gateway.addons import relay_addons, telemetry_addons
+from llm_gateway.addons import default_addons
 from llm_gateway.config import Settings
 from llm_gateway.flow import call_hook
 from llm_gateway.mcp.endpoint import GatewayEndpoints
-from llm_gateway.mcp.observer import McpObserver
 from llm_gateway.offload import FlowShipper, TelemetryProcess
 from llm_gateway.relay import Relay
 from llm_gateway.routing import Router
+from llm_gateway.sessions.tracker import SessionState
 from llm_gateway.telemetry import Telemetry, configure, upstream_trace_configs
 from llm_gateway.telemetry.setup import describe, export_plan
 from llm_gateway.telemetry.upstream_spans import http_span_mode
@@ -47,29 +48,30 @@ class Gateway:
 
     @classmethod
     async def start(
-        cls, settings: Settings, env: Mapping[str, str] | None = None, *, local_telemetry: bool = False
+        cls,
+        settings: Settings,
+        env: Mapping[str, str] | None = None,
+        *,
+        on_session_finished: Callable[[SessionState], None] | None = None,
     ) -> Gateway:
-        """`local_telemetry`: build spans in this process even when nothing exports them (the demo prints them as
-        a tree)."""
+        """`on_session_finished`: build spans in this process even when nothing exports them, and call this with
+        each session as it ends (the demo prints them as trees)."""
         env = os.environ if env is None else env
         router = Router(settings, env)
-        addons = relay_addons(env, settings)
-        telemetry = process = health = None
+        local = on_session_finished is not None
+        telemetry = process = shipper = None
         plan = export_plan(env)
-        if plan and not local_telemetry and http_span_mode(env) != "aiohttp":
+        if plan and not local and http_span_mode(env) != "aiohttp":
             process = TelemetryProcess(env, describe(plan))
             shipper = FlowShipper(process)
-            addons.append(shipper)
-            report, health = shipper.report, shipper.health
         else:
-            telemetry = configure(env, local=local_telemetry)
-            if telemetry is not None:
-                addons += telemetry_addons(telemetry, env)
-            mcp = next((a for a in addons if isinstance(a, McpObserver)), None)
-            report = mcp.report if mcp is not None else None
-        endpoints = GatewayEndpoints(report)  # `llm-gateway mcp` wrappers report here
-        relay = Relay(settings, router, addons, upstream_trace_configs(telemetry, env), internal=endpoints,
-                      health=health)
+            telemetry = configure(env, local=local)
+        tracing = shipper or telemetry
+        addons = default_addons(env, settings, tracing=tracing, on_session_finished=on_session_finished)
+        # `llm-gateway mcp` wrappers report here; the addon with a `report` hook takes it (MCP spans or shipper)
+        report = partial(call_hook, addons, "report") if tracing is not None else None
+        relay = Relay(settings, router, addons, upstream_trace_configs(telemetry, env),
+                      internal=GatewayEndpoints(report), health=shipper.health if shipper is not None else None)
         await relay.start()
         server = web.Server(relay.handle, handler_cancellation=True, access_log=None)
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
@@ -78,7 +80,7 @@ class Gateway:
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # the real one when settings.port is 0
         gateway = cls(settings, router, telemetry, relay, runner, port, process)
-        if any(hasattr(a, "tick") for a in relay.addons):
+        if telemetry is not None:  # sessions end when idle; in the telemetry process, its own ticker ends them
             gateway.ticker = asyncio.create_task(gateway._tick_forever())
         return gateway
 

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from llm_gateway.addons import telemetry_addons
+from llm_gateway.addons import default_addons
 from llm_gateway.flow import Addon, call_hook, notify_chunk
 from llm_gateway.offload.flow_wire import FlowReplicas, Report, decode
 from llm_gateway.offload.frames import read_frame
@@ -63,7 +63,7 @@ def main() -> int:
     telemetry = configure(env)
     if telemetry is None:
         return 0
-    replayer = Replayer(telemetry_addons(telemetry, env))
+    replayer = Replayer(default_addons(env, tracing=telemetry, relaying=False))
     stopped = threading.Event()
 
     def tick_forever() -> None:

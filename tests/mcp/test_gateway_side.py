@@ -200,13 +200,13 @@ def test_a_broken_report_never_raises():
 
 def test_the_tracing_addons_include_the_mcp_observer():
     """They run in the telemetry process, on the flows the relay sends there (tests/mcp/test_http_relay.py)."""
-    from llm_gateway.addons import telemetry_addons
+    from llm_gateway.addons import default_addons
     from llm_gateway.mcp.observer import McpObserver
     from llm_gateway.telemetry import configure
 
     telemetry = configure({}, local=True)
     assert telemetry is not None
-    assert any(isinstance(a, McpObserver) for a in telemetry_addons(telemetry, {}))
+    assert any(isinstance(a, McpObserver) for a in default_addons({}, tracing=telemetry, relaying=False))
 
 
 def test_observer_frees_the_chunks_it_has_read_unless_an_addon_keeps_them():

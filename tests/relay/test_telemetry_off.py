@@ -6,7 +6,7 @@ from contextlib import AsyncExitStack
 
 import pytest
 
-from llm_gateway.addons import relay_addons
+from llm_gateway.addons import default_addons
 from llm_gateway.config import Settings
 from llm_gateway.telemetry import configure, upstream_trace_configs
 from llm_gateway.telemetry.setup import export_plan, traces_endpoint
@@ -17,7 +17,7 @@ _ENDPOINT = "http://127.0.0.1:4318"
 
 def test_empty_environment_builds_no_telemetry_and_no_addon() -> None:
     assert configure({}) is None and export_plan({}) == []
-    assert relay_addons({}) == []
+    assert default_addons({}) == []
     assert upstream_trace_configs(None) == []
 
 
