@@ -19,6 +19,7 @@ import aiohttp
 from llm_gateway.config import Settings
 from llm_gateway.recordings import REDACTED, Fixture, load
 from llm_gateway.recordings.replay import ReplayUpstream
+from llm_gateway.relay import HOP_BY_HOP
 from llm_gateway.routing import UPSTREAM_NAMES
 from llm_gateway.server import Gateway
 from llm_gateway.sessions.tracker import SessionState
@@ -28,7 +29,7 @@ from llm_gateway.sessions.tree import render
 DEFAULT_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "kiro" / "cli-2.4.1-session.json"
 
 # Not replayed as sent: the client library frames the body itself, and recorded secrets are placeholders.
-_SKIP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "accept-encoding"})
+_SKIP_HEADERS = HOP_BY_HOP | {"accept-encoding"}
 
 
 def _client_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:

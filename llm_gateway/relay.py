@@ -29,9 +29,10 @@ GATEWAY_PATHS = "/_gateway/"
 #: Answers the gateway's own `/_gateway/...` endpoints (MCP call reports); None lets the request be relayed.
 InternalHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse | None]]
 
-# RFC 9110 section 7.6.1 hop-by-hop fields, plus the ones the client library recomputes (Host, Content-Length)
-# and Expect (the gateway already read the body).
-_HOP_BY_HOP = frozenset(
+#: Fields never copied from a received message into one the gateway sends (relayed, replayed or played back):
+#: the RFC 9110 section 7.6.1 hop-by-hop fields, the ones the HTTP library recomputes (Host, Content-Length), and
+#: Expect (the body was already read).
+HOP_BY_HOP = frozenset(
     {
         "connection",
         "keep-alive",
@@ -68,7 +69,7 @@ def forward_headers(
     listed = frozenset(
         t.strip().lower() for k, v in pairs if k.lower() == "connection" for t in v.split(",") if t.strip()
     )
-    drop = _HOP_BY_HOP | listed | extra_drop
+    drop = HOP_BY_HOP | listed | extra_drop
     return CIMultiDict((k, v) for k, v in pairs if k.lower() not in drop)
 
 

@@ -18,9 +18,7 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from llm_gateway.recordings.fixtures import Exchange, Fixture, header
-
-# Hop-by-hop fields from the recording are not replayed: this server frames the body itself.
-_DROP = frozenset({"transfer-encoding", "connection", "keep-alive", "content-length"})
+from llm_gateway.relay import HOP_BY_HOP
 
 
 def _json_or_none(body: bytes) -> object:
@@ -119,7 +117,7 @@ class ReplayUpstream:
         recorded = exchange.response
         response = web.StreamResponse(status=recorded.status)
         for name, value in recorded.headers:
-            if name.lower() not in _DROP:
+            if name.lower() not in HOP_BY_HOP:  # this server frames the body itself
                 response.headers.add(name, value)
         if response.headers.get("content-type") is None:
             response.headers["content-type"] = "application/octet-stream"
