@@ -10,8 +10,11 @@ shapes: messages `{"role", "parts": [...]}` with parts `{"type": "text", "conten
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from llm_gateway.protocols import events as ev
 
@@ -206,8 +209,6 @@ class ExchangeBuilder:
 
 def fingerprint(*parts: object) -> str:
     """A short stable digest of the given parts (strings, lists of strings, None), for grouping only."""
-    import hashlib
-
     digest = hashlib.blake2b(digest_size=12)
     for part in parts:
         text = "\x1f".join(map(str, part)) if isinstance(part, list | tuple) else str(part or "")
@@ -217,8 +218,8 @@ def fingerprint(*parts: object) -> str:
 
 
 def json_or_text(arguments: str) -> Any:
-    import orjson
-
+    """Tool-call arguments as the JSON value they hold ({} when empty), or the text itself when it is not JSON
+    (freeform input such as Codex custom tools)."""
     try:
         return orjson.loads(arguments) if arguments else {}
     except orjson.JSONDecodeError:

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from llm_gateway.protocols.exchange import json_or_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +73,7 @@ def normalize_tool_name(name: str) -> str:
 
 def file_facts(tool_name: str, arguments: str) -> FileFacts | None:
     """The file operation a call performs, or None when the tool is not a known file tool."""
-    try:
-        args: Any = orjson.loads(arguments) if arguments else {}
-    except orjson.JSONDecodeError:
-        args = arguments  # freeform input (Codex custom tools): apply_patch bodies are read below
+    args: Any = json_or_text(arguments)  # freeform input (Codex custom tools): apply_patch bodies are read below
     name = normalize_tool_name(tool_name)
     if name == "apply_patch":
         text = args if isinstance(args, str) else str(args.get("input", args.get("patch", "")))

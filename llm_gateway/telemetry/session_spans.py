@@ -19,7 +19,7 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ge
 from opentelemetry.semconv.attributes import error_attributes as err
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from llm_gateway.protocols.exchange import ChatRecord, ChatRequest
+from llm_gateway.protocols.exchange import ChatRecord, ChatRequest, json_or_text
 from llm_gateway.sessions import tracker as tr
 from llm_gateway.sessions.files import file_facts, normalize_tool_name
 from llm_gateway.sessions.identity import identify
@@ -193,10 +193,7 @@ class SessionSpans:
         }
         if tool.call_id:
             attributes[gen_ai.GEN_AI_TOOL_CALL_ID] = tool.call_id
-        try:
-            arguments = orjson.loads(tool.arguments) if tool.arguments else {}
-        except orjson.JSONDecodeError:
-            arguments = None
+        arguments = json_or_text(tool.arguments)
         if isinstance(arguments, dict) and arguments:
             attributes[TOOL_ARGUMENT_KEYS] = sorted(arguments)
         if self._capture and tool.arguments:
