@@ -1,5 +1,6 @@
-"""Convert the recorded provider traffic in ../shared/fixtures-upstream/ into fixtures/ (run once; output is
-committed). Source, commit and license of each file are from that folder's SOURCES.md."""
+"""Convert other projects' recorded provider traffic into fixtures/ (run once; the output is committed). The input
+is a byte-for-byte copy of those recordings kept beside this repository (`SHARED`); the origin, commit and license
+of each file are in the tables below and in fixtures/SOURCES.md."""
 
 from __future__ import annotations
 

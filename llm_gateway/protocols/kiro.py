@@ -1,8 +1,8 @@
 """Kiro / Amazon Q Developer `GenerateAssistantResponse`: AWS JSON 1.0 `POST /` with `x-amz-target`
 `AmazonCodeWhispererStreamingService.GenerateAssistantResponse` (Q CLI, Kiro CLI V2),
 `KiroRuntimeService.GenerateAssistantResponse` (Kiro CLI V3 / KAS) or `AmazonQDeveloperStreamingService.SendMessage`
-(Q CLI in SigV4 mode), and the restJson form `POST /generateAssistantResponse` (older Kiro IDE). Wire facts:
-`shared/kiro-wire.md`; every shape below was seen in the cc-core Kiro CLI 2.4.1 capture unless it says otherwise.
+(Q CLI in SigV4 mode), and the restJson form `POST /generateAssistantResponse` (older Kiro IDE). Every shape
+below was seen in the cc-core Kiro CLI 2.4.1 capture unless it says otherwise.
 
 Requests. The body is `{conversationState: {conversationId, history, currentMessage: {userInputMessage}}, profileArn,
 agentMode?, additionalModelRequestFields?}`. There is no system field: the client sends its context (agent prompt

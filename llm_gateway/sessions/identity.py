@@ -1,7 +1,7 @@
 """Who is calling: the session, the agent within it, and the client's name, from headers and the parsed body.
 
-Strongest evidence first (facts in shared/clients.md): an explicit id the client sends, then a fingerprint of
-the client, its system prompt and the first user message. Pure functions over plain data.
+Strongest evidence first: an explicit id the client sends, then a fingerprint of the client, its system prompt
+and the first user message. Pure functions over plain data.
 """
 
 from __future__ import annotations
