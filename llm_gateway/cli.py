@@ -10,6 +10,7 @@ from pathlib import Path
 
 from llm_gateway import __version__
 from llm_gateway.config import ConfigError, load_settings
+from llm_gateway.routing import UPSTREAM_NAMES
 from llm_gateway.telemetry import TelemetryConfigError
 
 
@@ -27,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (LLM_GATEWAY_PORT, default 8787)")
     serve.add_argument(
         "--upstream", action="append", default=[], metavar="NAME=URL",
-        help="replace a default upstream (anthropic, openai, gemini, bedrock, kiro, ollama; "
+        help=f"replace a default upstream ({', '.join(UPSTREAM_NAMES)}; "
         "'default' for requests no protocol recognizes); repeatable",
     )
     serve.add_argument("--record", metavar="DIR",

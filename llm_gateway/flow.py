@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 from multidict import CIMultiDictProxy
 
-from llm_gateway.protocols.base import Adapter, HttpRequest, adapter_for
-from llm_gateway.routing import Kind, Route
+from llm_gateway.protocols.base import Adapter, HttpRequest
+from llm_gateway.routing import Kind, Route, adapter_for
 
 log = logging.getLogger("llm_gateway.relay")
 

@@ -14,7 +14,6 @@ ever raises: unreadable input becomes a `ParseIssue` event. No sockets, no event
 
 from __future__ import annotations
 
-import importlib
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,28 +52,6 @@ class Adapter(Protocol):
     def response_parser(self, request: ChatRequest, head: HttpResponseHead) -> ResponseParser: ...
 
     def provider_name(self, request: HttpRequest) -> str: ...
-
-
-# routing protocol name -> module under llm_gateway.protocols that holds its ADAPTER
-_MODULES = {
-    "anthropic.messages": "anthropic",
-    "openai.chat": "openai_chat",
-    "openai.responses": "openai_responses",
-    "bedrock": "bedrock",
-    "gemini": "gemini",
-    "ollama": "ollama",
-    "kiro": "kiro",
-}
-
-
-def adapter_for(protocol: str) -> Adapter | None:
-    module = _MODULES.get(protocol)
-    if module is None:
-        return None
-    try:
-        return importlib.import_module(f"llm_gateway.protocols.{module}").ADAPTER
-    except (ImportError, AttributeError):
-        return None
 
 
 class ErrorBodyParser:

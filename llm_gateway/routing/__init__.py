@@ -1,31 +1,30 @@
 """Which upstream a request goes to, and whether it is a model call worth tracing.
 
-`Router.resolve` reads the request line and headers; `Router.with_body` completes the route once the body is
-read (only Kiro's upstream ever depends on it: `routing/kiro.py`).
+`providers.py` is the table of provider protocols (one entry each), `router.py` resolves a request against it,
+and `kiro.py` picks Kiro's upstream per operation and region.
 """
 
-from llm_gateway.routing.router import (
-    MCP_PROTOCOL,
-    PROTOCOLS,
+from llm_gateway.routing.providers import (
+    PROVIDERS,
     UPSTREAM_NAMES,
     Kind,
-    Protocol,
-    Route,
-    Router,
+    Provider,
     UpstreamChooser,
+    adapter_for,
     default_upstreams,
-    protocol_named,
 )
+from llm_gateway.routing.router import MCP_PROTOCOL, Route, Router, protocol_named
 
 __all__ = [
     "MCP_PROTOCOL",
-    "PROTOCOLS",
+    "PROVIDERS",
     "UPSTREAM_NAMES",
     "Kind",
-    "Protocol",
+    "Provider",
     "Route",
     "Router",
     "UpstreamChooser",
+    "adapter_for",
     "default_upstreams",
     "protocol_named",
 ]

@@ -33,6 +33,9 @@ _CONTROL_OPERATIONS = frozenset(
 )
 
 
+#: what the startup banner shows as Kiro's default upstream: `KiroUpstream` picks one per request
+KIRO_HOSTS = "https://runtime.{region}.kiro.dev, q.{region}.amazonaws.com, management.{region}.kiro.dev"
+
 ENV_PROFILE_ARN = "LLM_GATEWAY_KIRO_PROFILE_ARN"
 ENV_REGION = "LLM_GATEWAY_KIRO_REGION"
 

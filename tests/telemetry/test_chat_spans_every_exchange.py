@@ -13,10 +13,9 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from llm_gateway.config import Settings
-from llm_gateway.protocols.base import adapter_for
 from llm_gateway.protocols.exchange import ChatRecord
 from llm_gateway.recordings import Exchange, Fixture, fixture_files, header, load
-from llm_gateway.routing import Router
+from llm_gateway.routing import Router, adapter_for
 from tests.support import FIXTURES
 from tests.support.chat_spans import chat_spans
 from tests.support.exchanges import send_recorded
