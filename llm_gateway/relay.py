@@ -169,7 +169,7 @@ class Relay:
             started_ns=time.time_ns(),
         )
         if self.addons:
-            self._call("request", flow)
+            call_hook(self.addons, "request", flow)
         try:
             response = await self._forward(request, flow)
         except asyncio.CancelledError:
@@ -202,7 +202,7 @@ class Relay:
             flow.response_headers = upstream.headers
             flow.response_started_ns = time.time_ns()
             if self.addons:
-                self._call("response_headers", flow)
+                call_hook(self.addons, "response_headers", flow)
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             response.headers.extend(forward_headers(upstream.raw_headers))
             if upstream.headers.get("Content-Length") is not None:
@@ -238,7 +238,7 @@ class Relay:
                 upstream.close()  # the upstream sees the cancel at once
         flow.ended_ns = time.time_ns()
         if self.addons:
-            self._call("done", flow)
+            call_hook(self.addons, "done", flow)
         return response
 
     def _upstream_failed(self, flow: Flow, status: int, cause: str, exc: BaseException) -> web.Response:
@@ -261,10 +261,7 @@ class Relay:
         flow.error = cause
         flow.error_message = message
         if self.addons:
-            self._call("error", flow)
-
-    def _call(self, hook: str, flow: Flow) -> None:
-        call_hook(self.addons, hook, flow)
+            call_hook(self.addons, "error", flow)
 
     async def _relay_websocket(self, request: web.BaseRequest, upstream_url: str) -> web.StreamResponse:
         assert self._session is not None

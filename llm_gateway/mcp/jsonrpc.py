@@ -398,11 +398,9 @@ class StreamObserver:
         return f"StreamObserver({self.tracker!r})"
 
     def feed(self, direction: Direction, data: bytes, at_ns: int) -> list[Event]:
-        return [e for line in self._framers[direction].feed(data) for e in self._line(direction, line, at_ns)]
+        lines = self._framers[direction].feed(data)
+        return [e for line in lines for e in self.tracker.feed_all(direction, parse(line), at_ns)]
 
     def close(self, reason: str, at_ns: int) -> list[Event]:
         """End of the connection: unanswered requests fail with `reason`."""
         return self.tracker.close(reason, at_ns)
-
-    def _line(self, direction: Direction, line: bytes | Oversized, at_ns: int) -> list[Event]:
-        return self.tracker.feed_all(direction, parse(line), at_ns)
