@@ -1,6 +1,8 @@
-"""GenAI client metrics for each model call: token usage, operation duration, time to first chunk.
+"""GenAI client metrics for each model call: token usage, operation duration, time to first chunk, and cost.
 
-Instruments are the conventions' (`gen_ai_metrics`), with the bucket boundaries the conventions advise.
+Instruments are the conventions' (`gen_ai_metrics`), with the bucket boundaries the conventions advise. Cost has no
+metric in the conventions: `llm_gateway.client.cost` counts USD with the token usage's dimensions, for dashboards
+to sum.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from opentelemetry.semconv._incubating.metrics import gen_ai_metrics as metrics
 from opentelemetry.semconv.attributes import error_attributes as err
 from opentelemetry.semconv.attributes import server_attributes as server
 
+from llm_gateway.telemetry.cost import USAGE_COST
+
+CLIENT_COST = "llm_gateway.client.cost"
 TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
 DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 
@@ -28,7 +33,7 @@ _DIMENSIONS = (
 
 
 class ChatMetrics:
-    __slots__ = ("_duration", "_tokens", "_ttfc")
+    __slots__ = ("_cost", "_duration", "_tokens", "_ttfc")
 
     def __init__(self, meter: Meter) -> None:
         self._tokens = meter.create_histogram(
@@ -45,6 +50,7 @@ class ChatMetrics:
             description="Time to receive the first chunk of a streamed response",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
+        self._cost = meter.create_counter(CLIENT_COST, unit="USD", description="Cost of the model calls")
 
     def record(self, request_attrs: dict[str, Any], response_attrs: dict[str, Any], duration_s: float) -> None:
         """Record one call from its span attributes (known at the start, and at the end)."""
@@ -61,3 +67,5 @@ class ChatMetrics:
         ):
             if key in response_attrs:
                 self._tokens.record(response_attrs[key], {**dims, gen_ai.GEN_AI_TOKEN_TYPE: token_type})
+        if USAGE_COST in response_attrs:
+            self._cost.add(response_attrs[USAGE_COST], dims)

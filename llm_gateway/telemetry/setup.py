@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 
 from llm_gateway import __version__
 from llm_gateway.telemetry.ids import SessionIdGenerator
+from llm_gateway.telemetry.prices import check_price_file
 from llm_gateway.telemetry.upstream_spans import http_span_mode, url_without_credentials
 
 log = logging.getLogger("llm_gateway.telemetry")
@@ -133,6 +134,7 @@ def export_plan(env: Mapping[str, str]) -> list[tuple[str, str]]:
     if plan:
         try:
             http_span_mode(env)
+            check_price_file(env)  # the spans' costs: a bad LLM_GATEWAY_PRICES stops serve here
         except ValueError as exc:
             raise TelemetryConfigError(str(exc)) from None
     return plan
