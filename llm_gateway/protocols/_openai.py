@@ -1,19 +1,18 @@
 """What the OpenAI Chat Completions and Responses adapters share: the provider name from the upstream host, the
-requested output type, usage reading, content parts, offered tools and the request transcript (which Kiro's
-adapter reuses: its messages are plain strings, which the transcript reads as OpenAI string content).
+requested output type, usage reading, content parts and offered tools. The request history they read goes into a
+`transcript.Transcript`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
 from llm_gateway.protocols import events as ev
 from llm_gateway.protocols._json import integer, items, obj, text
 from llm_gateway.protocols._response import reported
-from llm_gateway.protocols.exchange import ChatRequest, ToolResult, fingerprint, json_or_text
 
 # ---------------------------------------------------------------------------------------------------------
 # Provider name
@@ -177,79 +176,3 @@ def tool_specs(tools: Any) -> Iterator[dict[str, Any]]:
             if spec.get(key) is not None:
                 definition[key] = spec[key]
         yield definition
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The request transcript
-
-
-@dataclass(slots=True)
-class Transcript:
-    """Collects what both adapters read from a request's history. Names, ids and the fingerprint texts are
-    always kept; message content is built only when `capture` is set."""
-
-    capture: bool
-    system: list[str] = field(default_factory=list)
-    first_user: str | None = None
-    instructions: list[dict[str, Any]] = field(default_factory=list)  # capture only
-    messages: list[dict[str, Any]] = field(default_factory=list)  # capture only
-    calls: dict[str, str] = field(default_factory=dict)
-    results: list[ToolResult] = field(default_factory=list)
-    tools: list[dict[str, Any]] = field(default_factory=list)
-
-    def instruction(self, content: Any) -> None:
-        body = content_text(content)
-        if body:
-            self.system.append(body)
-        if self.capture:
-            self.instructions.extend(content_parts(content))
-
-    def message(self, role: str, content: Any) -> None:
-        if role == "user" and self.first_user is None:
-            self.first_user = content_text(content)
-        if self.capture:
-            self._add(role, content_parts(content))
-
-    def reasoning(self, body: str) -> None:
-        if self.capture and body:
-            self._add("assistant", [{"type": "reasoning", "content": body}])
-
-    def tool_call(self, call_id: Any, name: Any, arguments: Any) -> None:
-        call_id, name = text(call_id), text(name) or ""
-        if call_id:
-            self.calls[call_id] = name
-        if self.capture:
-            args = json_or_text(arguments) if isinstance(arguments, str) else arguments
-            self._add("assistant", [{"type": "tool_call", "id": call_id, "name": name, "arguments": args}])
-
-    def tool_result(self, call_id: Any, output: Any, name: Any = None) -> None:
-        call_id = text(call_id)
-        response = output if isinstance(output, str) or output is None else content_parts(output)
-        known = self.calls.get(call_id) if call_id else None
-        self.results.append(ToolResult(call_id, known or text(name), content=response if self.capture else None))
-        if self.capture:
-            self.messages.append(
-                {"role": "tool", "parts": [{"type": "tool_call_response", "id": call_id, "response": response}]}
-            )
-
-    def _add(self, role: str, parts: list[dict[str, Any]]) -> None:
-        # an assistant turn's text, reasoning and tool calls are one message, however the wire splits them
-        last = self.messages[-1] if self.messages else None
-        if role == "assistant" and last is not None and last["role"] == "assistant":
-            last["parts"].extend(parts)
-        else:
-            self.messages.append({"role": role, "parts": parts})
-
-    def fill(self, request: ChatRequest) -> ChatRequest:
-        """Put what was collected on `request` (tools, results, fingerprints, and content when capturing)."""
-        system_text = "\n".join(self.system) or None
-        request.tool_names = [tool["name"] for tool in self.tools]
-        request.tool_results = self.results
-        request.history_tool_calls = self.calls
-        request.conversation_fingerprint = fingerprint(system_text, self.first_user)
-        request.agent_fingerprint = fingerprint(system_text, sorted(request.tool_names))
-        if self.capture:
-            request.system_instructions = self.instructions or None
-            request.input_messages = self.messages
-            request.tool_definitions = self.tools or None
-        return request

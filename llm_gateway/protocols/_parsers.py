@@ -13,7 +13,7 @@ import orjson
 
 from llm_gateway.protocols import events as ev
 from llm_gateway.protocols._json import json_object
-from llm_gateway.protocols.base import issue_from as issue
+from llm_gateway.protocols.errors import issue_from as issue
 from llm_gateway.protocols.framing import DEFAULT_MAX_EVENT_SIZE, FramingError
 from llm_gateway.protocols.framing.eventstream import EventStreamDecoder, EventStreamError, Frame
 from llm_gateway.protocols.framing.jsonarray import JsonArrayDecoder, Oversized

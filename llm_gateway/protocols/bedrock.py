@@ -42,7 +42,8 @@ from llm_gateway.protocols._json import integer, items, json_object, obj, text
 from llm_gateway.protocols._parsers import EventStreamParser, JsonBodyParser
 from llm_gateway.protocols._response import is_streamed, usage_from_uncached
 from llm_gateway.protocols.anthropic import AnthropicStreamState, message_events, parse_messages_body
-from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponseParser, error_fields
+from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponseParser
+from llm_gateway.protocols.errors import error_fields
 from llm_gateway.protocols.exchange import ChatRequest
 from llm_gateway.protocols.framing.eventstream import Frame
 

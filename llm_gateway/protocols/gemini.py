@@ -42,7 +42,8 @@ from llm_gateway.protocols import events as ev
 from llm_gateway.protocols._json import integer, items, json_object, json_text, number, obj, text
 from llm_gateway.protocols._parsers import ElementParser, SSEParser
 from llm_gateway.protocols._response import Identity, reported, total
-from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponseParser, error_fields
+from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponseParser
+from llm_gateway.protocols.errors import error_fields
 from llm_gateway.protocols.exchange import ChatRequest, RequestParams, ToolResult, fingerprint
 from llm_gateway.protocols.framing.jsonarray import JsonArrayDecoder
 from llm_gateway.protocols.framing.sse import SSEEvent

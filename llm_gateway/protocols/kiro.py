@@ -65,12 +65,13 @@ import orjson
 
 from llm_gateway.protocols import events as ev
 from llm_gateway.protocols._json import body_hints, integer, items, json_object, number, obj, text
-from llm_gateway.protocols._openai import Transcript
 from llm_gateway.protocols._parsers import EventStreamParser
 from llm_gateway.protocols._response import Identity, usage_from_uncached
-from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponseParser, error_fields
+from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponseParser
+from llm_gateway.protocols.errors import error_fields
 from llm_gateway.protocols.exchange import ChatRequest, RequestParams, fingerprint
 from llm_gateway.protocols.framing.eventstream import Frame
+from llm_gateway.protocols.transcript import Transcript
 
 __all__ = ["ADAPTER"]
 

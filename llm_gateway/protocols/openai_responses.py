@@ -29,19 +29,13 @@ import orjson
 
 from llm_gateway.protocols import events as ev
 from llm_gateway.protocols._json import body_hints, integer, items, json_object, number, obj, text
-from llm_gateway.protocols._openai import (
-    Transcript,
-    content_text,
-    output_type,
-    provider_for_url,
-    tool_specs,
-    usage_event,
-)
+from llm_gateway.protocols._openai import content_text, output_type, provider_for_url, tool_specs, usage_event
 from llm_gateway.protocols._parsers import JsonBodyParser, SSEParser
 from llm_gateway.protocols._response import Identity, is_streamed
 from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponseParser
 from llm_gateway.protocols.exchange import ChatRequest, RequestParams
 from llm_gateway.protocols.framing.sse import SSEEvent
+from llm_gateway.protocols.transcript import Transcript
 
 #: body field -> hint name
 _HINTS = {

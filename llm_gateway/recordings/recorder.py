@@ -13,7 +13,7 @@ from pathlib import Path
 from multidict import CIMultiDict
 
 from llm_gateway.flow import Flow, model_call
-from llm_gateway.protocols.base import ExchangeRun
+from llm_gateway.protocols.run import ExchangeRun
 from llm_gateway.recordings.fixtures import Chunk, Exchange, Fixture, RecordedRequest, RecordedResponse, save
 from llm_gateway.sessions.identity import identify
 

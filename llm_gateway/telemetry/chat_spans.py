@@ -20,7 +20,8 @@ from opentelemetry.context import _SUPPRESS_HTTP_INSTRUMENTATION_KEY
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from llm_gateway.flow import Flow, model_call, observe_chunks
-from llm_gateway.protocols.base import Adapter, ExchangeRun, HttpRequest, HttpResponseHead
+from llm_gateway.protocols.base import Adapter, HttpRequest, HttpResponseHead
+from llm_gateway.protocols.run import ExchangeRun
 from llm_gateway.telemetry.chat_attributes import (
     content_request_attributes,
     content_response_attributes,

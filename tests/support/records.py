@@ -7,8 +7,9 @@ from dataclasses import fields
 
 from multidict import CIMultiDict
 
-from llm_gateway.protocols.base import Adapter, ExchangeRun, HttpRequest, HttpResponseHead
+from llm_gateway.protocols.base import Adapter, HttpRequest, HttpResponseHead
 from llm_gateway.protocols.exchange import ChatRecord
+from llm_gateway.protocols.run import ExchangeRun
 from llm_gateway.recordings import Exchange
 
 
