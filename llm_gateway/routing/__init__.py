@@ -5,6 +5,7 @@ and `kiro.py` picks Kiro's upstream per operation and region.
 """
 
 from llm_gateway.routing.providers import (
+    MCP_PROTOCOL,
     PROVIDERS,
     UPSTREAM_NAMES,
     Kind,
@@ -12,8 +13,9 @@ from llm_gateway.routing.providers import (
     UpstreamChooser,
     adapter_for,
     default_upstreams,
+    protocol_named,
 )
-from llm_gateway.routing.router import MCP_PROTOCOL, Route, Router, protocol_named
+from llm_gateway.routing.router import Route, Router
 
 __all__ = [
     "MCP_PROTOCOL",

@@ -146,7 +146,7 @@ def _bedrock_url(env: Mapping[str, str]) -> str:
     return f"https://bedrock-runtime.{region}.amazonaws.com"
 
 
-_OPENAI = "https://api.openai.com"
+_OPENAI = "https://api.openai.com"  # both OpenAI protocols go to one upstream: one URL
 
 # Order matters: header-routed Kiro first, then the specific paths, then the broad `/v1/` fallback of OpenAI, then
 # Ollama's `/api/` (after OpenAI, which owns `/api/v1/chat/completions`).
@@ -167,8 +167,22 @@ UPSTREAM_NAMES: tuple[str, ...] = tuple(sorted({p.upstream for p in PROVIDERS}))
 _BY_NAME = {p.name: p for p in PROVIDERS}
 
 
-def provider_named(name: str) -> Provider | None:
-    return _BY_NAME.get(name)
+#: `/mcp/NAME...` relays to the streamable HTTP MCP server named NAME (`--mcp NAME=URL`): its route's provider is
+#: named "mcp", with NAME as its upstream.
+MCP_PROTOCOL = "mcp"
+
+
+def _mcp_kind(method: str, path: str, headers: Mapping[str, str]) -> Kind | None:
+    return Kind.RELAY  # relayed whole; the MCP observer reads the JSON-RPC inside
+
+
+def mcp_provider(server: str) -> Provider:
+    return Provider(MCP_PROTOCOL, server, _mcp_kind)
+
+
+def protocol_named(name: str, upstream: str) -> Provider | None:
+    """The provider a route names (its classifier is a function, so a route travels as names, not as objects)."""
+    return mcp_provider(upstream) if name == MCP_PROTOCOL else _BY_NAME.get(name)
 
 
 def default_upstreams(env: Mapping[str, str] | None = None) -> dict[str, str]:

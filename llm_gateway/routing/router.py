@@ -19,7 +19,7 @@ from llm_gateway.routing.providers import (
     Provider,
     UpstreamChooser,
     default_upstreams,
-    provider_named,
+    mcp_provider,
 )
 
 
@@ -36,21 +36,7 @@ class Route:
         return self.base_url + raw_path[len(self.prefix) :]
 
 
-#: `/mcp/NAME...` relays to the streamable HTTP MCP server named NAME (`--mcp NAME=URL`); the protocol's
-#: `upstream` is that name.
-MCP_PROTOCOL = "mcp"
-MCP_PATH = "/mcp/"
-
-
-def _mcp_kind(method: str, path: str, headers: Mapping[str, str]) -> Kind | None:
-    return Kind.RELAY  # relayed whole; the MCP observer reads the JSON-RPC inside
-
-
-def protocol_named(name: str, upstream: str) -> Provider | None:
-    """The provider a route names (its classifier is a function, so a route travels as names, not as objects)."""
-    if name == MCP_PROTOCOL:
-        return Provider(MCP_PROTOCOL, upstream, _mcp_kind)
-    return provider_named(name)
+MCP_PATH = "/mcp/"  # `/mcp/NAME...` goes to the MCP server NAME
 
 
 class Router:
@@ -80,7 +66,7 @@ class Router:
         # (provider, its upstream URL, its chooser or None), in matching order: resolve looks nothing up
         self._providers = tuple((p, urls[p.upstream], self._choosers.get(p.upstream)) for p in PROVIDERS)
         self._catch_all = settings.catch_all
-        self._mcp = {name: Provider(MCP_PROTOCOL, name, _mcp_kind) for name in settings.mcp_upstreams}
+        self._mcp = {name: mcp_provider(name) for name in settings.mcp_upstreams}
         self._mcp_urls = dict(settings.mcp_upstreams)
 
     @property
