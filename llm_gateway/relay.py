@@ -20,6 +20,9 @@ from yarl import URL
 from llm_gateway import __version__
 from llm_gateway.config import Settings
 from llm_gateway.flow import Addon, Flow, call_hook, notify_chunk
+from llm_gateway.proxy.connect import BadConnect
+from llm_gateway.proxy.forward import ForwardProxy
+from llm_gateway.proxy.intercept import ProxiedHost
 from llm_gateway.routing import Router
 
 log = logging.getLogger("llm_gateway.relay")
@@ -97,7 +100,8 @@ class Relay:
     """The aiohttp request handler. One instance per server; holds the pooled upstream session."""
 
     def __init__(self, settings: Settings, router: Router, addons: Sequence[Addon] = (), trace_configs=(),
-                 internal: InternalHandler | None = None, health: Callable[[], dict] | None = None):
+                 internal: InternalHandler | None = None, health: Callable[[], dict] | None = None,
+                 proxy: ForwardProxy | None = None):
         self.settings = settings
         self.router = router
         self.addons = tuple(addons)
@@ -105,6 +109,7 @@ class Relay:
         self._session: aiohttp.ClientSession | None = None
         self._internal = internal
         self._health = health  # more for `GET /_gateway/health` (the telemetry process's state)
+        self.proxy = proxy  # the forward proxy on the same port, for absolute-form requests
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(
@@ -128,16 +133,22 @@ class Relay:
             await self._session.close()
             self._session = None
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest, via: ProxiedHost | None = None) -> web.StreamResponse:
+        """`via`: the host a request came for through the forward proxy (`proxy/`); None for direct requests."""
         raw_path = request.raw_path
-        if raw_path == HEALTH_PATH:
-            extra = self._health() if self._health is not None else {}
-            return web.json_response({"status": "ok", "version": __version__, **extra}, dumps=_dumps)
-        if self._internal is not None and raw_path.startswith(GATEWAY_PATHS):
-            answer = await self._internal(request)
-            if answer is not None:
-                return answer
-        route = self.router.resolve(request.method, raw_path, request.headers)
+        if via is None:
+            if raw_path == HEALTH_PATH:
+                extra = self._health() if self._health is not None else {}
+                return web.json_response({"status": "ok", "version": __version__, **extra}, dumps=_dumps)
+            if self._internal is not None and raw_path.startswith(GATEWAY_PATHS):
+                answer = await self._internal(request)
+                if answer is not None:
+                    return answer
+            if raw_path[:1] != "/":
+                return await self._absolute_form(request)
+            route = self.router.resolve(request.method, raw_path, request.headers)
+        else:  # inside a connection the proxy reads: every path is that host's
+            route = self.router.resolve_at(via.upstream, via.origin, request.method, raw_path, request.headers)
         if route is None:
             return error_response(
                 404,
@@ -179,6 +190,21 @@ class Relay:
             self._fail(flow, "gateway_error", repr(exc))
             raise
         return response
+
+    async def _absolute_form(self, request: web.BaseRequest) -> web.StreamResponse:
+        """A request for this gateway as a plain HTTP proxy (`POST http://host/path`): relayed like one the proxy
+        read on that host (to the host itself when the proxy does not read it)."""
+        if self.proxy is None or request.method == "CONNECT":
+            # A CONNECT is taken off the connection before aiohttp parses it, unless requests came before it.
+            problem = "a CONNECT must be the first request on its connection" if request.method == "CONNECT" \
+                else "the request target is not a path, and this gateway is not a proxy"
+            return error_response(400, "bad_request_target", f"llm-gateway: {problem}")
+        sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+        try:
+            via, path = self.proxy.absolute_target(request.raw_path, sockname)
+        except BadConnect as exc:
+            return error_response(400, "bad_request_target", f"llm-gateway: {exc}")
+        return await self.handle(request.clone(rel_url=URL(path, encoded=True)), via)
 
     async def _forward(self, request: web.BaseRequest, flow: Flow) -> web.StreamResponse:
         assert self._session is not None, "Relay.start() was not awaited"

@@ -20,6 +20,7 @@ from llm_gateway.config import Settings
 from llm_gateway.flow import call_hook
 from llm_gateway.mcp.endpoint import GatewayEndpoints
 from llm_gateway.offload import FlowShipper, TelemetryProcess
+from llm_gateway.proxy import ForwardProxy, ProxyServer
 from llm_gateway.relay import Relay
 from llm_gateway.routing import Router
 from llm_gateway.sessions.tracker import SessionState
@@ -70,10 +71,13 @@ class Gateway:
         addons = default_addons(env, settings, tracing=tracing, on_session_finished=on_session_finished)
         # `llm-gateway mcp` wrappers report here; the addon with a `report` hook takes it (MCP spans or shipper)
         report = partial(call_hook, addons, "report") if tracing is not None else None
+        proxy = ForwardProxy.from_env(settings, env)
         relay = Relay(settings, router, addons, upstream_trace_configs(telemetry, env),
-                      internal=GatewayEndpoints(report), health=shipper.health if shipper is not None else None)
+                      internal=GatewayEndpoints(report), health=shipper.health if shipper is not None else None,
+                      proxy=proxy)
         await relay.start()
-        server = web.Server(relay.handle, handler_cancellation=True, access_log=None)
+        # also an HTTP forward proxy on the same port (CONNECT, absolute-form requests): `proxy/`
+        server = ProxyServer(relay.handle, proxy=proxy, handler_cancellation=True, access_log=None)
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
@@ -115,6 +119,8 @@ class Gateway:
         lines.append(f"  {'(other)':<10} -> {self.router.catch_all or '404 (no catch-all upstream set)'}")
         for name, url in sorted(self.router.mcp_servers.items()):
             lines.append(f"  {'mcp/' + name:<10} -> {url}  (MCP: {self.url}/mcp/{name})")
+        if self.relay.proxy is not None:
+            lines += self.relay.proxy.describe(self.url)
         tracing = self.telemetry or self.telemetry_process
         where = tracing.destination if tracing is not None else describe([])
         lines.append(f"  traces     -> {where}")

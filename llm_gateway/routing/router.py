@@ -42,7 +42,7 @@ MCP_PATH = "/mcp/"  # `/mcp/NAME...` goes to the MCP server NAME
 class Router:
     """Resolves a request to a `Route`, or None when nothing recognizes it and no catch-all is set."""
 
-    __slots__ = ("_catch_all", "_choosers", "_mcp", "_mcp_urls", "_providers", "_urls")
+    __slots__ = ("_by_upstream", "_catch_all", "_choosers", "_mcp", "_mcp_urls", "_providers", "_set_urls", "_urls")
 
     def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
         env = os.environ if env is None else env
@@ -66,6 +66,13 @@ class Router:
         # (provider, its upstream URL, its chooser or None), in matching order: resolve looks nothing up
         self._providers = tuple((p, urls[p.upstream], self._choosers.get(p.upstream)) for p in PROVIDERS)
         self._catch_all = settings.catch_all
+        # For the forward proxy's intercepted hosts (`resolve_at`): the URLs the user set, and each upstream's
+        # providers.
+        self._set_urls = {**(dict.fromkeys(UPSTREAM_NAMES, settings.catch_all) if fixed else {}),
+                          **settings.upstreams}
+        if settings.catch_all is not None:
+            self._set_urls["default"] = settings.catch_all
+        self._by_upstream = {name: tuple(p for p in PROVIDERS if p.upstream == name) for name in UPSTREAM_NAMES}
         self._mcp = {name: mcp_provider(name) for name in settings.mcp_upstreams}
         self._mcp_urls = dict(settings.mcp_upstreams)
 
@@ -97,6 +104,21 @@ class Router:
         if self._catch_all is not None:
             return Route(None, Kind.RELAY, self._catch_all)
         return None
+
+    def resolve_at(self, upstream: str | None, origin: str, method: str, path: str,
+                   headers: Mapping[str, str]) -> Route:
+        """The route of a request the forward proxy read on a host whose upstream is `upstream` (the intercept
+        list's name; "default" for a host the user added): whatever its path, it goes to the URL the user set for
+        that upstream, else to the host itself (`origin`). That upstream's providers say what the request is (any
+        provider for "default"). `upstream` None: a host the proxy does not read, relayed to `origin` as is."""
+        if upstream is None:
+            return Route(None, Kind.RELAY, origin)
+        base = self._set_urls.get(upstream, origin)
+        for provider in self._by_upstream.get(upstream, PROVIDERS):
+            kind = provider.classify(method, path, headers)
+            if kind is not None:
+                return Route(provider, kind, base)
+        return Route(None, Kind.RELAY, base)
 
     def with_body(self, route: Route, path: str, headers: Mapping[str, str], body: bytes) -> Route:
         """The route of a request whose body has been read: `route` itself, unless its upstream depends on the
