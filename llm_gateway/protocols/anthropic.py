@@ -14,6 +14,7 @@ added twice.
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -23,12 +24,14 @@ import orjson
 
 from llm_gateway.protocols import events as ev
 from llm_gateway.protocols._json import integer, obj, text
+from llm_gateway.protocols._parsers import JsonBodyParser, SSEParser
 from llm_gateway.protocols._response import is_streamed, total
+from llm_gateway.protocols._states import unexpected
 from llm_gateway.protocols.anthropic_request import parse_messages_body
 from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponseParser
 from llm_gateway.protocols.exchange import ChatRequest
-from llm_gateway.protocols.framing import DEFAULT_MAX_EVENT_SIZE, FramingError
-from llm_gateway.protocols.framing.sse import SSEDecoder, SSEEvent
+from llm_gateway.protocols.framing import FramingError
+from llm_gateway.protocols.framing.sse import SSEEvent
 
 __all__ = ["ADAPTER", "AnthropicStreamState", "message_events", "parse_messages_body"]
 
@@ -122,24 +125,62 @@ def _error_event(doc: dict[str, Any]) -> ev.ProviderError:
     return ev.ProviderError(_type(error) or "error", text(error.get("message")))
 
 
+class _Phase(enum.Enum):
+    """How far an Anthropic stream has got."""
+
+    #: events are arriving; the stream has not said that it ended
+    STREAMING = "streaming"
+    #: `message_stop` came: the stream is complete (an `error` after it changes nothing)
+    STOPPED = "stopped"
+    #: an `error` event ended the stream (a `message_stop` may still follow)
+    FAILED = "failed"
+
+
 class AnthropicStreamState:
     """Maps Anthropic stream events, one parsed JSON object each (`{"type": "content_block_delta", ...}`), to
-    normalized events. Unknown event types and unknown keys (Bedrock's `amazon-bedrock-invocationMetrics`) are
-    ignored. `saw_message_stop` tells whether the stream reached its terminal event; `saw_error` whether an
-    `error` event ended it instead."""
+    normalized events; as a `StreamHandler` it takes the SSE events themselves. Unknown event types and unknown
+    keys (Bedrock's `amazon-bedrock-invocationMetrics`) are ignored. `state` tells whether the stream reached
+    its terminal event (`message_stop`) or an `error` event ended it; an event after either is still read, and
+    logged at debug."""
 
-    __slots__ = ("_usage", "saw_error", "saw_message_stop")
+    __slots__ = ("_usage", "state")
 
     def __init__(self) -> None:
         self._usage = _RawUsage()
-        self.saw_message_stop = False
-        self.saw_error = False
+        self.state = _Phase.STREAMING
 
     def __repr__(self) -> str:
-        return f"<AnthropicStreamState stop={self.saw_message_stop} error={self.saw_error} {self._usage}>"
+        return f"<AnthropicStreamState {self.state.name} {self._usage}>"
+
+    @property
+    def saw_message_stop(self) -> bool:
+        return self.state is _Phase.STOPPED
+
+    @property
+    def ended(self) -> bool:
+        """`message_stop` or an `error` event came: a body that ends now was not cut."""
+        return self.state is not _Phase.STREAMING
+
+    def event(self, frame: SSEEvent) -> list[ev.Event]:
+        """One SSE event, whose data is one JSON object."""
+        if not frame.data.strip():
+            return []
+        try:
+            doc = orjson.loads(frame.data)
+        except orjson.JSONDecodeError:
+            return [ev.ParseIssue(f"SSE event {frame.event[:40]!r}: data is not JSON")]
+        if not isinstance(doc, dict):
+            return [ev.ParseIssue(f"SSE event {frame.event[:40]!r}: data is not a JSON object")]
+        return self.events(doc)
+
+    def end(self) -> list[ev.Event]:
+        return [] if self.ended else [ev.Truncated("the stream ended before message_stop")]
 
     def events(self, doc: dict[str, Any]) -> list[ev.Event]:
-        match _type(doc):
+        kind = _type(doc)
+        if self.state is _Phase.STOPPED or (self.state is _Phase.FAILED and kind != "message_stop"):
+            unexpected(self, f"{kind!r} event", self.state)
+        match kind:
             case "message_start":
                 message = obj(doc.get("message"))
                 start = ev.ResponseStart(text(message.get("id")), text(message.get("model")))
@@ -152,9 +193,10 @@ class AnthropicStreamState:
                 reason = text(obj(doc.get("delta")).get("stop_reason"))
                 return [*([ev.Finish(reason)] if reason else []), *self._usage_events(doc.get("usage"))]
             case "message_stop":
-                self.saw_message_stop = True
+                self.state = _Phase.STOPPED
             case "error":
-                self.saw_error = True
+                if self.state is _Phase.STREAMING:
+                    self.state = _Phase.FAILED
                 return [_error_event(doc)]
         return []  # ping, content_block_stop, and event types added later
 
@@ -187,84 +229,36 @@ def message_events(doc: dict[str, Any]) -> list[ev.Event]:
 # Response parsers
 
 
-class _StreamParser:
-    """SSE body: frames -> JSON objects -> `AnthropicStreamState`."""
+class _StreamParser(SSEParser):
+    """SSE body: the shared SSE reading, in this adapter's words when the framing breaks; after a break the
+    stream's end is left unsaid, as for an event-stream body, since whether it was cut is unknown."""
 
-    __slots__ = ("_broken", "_decoder", "_state")
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self._decoder = SSEDecoder()
-        self._state = AnthropicStreamState()
-        self._broken = False  # the framing failed: the rest of the body is not read
-
-    def feed(self, data: bytes) -> list[ev.Event]:
-        if self._broken:
-            return []
-        try:
-            frames = self._decoder.feed(data)
-        except FramingError as exc:
-            return self._fail(exc)
-        return self._events(frames)
-
-    def close(self) -> list[ev.Event]:
-        if self._broken:
-            return []
-        try:
-            frames = self._decoder.close()
-        except FramingError as exc:
-            return self._fail(exc)
-        out = self._events(frames)
-        if not (self._state.saw_message_stop or self._state.saw_error):
-            out.append(ev.Truncated("the stream ended before message_stop"))
-        return out
-
-    def _fail(self, exc: FramingError) -> list[ev.Event]:
-        self._broken = True
-        return [ev.ParseIssue(f"SSE framing: {exc}")]
-
-    def _events(self, frames: list[SSEEvent]) -> list[ev.Event]:
-        out: list[ev.Event] = []
-        for frame in frames:
-            out += self._frame_events(frame)
-        return out
-
-    def _frame_events(self, frame: SSEEvent) -> list[ev.Event]:
-        if not frame.data.strip():
-            return []
-        try:
-            doc = orjson.loads(frame.data)
-        except orjson.JSONDecodeError:
-            return [ev.ParseIssue(f"SSE event {frame.event[:40]!r}: data is not JSON")]
-        if not isinstance(doc, dict):
-            return [ev.ParseIssue(f"SSE event {frame.event[:40]!r}: data is not a JSON object")]
-        return self._state.events(doc)
-
-
-class _MessageParser:
-    """Non-streamed body: one message JSON, read at the end (bounded)."""
-
-    __slots__ = ("_parts", "_size")
+    END_AFTER_BREAK = False
 
     def __init__(self) -> None:
-        self._parts: list[bytes] = []
-        self._size = 0
+        super().__init__(AnthropicStreamState())
 
-    def feed(self, data: bytes) -> list[ev.Event]:
-        self._size += len(data)
-        if self._size <= DEFAULT_MAX_EVENT_SIZE:
-            self._parts.append(data)
-        return []
+    def _framing_issue(self, exc: FramingError) -> ev.ParseIssue:
+        return ev.ParseIssue(f"SSE framing: {exc}")
 
-    def close(self) -> list[ev.Event]:
-        if self._size > DEFAULT_MAX_EVENT_SIZE:
-            return [ev.ParseIssue(f"message body larger than {DEFAULT_MAX_EVENT_SIZE} bytes: not read")]
-        try:
-            doc = orjson.loads(b"".join(self._parts))
-        except orjson.JSONDecodeError:
-            return [ev.ParseIssue("message body is not JSON")]
-        if not isinstance(doc, dict):
-            return [ev.ParseIssue("message body is not a JSON object")]
-        return message_events(doc)
+
+class _MessageParser(JsonBodyParser):
+    """Non-streamed body: one message JSON, read at the end (bounded). An unreadable one is a `ParseIssue`,
+    never a truncation."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(message_events)
+
+    def _too_large(self) -> ev.Event:
+        return ev.ParseIssue(f"message body larger than {self.MAX_BYTES} bytes: not read")
+
+    def _unreadable(self, body: bytes, exc: ValueError) -> ev.Event:
+        what = "not JSON" if isinstance(exc, orjson.JSONDecodeError) else "not a JSON object"
+        return ev.ParseIssue(f"message body is {what}")
 
 
 class _Adapter:

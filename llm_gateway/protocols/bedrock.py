@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import enum
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -303,26 +304,37 @@ def _document_events(doc: dict[str, Any], headers: Mapping[str, str]) -> list[ev
     return out
 
 
-class _StreamState:
-    """The events of one event-stream body, frame by frame; `done` once its final event has come, and
-    `Truncated` at the end of a body that ended before it."""
+class _Phase(enum.Enum):
+    #: frames are arriving; the final event has not come
+    STREAMING = "streaming"
+    #: the final event came (Converse `metadata`, the Anthropic stream's end, invocation metrics, an exception)
+    DONE = "done"
 
-    __slots__ = ("_anthropic", "_usage_seen", "done")
+
+class _StreamState:
+    """The events of one event-stream body, frame by frame, and `Truncated` at the end of a body that ended
+    before its final event."""
+
+    __slots__ = ("_anthropic", "_usage_seen", "state")
 
     def __init__(self) -> None:
         self._anthropic = AnthropicStreamState()
-        self._usage_seen = False
-        self.done = False
+        self._usage_seen = False  # a frame reported usage: invocation metrics are not needed
+        self.state = _Phase.STREAMING
+
+    def __repr__(self) -> str:
+        return f"<bedrock._StreamState {self.state.name} {self._anthropic!r}>"
 
     def frame(self, frame: Frame) -> list[ev.Event]:
         if frame.message_type != "event":  # `exception` (or `error`): the stream ends with it
-            self.done = True
+            self.state = _Phase.DONE
             return [_stream_error(frame)]
         body = json_object(frame.payload) if frame.payload else {}
         if frame.event_type == "chunk":
             out = self._chunk(json_object(base64.b64decode(text(body.get("bytes")) or "", validate=True)))
         else:
-            self.done = self.done or frame.event_type == "metadata"
+            if frame.event_type == "metadata":
+                self.state = _Phase.DONE
             out = _converse_event(frame.event_type or "", body)
         self._usage_seen = self._usage_seen or any(isinstance(event, ev.Usage) for event in out)
         return out
@@ -331,19 +343,20 @@ class _StreamState:
         """An InvokeModel chunk: an Anthropic event, Converse-shaped events (Nova), or another native JSON."""
         if isinstance(doc.get("type"), str):
             out = self._anthropic.events(doc)
-            self.done = self.done or self._anthropic.saw_message_stop or self._anthropic.saw_error
+            if self._anthropic.ended:
+                self.state = _Phase.DONE
         elif names := [name for name in doc if name in _CONVERSE_EVENTS]:
             out = [event for name in names for event in _converse_event(name, obj(doc[name]))]
         else:
             out = _native_events(doc)
         if _METRICS in doc:
-            self.done = True
+            self.state = _Phase.DONE
             has_usage = self._usage_seen or any(isinstance(event, ev.Usage) for event in out)
             out += [] if has_usage else _metrics_usage(doc[_METRICS])
         return out
 
     def end(self, cut_in_frame: bool) -> list[ev.Event]:
-        if self.done:
+        if self.state is _Phase.DONE:
             return []
         where = " inside a frame" if cut_in_frame else ""
         return [ev.Truncated(f"the event stream ended{where} before its final event")]
