@@ -29,6 +29,7 @@ Decisions where the wire leaves room:
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -296,7 +297,10 @@ class _SniffParser:
     def __init__(self, handler: _GeminiStream) -> None:
         self._handler = handler
         self._head = b""
-        self._inner: SSEParser | ElementParser | None = None
+        self._inner: SSEParser | ElementParser | None = None  # None until the first byte that is not space
+
+    def __repr__(self) -> str:
+        return f"<_SniffParser {self._inner!r}>" if self._inner is not None else "<_SniffParser SNIFFING>"
 
     def feed(self, data: bytes) -> list[ev.Event]:
         if self._inner is None:
@@ -314,29 +318,40 @@ class _SniffParser:
         return self._inner.close() if self._inner is not None else self._handler.end()
 
 
+class _Phase(enum.Enum):
+    #: chunks are arriving; no candidate has finished yet
+    STREAMING = "streaming"
+    #: a candidate reported its finishReason (others may still be streaming)
+    FINISHED = "finished"
+    #: an error or a blocked prompt ended the response
+    ENDED = "ended"
+
+
 class _GeminiStream:
     """`GenerateContentResponse` chunks (Code Assist's wrapped ones too) in, events out."""
 
-    __slots__ = ("_calls", "_ended", "_finished", "_identity")
+    __slots__ = ("_calls", "_identity", "state")
 
     def __init__(self) -> None:
         self._identity = Identity()
         self._calls = 0  # tool calls so far: each call's key
-        self._finished = False  # a candidate reported its finishReason
-        self._ended = False  # an error or a blocked prompt ended the response
+        self.state = _Phase.STREAMING
+
+    def __repr__(self) -> str:
+        return f"<_GeminiStream {self.state.name} calls={self._calls}>"
 
     def event(self, frame: SSEEvent) -> list[ev.Event]:
         return self.document(frame.data) if frame.data.strip() else []
 
     def end(self) -> list[ev.Event]:
-        if self._finished or self._ended:
+        if self.state is not _Phase.STREAMING:
             return []
         return [ev.Truncated("the response ended before any candidate reported a finishReason")]
 
     def document(self, raw: bytes | str) -> list[ev.Event]:
         doc = json_object(raw)
         if "error" in doc:
-            self._ended = True
+            self.state = _Phase.ENDED
             etype, message = error_fields(raw.encode() if isinstance(raw, str) else raw)
             return [ev.ProviderError(etype or "error", message)]
         if isinstance(doc.get("response"), dict) and "candidates" not in doc:
@@ -350,7 +365,7 @@ class _GeminiStream:
         feedback = obj(doc.get("promptFeedback"))
         blocked = text(feedback.get("blockReason"))
         if blocked:
-            self._ended = True
+            self.state = _Phase.ENDED
             detail = text(feedback.get("blockReasonMessage"))
             out.append(ev.ProviderError("blocked", f"{blocked}: {detail}" if detail else blocked))
         return out
@@ -369,7 +384,8 @@ class _GeminiStream:
                 out.append(self._tool_call(call, choice))
         reason = text(candidate.get("finishReason"))
         if reason:
-            self._finished = True
+            if self.state is _Phase.STREAMING:
+                self.state = _Phase.FINISHED
             out.append(ev.Finish(reason, choice))
         return out
 

@@ -57,6 +57,7 @@ context window, so without one no Usage is emitted and `kiro.usage_reported` is 
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -250,23 +251,34 @@ def _provider_name(request: HttpRequest) -> str:
 # Response
 
 
+class _Phase(enum.Enum):
+    #: the answer is streaming (text, reasoning, tool calls)
+    STREAMING = "streaming"
+    #: the tail began (`metadataEvent` or `meteringEvent`): the answer is whole even if the body is cut now
+    TAIL = "tail"
+    #: an exception frame or `invalidStateEvent` came: it says how the response ended
+    ERRORED = "errored"
+
+
 class _StreamState:
     """What one response stream has said so far, frame by frame, and what its end means."""
 
-    __slots__ = ("_errored", "_identity", "_stop_reason", "_tail", "_tools", "_unknown", "_usage_reported")
+    __slots__ = ("_identity", "_stop_reason", "_tools", "_unknown", "_usage_reported", "state")
 
     def __init__(self) -> None:
         self._identity = Identity()
         self._tools: dict[str, bool] = {}  # call id -> its `stop` arrived
-        self._tail = False  # metadataEvent or meteringEvent seen
-        self._errored = False
         self._stop_reason: str | None = None
-        self._usage_reported = False
+        self._usage_reported = False  # a metadataEvent carried token counts
         self._unknown = 0
+        self.state = _Phase.STREAMING
+
+    def __repr__(self) -> str:
+        return f"<kiro._StreamState {self.state.name} tools={len(self._tools)}>"
 
     def frame(self, frame: Frame) -> list[ev.Event]:
         if frame.message_type in ("exception", "error"):
-            self._errored = True
+            self.state = _Phase.ERRORED
             return _stream_error(frame)
         kind = frame.event_type or ""
         if kind == "initial-response":
@@ -299,7 +311,7 @@ class _StreamState:
         return out
 
     def _metadata(self, body: dict[str, Any]) -> list[ev.Event]:
-        self._tail = True
+        self._tail_began()
         counts = obj(body.get("tokenUsage"))
         usage = usage_from_uncached(*(integer(counts.get(name)) for name in _USAGE_FIELDS))
         out: list[ev.Event] = []
@@ -312,8 +324,12 @@ class _StreamState:
             out.append(ev.Finish(reason))
         return out
 
+    def _tail_began(self) -> None:
+        if self.state is _Phase.STREAMING:
+            self.state = _Phase.TAIL
+
     def _metering(self, body: dict[str, Any]) -> list[ev.Event]:
-        self._tail = True
+        self._tail_began()
         credits, unit = number(body.get("usage")), text(body.get("unit"))
         return [*([ev.Extra("kiro.credits", credits)] if credits is not None else []),
                 *([ev.Extra("kiro.credits_unit", unit)] if unit else [])]
@@ -329,18 +345,19 @@ class _StreamState:
         return []  # a signature alone
 
     def _invalid_state(self, body: dict[str, Any]) -> list[ev.Event]:
-        self._errored = True
+        self.state = _Phase.ERRORED
         return [ev.ProviderError(text(body.get("reason")) or "invalidStateEvent", text(body.get("message")))]
 
     def end(self, cut_in_frame: bool) -> list[ev.Event]:
         """The body ended: say whether usage was reported, and how the response finished (or that it was cut)."""
         out: list[ev.Event] = [] if self._usage_reported else [ev.Extra("kiro.usage_reported", False)]
-        if self._errored:
+        if self.state is _Phase.ERRORED:
             return out  # the error says how it ended
         open_calls = [call_id for call_id, stopped in self._tools.items() if not stopped]
-        if not self._tail or open_calls:  # a body cut after the tail began still carried the whole answer
+        in_tail = self.state is _Phase.TAIL  # a body cut after the tail began still carried the whole answer
+        if not in_tail or open_calls:
             where = " inside a frame" if cut_in_frame else ""
-            problems = [] if self._tail else [f"the event stream ended{where} before its tail"]
+            problems = [] if in_tail else [f"the event stream ended{where} before its tail"]
             problems += [f"tool call {call_id} got no stop" for call_id in open_calls[:1]]
             return [*out, ev.Truncated("; ".join(problems))]
         if self._stop_reason is None:

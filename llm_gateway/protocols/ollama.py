@@ -23,6 +23,7 @@ Decisions where the wire leaves room:
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ from llm_gateway.protocols import events as ev
 from llm_gateway.protocols._json import integer, items, json_object, json_text, number, obj, text
 from llm_gateway.protocols._parsers import ElementParser
 from llm_gateway.protocols._response import Identity, reported
+from llm_gateway.protocols._states import unexpected
 from llm_gateway.protocols.base import HttpRequest, HttpResponseHead
 from llm_gateway.protocols.exchange import ChatRequest, RequestParams, ToolResult, fingerprint
 from llm_gateway.protocols.framing.jsonarray import JsonArrayDecoder
@@ -163,26 +165,41 @@ def _tool_definition(function: dict[str, Any]) -> dict[str, Any]:
 # Response
 
 
-class _OllamaStream:
-    """Response objects (NDJSON lines, or the one document) in, events out."""
+class _Phase(enum.Enum):
+    #: response objects are arriving
+    STREAMING = "streaming"
+    #: the `done: true` object came: nothing follows it
+    DONE = "done"
+    #: an error object came
+    FAILED = "failed"
 
-    __slots__ = ("_calls", "_done", "_failed", "_identity")
+
+class _OllamaStream:
+    """Response objects (NDJSON lines, or the one document) in, events out. An object after the `done: true`
+    one is still read, and logged at debug."""
+
+    __slots__ = ("_calls", "_identity", "state")
 
     def __init__(self) -> None:
         self._identity = Identity()
         self._calls = 0  # tool calls so far: each call's key
-        self._done = False  # the `done: true` line arrived
-        self._failed = False  # an error line arrived
+        self.state = _Phase.STREAMING
+
+    def __repr__(self) -> str:
+        return f"<_OllamaStream {self.state.name} calls={self._calls}>"
 
     def end(self) -> list[ev.Event]:
-        if self._done or self._failed:
+        if self.state is not _Phase.STREAMING:
             return []
         return [ev.Truncated("the response ended before its done:true line")]
 
     def document(self, raw: bytes | str) -> list[ev.Event]:
         doc = json_object(raw)
+        if self.state is _Phase.DONE:
+            unexpected(self, "an object", self.state)
         if "error" in doc:
-            self._failed = True
+            if self.state is _Phase.STREAMING:
+                self.state = _Phase.FAILED
             error = doc["error"]
             return [ev.ProviderError("error", text(error) or text(obj(error).get("message")))]
         out = self._identity.update(None, doc.get("model"))
@@ -206,7 +223,7 @@ class _OllamaStream:
                                 json_text(function.get("arguments")))
 
     def _done_events(self, doc: dict[str, Any]) -> list[ev.Event]:
-        self._done = True
+        self.state = _Phase.DONE
         usage = reported(ev.Usage(integer(doc.get("prompt_eval_count")), integer(doc.get("eval_count"))))
         out: list[ev.Event] = [usage] if usage is not None else []
         reason = text(doc.get("done_reason"))

@@ -19,6 +19,7 @@ Decisions where the wire leaves room:
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ from llm_gateway.protocols._json import body_hints, integer, items, json_object,
 from llm_gateway.protocols._openai import content_text, output_type, provider_for_url, tool_specs, usage_event
 from llm_gateway.protocols._parsers import JsonBodyParser, SSEParser
 from llm_gateway.protocols._response import Identity, is_streamed
+from llm_gateway.protocols._states import unexpected
 from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponseParser
 from llm_gateway.protocols.errors import error_fields
 from llm_gateway.protocols.exchange import ChatRequest, RequestParams
@@ -178,31 +180,46 @@ def _whole_call(choice: int, position: int, call: dict[str, Any]) -> list[ev.Eve
     return [_start(position, choice, call)]
 
 
-class _ChatStream:
-    """Stream state: the tool calls begun, the choices seen and finished, whether `[DONE]` or an error came."""
+class _Phase(enum.Enum):
+    #: chunks are arriving
+    STREAMING = "streaming"
+    #: `data: [DONE]` came: nothing follows it
+    DONE = "done"
+    #: a chunk carried an error: the stream says why it stops (a `[DONE]` may still follow)
+    FAILED = "failed"
 
-    __slots__ = ("_choices", "_done", "_failed", "_finished", "_identity", "_tools")
+
+class _ChatStream:
+    """Stream state: the tool calls begun, the choices seen and finished, and whether `[DONE]` or an error came.
+    A chunk after `[DONE]` is still read, and logged at debug."""
+
+    __slots__ = ("_choices", "_finished", "_identity", "_tools", "state")
 
     def __init__(self) -> None:
         self._identity = Identity()
         self._tools: set[tuple[int, int | str]] = set()
         self._choices: set[int] = set()
-        self._finished: set[int] = set()
-        self._done = False
-        self._failed = False
+        self._finished: set[int] = set()  # choices that reported a finish reason
+        self.state = _Phase.STREAMING
+
+    def __repr__(self) -> str:
+        return f"<openai_chat._ChatStream {self.state.name} choices={sorted(self._choices)}>"
 
     def event(self, frame: SSEEvent) -> list[ev.Event]:
         data = frame.data.strip()
         if data == "[DONE]":
-            self._done = True
+            self.state = _Phase.DONE
             return []
         if not data:
             return []
+        if self.state is _Phase.DONE:
+            unexpected(self, "a chunk", self.state)
         doc = json_object(data)
         out = _chunk_events(doc, self._identity, "delta", self._call)
         self._choices.update(_index(choice, n) for n, choice in enumerate(items(doc.get("choices"))))
         self._finished.update(e.choice for e in out if isinstance(e, ev.Finish))
-        self._failed = self._failed or any(isinstance(e, ev.ProviderError) for e in out)
+        if self.state is _Phase.STREAMING and any(isinstance(e, ev.ProviderError) for e in out):
+            self.state = _Phase.FAILED
         return out
 
     def _call(self, choice: int, position: int, call: dict[str, Any]) -> list[ev.Event]:
@@ -215,7 +232,7 @@ class _ChatStream:
         return [ev.ToolCallDelta(key, fragment, choice)] if fragment else []
 
     def end(self) -> list[ev.Event]:
-        if self._done or self._failed:
+        if self.state is not _Phase.STREAMING:
             return []
         if self._choices and self._choices <= self._finished:
             return []  # every choice finished: a server that omits [DONE], not a cut stream

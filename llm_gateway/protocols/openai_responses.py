@@ -23,6 +23,7 @@ Decisions where the wire leaves room:
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import orjson
@@ -32,6 +33,7 @@ from llm_gateway.protocols._json import body_hints, integer, items, json_object,
 from llm_gateway.protocols._openai import content_text, output_type, provider_for_url, tool_specs, usage_event
 from llm_gateway.protocols._parsers import JsonBodyParser, SSEParser
 from llm_gateway.protocols._response import Identity, is_streamed
+from llm_gateway.protocols._states import unexpected
 from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponseParser
 from llm_gateway.protocols.exchange import ChatRequest, RequestParams
 from llm_gateway.protocols.framing.sse import SSEEvent
@@ -190,23 +192,38 @@ def _fragment(doc: dict[str, Any]) -> str:
     return text(doc.get("delta")) or ""
 
 
-class _ResponsesStream:
-    """Stream state: argument characters seen per tool call, and whether a terminal or error event came."""
+class _Phase(enum.Enum):
+    #: events are arriving
+    STREAMING = "streaming"
+    #: an `error` event said why the stream stops (its terminal `response.failed` may still follow)
+    FAILED = "failed"
+    #: a terminal event (`response.completed`, `.failed`, `.incomplete`) came: nothing follows it
+    ENDED = "ended"
 
-    __slots__ = ("_args", "_ended", "_identity")
+
+class _ResponsesStream:
+    """Stream state: argument characters seen per tool call, and whether a terminal or error event came. An
+    event after the terminal one is still read, and logged at debug."""
+
+    __slots__ = ("_args", "_identity", "state")
 
     def __init__(self) -> None:
         self._identity = Identity()
         self._args: dict[int | str, int] = {}
-        self._ended = False
+        self.state = _Phase.STREAMING
+
+    def __repr__(self) -> str:
+        return f"<_ResponsesStream {self.state.name} calls={len(self._args)}>"
 
     def event(self, frame: SSEEvent) -> list[ev.Event]:
         if not frame.data.strip():
             return []
         doc = json_object(frame.data)
         kind = text(doc.get("type")) or frame.event
+        if self.state is _Phase.ENDED:
+            unexpected(self, f"{kind!r} event", self.state)
         if kind in _TERMINAL:
-            self._ended = True
+            self.state = _Phase.ENDED
             return _response_end(obj(doc.get("response")), self._identity)
         match kind:
             case "response.created" | "response.in_progress" | "response.queued":
@@ -223,7 +240,8 @@ class _ResponsesStream:
             case "response.output_item.done":
                 return self._done(doc)
             case "error":
-                self._ended = True  # the provider said why it stops: not a cut stream
+                if self.state is _Phase.STREAMING:
+                    self.state = _Phase.FAILED  # the provider said why it stops: not a cut stream
                 return [_provider_error(obj(doc.get("error")) or doc, "error")]
         return []
 
@@ -260,7 +278,9 @@ class _ResponsesStream:
         return [ev.ToolCallDelta(start.key, whole[seen:])]
 
     def end(self) -> list[ev.Event]:
-        return [] if self._ended else [ev.Truncated("the stream ended before response.completed")]
+        if self.state is not _Phase.STREAMING:
+            return []
+        return [ev.Truncated("the stream ended before response.completed")]
 
 
 def _key(doc: dict[str, Any], item: dict[str, Any]) -> int | str:
