@@ -12,11 +12,13 @@ trusted, so the decoder raises once and then ignores the rest of the body.
 
 from __future__ import annotations
 
+import enum
 import struct
 import uuid
 import zlib
 from dataclasses import dataclass
 
+from llm_gateway.protocols._states import unexpected
 from llm_gateway.protocols.framing import DEFAULT_MAX_EVENT_SIZE, FramingError
 
 HeaderValue = bool | int | bytes | str | uuid.UUID
@@ -81,25 +83,36 @@ class Frame:
         return self._text(":content-type")
 
 
+class DecoderState(enum.Enum):
+    #: frames are checked and handed out
+    DECODING = "decoding"
+    #: a check failed: no later frame boundary can be trusted, so the rest of the body is ignored
+    FAILED = "failed"
+
+
 class EventStreamDecoder:
     """`feed(bytes) -> list[Frame]`. Raises an `EventStreamError` subclass once, at the first bad frame (with
-    the frames decoded before it in that call); after that it returns no more frames. `buffered` is the number
-    of bytes held of an unfinished frame, e.g. to say that a body ended mid-frame."""
+    the frames decoded before it in that call); after that it is FAILED and returns no more frames. `buffered`
+    is the number of bytes held of an unfinished frame, e.g. to say that a body ended mid-frame."""
 
-    __slots__ = ("_buf", "_failed", "_max", "_offset")
+    __slots__ = ("_buf", "_max", "_offset", "state")
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
         self._buf = bytearray()
         self._max = max_frame_size
-        self._failed = False
         self._offset = 0  # where the buffer starts in the body, for error messages
+        self.state = DecoderState.DECODING
+
+    def __repr__(self) -> str:
+        return f"<EventStreamDecoder {self.state.name} at {self._offset}, {len(self._buf)} bytes buffered>"
 
     @property
     def buffered(self) -> int:
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[Frame]:
-        if self._failed:
+        if self.state is DecoderState.FAILED:
+            unexpected(self, f"{len(data)} bytes", self.state)
             return []
         buf = self._buf
         buf += data
@@ -110,7 +123,7 @@ class EventStreamDecoder:
                 frames.append(_frame(bytes(buf[pos : pos + size]), self._offset + pos))
                 pos += size
         except EventStreamError as exc:
-            self._failed = True
+            self.state = DecoderState.FAILED
             buf.clear()
             exc.frames = tuple(frames)
             raise

@@ -15,6 +15,7 @@ import enum
 import re
 from dataclasses import dataclass
 
+from llm_gateway.protocols._states import unexpected
 from llm_gateway.protocols.framing import DEFAULT_MAX_EVENT_SIZE
 
 _NOT_SPACE = re.compile(rb"[^ \t\r\n]")
@@ -28,9 +29,22 @@ class _Where(enum.Enum):
     TOP = "top"
     #: inside the array, between elements
     ARRAY = "array"
-    #: inside an element (object, array or string: tracked by depth; scalar: up to a delimiter)
+    #: inside an element, outside strings (object, array, or a string element's quotes: depth tracked)
     CONTAINER = "container"
+    #: inside a string of an element (escapes skipped)
+    STRING = "string"
+    #: inside a bare scalar element, up to a delimiter
     SCALAR = "scalar"
+
+
+_IN_ELEMENT = frozenset({_Where.CONTAINER, _Where.STRING, _Where.SCALAR})
+
+
+class _Element(enum.Enum):
+    #: the element's bytes are kept until it ends, then handed out
+    KEPT = "kept"
+    #: it outgrew the limit: `Oversized` was handed out, and its bytes are dropped as they are scanned
+    DROPPED = "dropped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,18 +57,21 @@ class Oversized:
 class JsonArrayDecoder:
     """`feed(bytes) -> list[bytes | Oversized]`, `close() -> list[bytes]` (an unfinished element, if any)."""
 
-    __slots__ = ("_buf", "_depth", "_in_array", "_in_string", "_max", "_pos", "_skipping", "_start", "_where")
+    __slots__ = ("_buf", "_depth", "_element", "_max", "_outer", "_pos", "_start", "_where")
 
     def __init__(self, max_element_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
         self._buf = bytearray()
         self._max = max_element_size
         self._where = _Where.TOP
-        self._in_array = False  # the element being read sits inside an array (else at the top level)
+        self._outer = _Where.TOP  # where the element being read sits: ARRAY, or TOP for a bare value
+        self._element = _Element.KEPT
         self._pos = 0  # next byte to scan
         self._start = 0  # first byte of the element being read
         self._depth = 0
-        self._in_string = False
-        self._skipping = False  # the element being read outgrew the limit: its bytes are not kept
+
+    def __repr__(self) -> str:
+        element = f" {self._element.name}" if self._where in _IN_ELEMENT else ""
+        return f"<JsonArrayDecoder {self._where.name}{element} depth={self._depth} {len(self._buf)} bytes buffered>"
 
     def feed(self, data: bytes) -> list[bytes | Oversized]:
         self._buf += data
@@ -66,18 +83,21 @@ class JsonArrayDecoder:
 
     def close(self) -> list[bytes]:
         """End of body: a bare scalar is complete now; an unfinished element is handed out as it is."""
-        reading = self._where in (_Where.CONTAINER, _Where.SCALAR) and not self._skipping
+        reading = self._where in _IN_ELEMENT and self._element is _Element.KEPT
         rest = bytes(self._buf[self._start :]).strip() if reading else b""
         self._buf.clear()
-        self._where, self._pos, self._start, self._skipping = _Where.TOP, 0, 0, False
+        self._where, self._element, self._pos, self._start = _Where.TOP, _Element.KEPT, 0, 0
         return [rest] if rest else []
 
     # -- one scanning step: returns False when the buffered bytes are used up ----------------------------
 
     def _step(self, out: list[bytes | Oversized]) -> bool:
-        if self._where is _Where.CONTAINER:
+        where = self._where
+        if where is _Where.STRING:
+            return self._scan_string(out)
+        if where is _Where.CONTAINER:
             return self._scan_container(out)
-        if self._where is _Where.SCALAR:
+        if where is _Where.SCALAR:
             return self._scan_scalar(out)
         return self._scan_between()
 
@@ -92,11 +112,15 @@ class JsonArrayDecoder:
         if char == 0x5B and self._where is _Where.TOP:  # "[" opens the array
             self._where, self._pos = _Where.ARRAY, pos + 1
         elif char == 0x5D:  # "]" closes it (a stray one at the top level is skipped)
+            if self._where is _Where.TOP:
+                unexpected(self, "']'", self._where)
             self._where, self._pos = _Where.TOP, pos + 1
         elif char == 0x2C:  # "," between elements (or stray)
+            if self._where is _Where.TOP:
+                unexpected(self, "','", self._where)
             self._pos = pos + 1
         else:
-            self._in_array = self._where is _Where.ARRAY
+            self._outer = self._where
             self._start = self._pos = pos
             self._depth = 0
             self._where = _Where.CONTAINER if char in b'{["' else _Where.SCALAR
@@ -104,32 +128,35 @@ class JsonArrayDecoder:
 
     def _scan_container(self, out: list[bytes | Oversized]) -> bool:
         buf = self._buf
-        if self._in_string:
-            match = _IN_STRING.search(buf, self._pos)
-            if match is None:
-                self._pos = len(buf)
-                return False
-            if match.group() == b"\\":
-                if match.end() >= len(buf):  # the escaped byte is still to come
-                    self._pos = match.start()
-                    return False
-                self._pos = match.end() + 1
-                return True
-            self._in_string = False
-        else:
-            match = _IN_CONTAINER.search(buf, self._pos)
-            if match is None:
-                self._pos = len(buf)
-                return False
-            char = match.group()
-            if char == b'"':
-                self._in_string = True
-            elif char in b"[{":
-                self._depth += 1
-            else:
-                self._depth -= 1
+        match = _IN_CONTAINER.search(buf, self._pos)
+        if match is None:
+            self._pos = len(buf)
+            return False
         self._pos = match.end()
-        if self._depth <= 0 and not self._in_string:
+        char = match.group()
+        if char == b'"':
+            self._where = _Where.STRING
+            return True
+        self._depth += 1 if char in b"[{" else -1
+        if self._depth <= 0:
+            self._emit(self._pos, out)
+        return True
+
+    def _scan_string(self, out: list[bytes | Oversized]) -> bool:
+        buf = self._buf
+        match = _IN_STRING.search(buf, self._pos)
+        if match is None:
+            self._pos = len(buf)
+            return False
+        if match.group() == b"\\":
+            if match.end() >= len(buf):  # the escaped byte is still to come
+                self._pos = match.start()
+                return False
+            self._pos = match.end() + 1
+            return True
+        self._pos = match.end()  # the closing quote
+        self._where = _Where.CONTAINER
+        if self._depth <= 0:  # a string element
             self._emit(self._pos, out)
         return True
 
@@ -143,22 +170,21 @@ class JsonArrayDecoder:
         return True
 
     def _emit(self, end: int, out: list[bytes | Oversized]) -> None:
-        if not self._skipping:
+        if self._element is _Element.KEPT:
             if end - self._start > self._max:
                 out.append(Oversized(self._max))
             else:
                 out.append(bytes(self._buf[self._start : end]))
-        self._skipping = False
-        self._where = _Where.ARRAY if self._in_array else _Where.TOP
-        self._in_string = False
+        self._element = _Element.KEPT
+        self._where = self._outer
 
     def _compact(self, out: list[bytes | Oversized]) -> None:
         """Drop consumed bytes once per feed (not per element), and stop keeping an element over the limit."""
-        reading = self._where in (_Where.CONTAINER, _Where.SCALAR)
-        if reading and not self._skipping and len(self._buf) - self._start > self._max:
-            self._skipping = True
+        reading = self._where in _IN_ELEMENT
+        if reading and self._element is _Element.KEPT and len(self._buf) - self._start > self._max:
+            self._element = _Element.DROPPED
             out.append(Oversized(self._max))
-        keep = self._start if reading and not self._skipping else self._pos
+        keep = self._start if reading and self._element is _Element.KEPT else self._pos
         if keep:
             del self._buf[:keep]
             self._pos -= keep

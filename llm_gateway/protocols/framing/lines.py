@@ -14,6 +14,9 @@ class LineDecoder:
         self._buf = bytearray()
         self._max = max_line_size
 
+    def __repr__(self) -> str:
+        return f"<LineDecoder {len(self._buf)} bytes buffered>"
+
     def feed(self, data: bytes) -> list[bytes]:
         buf = self._buf
         buf += data

@@ -34,6 +34,10 @@ class SSEDecoder:
         self._event = b""
         self._id: bytes | None = None
 
+    def __repr__(self) -> str:
+        pending = f", an event of {len(self._data)} data lines pending" if self._data or self._event else ""
+        return f"<SSEDecoder {len(self._buf)} bytes buffered{pending}>"
+
     def feed(self, data: bytes) -> list[SSEEvent]:
         buf = self._buf
         buf += data
