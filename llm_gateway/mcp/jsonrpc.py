@@ -10,12 +10,15 @@ sits in a stream that is still open while the client's answer arrives on another
 from __future__ import annotations
 
 import enum
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+log = logging.getLogger("llm_gateway.mcp")
 
 RequestId = int | str
 
@@ -58,25 +61,33 @@ class Oversized:
     size: int
 
 
+class LineState(enum.Enum):
+    #: the line is kept whole in the buffer
+    BUFFERING = "buffering"
+    #: the line outgrew the limit: only its first and last bytes are kept, and its size counted
+    OVERSIZED = "oversized"
+
+
 class LineFramer:
     """`feed(bytes) -> list[bytes | Oversized]` of complete non-blank lines. Memory is bounded by `max_line`;
     an oversized line is counted, not kept. An unterminated last line is never a message (MCP clients do not
     read one either), so there is no `close()`."""
 
-    __slots__ = ("_buf", "_head", "_keep", "_max", "_over", "_size", "_tail")
+    __slots__ = ("_buf", "_head", "_keep", "_max", "_size", "_tail", "state")
 
     def __init__(self, max_line: int = DEFAULT_MAX_LINE, keep: int = _KEEP) -> None:
         self._buf = bytearray()
         self._max = max_line
         self._keep = keep
-        self._over = False
         self._head = b""
         self._tail = b""
         self._size = 0
+        self.state = LineState.BUFFERING
 
     def __repr__(self) -> str:
-        state = f"oversized, {self._size} bytes" if self._over else f"{len(self._buf)} bytes buffered"
-        return f"LineFramer({state})"
+        if self.state is LineState.OVERSIZED:
+            return f"LineFramer(OVERSIZED, {self._size} bytes)"
+        return f"LineFramer(BUFFERING, {len(self._buf)} bytes buffered)"
 
     def feed(self, data: bytes) -> list[bytes | Oversized]:
         out: list[bytes | Oversized] = []
@@ -90,20 +101,20 @@ class LineFramer:
         return out
 
     def _take(self, piece: bytes) -> None:
-        if self._over:
+        if self.state is LineState.OVERSIZED:
             self._size += len(piece)
             self._tail = (self._tail + piece[-self._keep :])[-self._keep :]
             return
         self._buf += piece
         if len(self._buf) > self._max:
-            self._over, self._size = True, len(self._buf)
+            self.state, self._size = LineState.OVERSIZED, len(self._buf)
             self._head, self._tail = bytes(self._buf[: self._keep]), bytes(self._buf[-self._keep :])
             self._buf = bytearray()
 
     def _line(self, out: list[bytes | Oversized]) -> None:
-        if self._over:
+        if self.state is LineState.OVERSIZED:
             out.append(Oversized(self._head, self._tail, self._size))
-            self._over, self._head, self._tail, self._size = False, b"", b"", 0
+            self.state, self._head, self._tail, self._size = LineState.BUFFERING, b"", b"", 0
         elif self._buf.strip():
             out.append(bytes(self._buf))
             self._buf.clear()
@@ -288,6 +299,8 @@ class CallTracker:
             if pending is None:
                 if self.out_of_order:
                     _bounded_put(self._early, key, (message, at_ns), self.max_pending)
+                else:
+                    log.debug("response %r (%s) answers no pending request: dropped", message.id, direction.value)
                 return []
             return [self._finish(key[0], pending, message, at_ns)]
         if message.method == "notifications/cancelled" and isinstance(message.params, dict):
@@ -377,7 +390,9 @@ def _arguments(request: Request) -> Any:
 def _bounded_put(table: dict, key: Any, value: Any, limit: int) -> None:
     table.pop(key, None)
     while len(table) >= limit:
-        del table[next(iter(table))]  # the oldest: a request whose answer never came
+        oldest = next(iter(table))
+        log.debug("%d entries waiting: the oldest, %r, is dropped", len(table), oldest)
+        del table[oldest]  # a request whose answer never came
     table[key] = value
 
 
