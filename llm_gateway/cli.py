@@ -1,4 +1,4 @@
-"""The `llm-gateway` command: serve, mcp, demo, replay, fixtures."""
+"""The `llm-gateway` command: serve, mcp, ca, demo, replay, fixtures."""
 
 from __future__ import annotations
 
@@ -59,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--speed", type=float, default=1.0,
                         help="1 = recorded timing, N = N times faster, 0 = no delays")
 
+    ca = commands.add_parser(
+        "ca", help="make the forward proxy's CA if missing and show how to trust it",
+        description="Makes the CA in LLM_GATEWAY_CA_DIR (default ~/.llm-gateway) when it is missing, writes "
+        "ca-bundle.pem (the system's roots plus the CA) beside it, and prints how each kind of client trusts it.",
+    )
+    ca.add_argument("--path", action="store_true", help="print the certificate's path only (for scripts)")
+
     fixtures = commands.add_parser("fixtures", help="convert recordings into fixtures")
     fixture_commands = fixtures.add_subparsers(dest="fixtures_command", required=True)
     vcr = fixture_commands.add_parser("import-vcr", help="convert a vcrpy cassette (YAML)")
@@ -101,6 +108,24 @@ def _mcp(command: list[str], name: str | None) -> int:
     return mcp_main(command, name)
 
 
+def _ca(path_only: bool) -> int:
+    from llm_gateway.proxy import CAError, ca_dir
+    from llm_gateway.proxy.trust import ensure_ca, instructions
+
+    settings = load_settings()
+    try:
+        ca, made, bundle = ensure_ca(ca_dir())
+    except CAError as exc:
+        print(f"llm-gateway: {exc}", file=sys.stderr)
+        return 1
+    if path_only:
+        print(ca.files.cert)
+    else:
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # listening everywhere
+        print(instructions(ca, made, bundle, f"http://{host}:{settings.port}"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr)
@@ -118,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             return demo_main(args.fixtures)
         elif args.command == "replay":
             asyncio.run(_replay(args.fixtures, args.host, args.port, args.speed))
+        elif args.command == "ca":
+            return _ca(args.path)
         elif args.command == "fixtures":
             return _import_vcr(args.cassette, args.output)
     except (ConfigError, TelemetryConfigError) as exc:
