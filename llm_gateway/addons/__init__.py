@@ -28,10 +28,11 @@ def default_addons(
 
     `relaying`: the relay's own process, whose list starts with the addons that change what is forwarded or
     write files; the telemetry process passes False (it watches replicas of flows already forwarded).
-    `tracing`: a `Telemetry` builds spans in this process (session, chat and MCP spans); a `FlowShipper` copies
-    each flow to the telemetry process, which builds its own list around its own `Telemetry`; None traces
-    nothing. With tracing off and nothing to record the list is empty: the relay's hot path does no work beyond
-    relaying. `on_session_finished` is called with each session as it ends (the demo prints them as trees).
+    `tracing`: a `Telemetry` builds spans in this process (the session spans, and beside them the chat and MCP
+    spans); a `FlowShipper` copies each flow to the telemetry process, which builds its own list around its own
+    `Telemetry`; None traces nothing. With tracing off and nothing to record the list is empty: the relay's hot
+    path does no work beyond relaying. `on_session_finished` is called with each session as it ends (the demo
+    prints them as trees).
     """
     addons: list[Addon] = []
     if relaying and env.get(ENV_PROFILE_ARN):  # first: the others see the request as it is forwarded
@@ -47,12 +48,12 @@ def default_addons(
         from llm_gateway.telemetry.chat_spans import ChatSpans
         from llm_gateway.telemetry.content import content_capture
         from llm_gateway.telemetry.mcp_spans import McpSpans
+        from llm_gateway.telemetry.session_spans import SessionSpans
 
-        chat = ChatSpans(tracing, env)
-        if on_session_finished is not None:
-            chat.sessions.on_finished = on_session_finished
-        mcp = McpSpans(tracing.tracer, env, chat.sessions)  # MCP tool calls nest under the agent's tool spans
-        addons += [chat, McpObserver(mcp.record, capture=content_capture(env).on_spans)]
+        capture = content_capture(env).on_spans
+        sessions = SessionSpans(tracing.tracer, env, capture=capture, on_finished=on_session_finished)
+        mcp = McpSpans(tracing.tracer, env, sessions)  # MCP tool calls nest under the agent's tool spans
+        addons += [sessions, ChatSpans(tracing, env, sessions), McpObserver(mcp.record, capture=capture)]
     elif tracing is not None:
         addons.append(tracing)
     return addons

@@ -15,7 +15,10 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import orjson
+
 from llm_gateway.protocols.exchange import ChatRecord, ChatRequest, ToolCall
+from llm_gateway.sessions.files import normalize_tool_name
 from llm_gateway.sessions.identity import Identity
 
 #: calls and tool runs an agent keeps for its tree; a session of 50k calls must not hold 50k records
@@ -153,6 +156,17 @@ class SessionTracker:
     @property
     def sessions(self) -> dict[str, SessionState]:
         return self._sessions
+
+    def pending_tool(self, name: str, arguments: object = None) -> ToolRun | None:
+        """The tool run still waiting for its result that a call of tool `name` with `arguments` (an MCP call the
+        gateway saw) belongs to: the same name once agents' MCP prefixes are stripped (`mcp__server__tool`,
+        `@server/tool`) and, when both sides have arguments, the same arguments. The most recent such run wins."""
+        wanted = normalize_tool_name(name)
+        for session in reversed(self._sessions.values()):
+            for run in reversed(session.pending):
+                if normalize_tool_name(run.name) == wanted and _same_arguments(run.arguments, arguments):
+                    return run
+        return None
 
     def call_started(
         self, exchange_id: int, identity: Identity, request: ChatRequest, provider: str, at_ns: int
@@ -295,6 +309,16 @@ def _take_pending(pending: list[ToolRun], call_id: str | None, name: str | None)
         index = next((i for i, run in enumerate(pending)
                       if run.call_id is None and (name is None or run.name == name)), None)
     return pending.pop(index) if index is not None else None
+
+
+def _same_arguments(called: str, seen: object) -> bool:
+    """Whether a call's JSON arguments are the `seen` value; true when either side has none."""
+    if seen is None or not called:
+        return True
+    try:
+        return orjson.loads(called) == seen
+    except orjson.JSONDecodeError:
+        return False
 
 
 def _depth(agent: AgentState) -> int:

@@ -52,12 +52,13 @@ class _Call:
 class ChatSpans:
     """Addon: one span per model call (see module docstring)."""
 
-    def __init__(self, telemetry: Telemetry, env: Mapping[str, str]) -> None:
+    def __init__(self, telemetry: Telemetry, env: Mapping[str, str], sessions: SessionSpans) -> None:
+        """`sessions` places each call in its session and agent, and gives its span's parent."""
         self._tracer = telemetry.tracer
         self._capture = content_capture(env).on_spans
         self._metrics = ChatMetrics(telemetry.meter)
         self._http_spans = http_span_mode(env)
-        self.sessions = SessionSpans(self._tracer, env, capture=self._capture)
+        self._sessions = sessions
 
     def __repr__(self) -> str:
         return f"ChatSpans(capture={self._capture})"
@@ -93,7 +94,7 @@ class ChatSpans:
         request = run.request
         provider = call.adapter.provider_name(call.http_request)
         attributes = request_attributes(request, provider, route.protocol.name, route.base_url)
-        exchange_id, parent, session_attributes = self.sessions.call_started(
+        exchange_id, parent, session_attributes = self._sessions.call_started(
             flow.request_headers, request, provider, flow.started_ns
         )
         attributes.update(session_attributes)
@@ -148,7 +149,7 @@ class ChatSpans:
             if error_type:
                 span.set_status(Status(StatusCode.ERROR, error_message or error_type))
             self._metrics.record(call.start_attributes or {}, attributes, (ended - flow.started_ns) / 1e9)
-            self.sessions.call_finished(call.exchange_id, record, ended)
+            self._sessions.call_finished(call.exchange_id, record, ended)
         except Exception:
             log.debug("chat span for %s %s failed", flow.method, flow.raw_path, exc_info=True)
         finally:
@@ -161,12 +162,4 @@ class ChatSpans:
             record_upstream_span(self._tracer, parent, flow)
         except Exception:
             log.debug("upstream span for %s %s failed", flow.method, flow.raw_path, exc_info=True)
-
-    def tick(self, now_ns: int) -> None:
-        """Periodic: close idle sessions."""
-        self.sessions.tick(now_ns)
-
-    def close(self) -> None:
-        """Shutdown: end every open session."""
-        self.sessions.close()
 

@@ -1,6 +1,10 @@
 """Turns the session tracker's events into spans: `session {client}` > `invoke_agent {agent}` > chat spans and
 `execute_tool {tool}` spans. Session and agent spans stay open while the session lives (their children are
 exported as they complete); each ends at the last activity it saw, not when the idle timer fired.
+
+`SessionSpans` is built once, beside the chat spans (`chat_spans.py`, which place each model call through it)
+and the MCP spans (`mcp_spans.py`, which find the tool span an MCP call belongs to); it is an addon of its own
+for `tick` (idle sessions end) and `close` (shutdown ends them all).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from llm_gateway.protocols.exchange import ChatRecord, ChatRequest, json_or_text
 from llm_gateway.sessions import tracker as tr
-from llm_gateway.sessions.files import file_facts, normalize_tool_name
+from llm_gateway.sessions.files import file_facts
 from llm_gateway.sessions.identity import identify
 from llm_gateway.sessions.tree import render
 from llm_gateway.telemetry.ids import session_trace_id, trace_id_for
@@ -48,28 +52,32 @@ REDACTED_PATH = "[redacted]"
 
 
 class SessionSpans:
-    def __init__(self, tracer: trace.Tracer, env: Mapping[str, str], *, capture: bool) -> None:
+    """Addon (`tick`, `close`) and the span builder the chat and MCP spans share (see the module docstring)."""
+
+    def __init__(
+        self,
+        tracer: trace.Tracer,
+        env: Mapping[str, str],
+        *,
+        capture: bool,
+        on_finished: Callable[[tr.SessionState], None] | None = None,
+    ) -> None:
+        """`on_finished` is called with each finished session (the demo); LLM_GATEWAY_PRINT=tree prints them."""
         self._tracer = tracer
         self._capture = capture
         idle = float(env.get(ENV_IDLE_SECONDS) or 300)
         self._tracker = tr.SessionTracker(idle_ns=int(idle * 1e9),
                                           max_sessions=int(env.get(ENV_MAX_SESSIONS) or 1000))
         self._agent_name = env.get(ENV_AGENT_NAME) or None
-        #: called with each finished session (the tree printer, the demo)
-        self.on_finished: Callable[[tr.SessionState], None] | None = (
-            _print_tree if env.get(ENV_PRINT, "").lower() == "tree" else None
-        )
+        if on_finished is None and env.get(ENV_PRINT, "").lower() == "tree":
+            on_finished = _print_tree
+        self._on_finished = on_finished
         self._redact_paths = env.get(ENV_REDACT_PATHS, "").lower() in ("1", "true", "yes")
         self._spans: dict[int, trace.Span] = {}  # id(state object) -> its open span
         self._ids = itertools.count(1)
-        self.idle_seconds = idle
 
     def __repr__(self) -> str:
         return f"SessionSpans({self._tracker!r})"
-
-    @property
-    def tracker(self) -> tr.SessionTracker:
-        return self._tracker
 
     def call_started(
         self, headers: Mapping[str, str], request: ChatRequest, provider: str, at_ns: int
@@ -89,32 +97,21 @@ class SessionSpans:
         return exchange_id, trace.set_span_in_context(parent), attributes
 
     def pending_tool_context(self, tool_name: str, arguments: object = None) -> otel_context.Context | None:
-        """The context of an open `execute_tool` span that an MCP call belongs to: same tool name once agents'
-        MCP prefixes are stripped (`mcp__server__tool`, `@server/tool`) and, when both sides have arguments,
-        the same arguments. The most recent such span wins."""
-        wanted = normalize_tool_name(tool_name)
-        for session in reversed(list(self._tracker.sessions.values())):
-            for run in reversed(session.pending):
-                if normalize_tool_name(run.name) != wanted:
-                    continue
-                if arguments is not None and run.arguments:
-                    try:
-                        if orjson.loads(run.arguments) != arguments:
-                            continue
-                    except orjson.JSONDecodeError:
-                        continue
-                span = self._spans.get(id(run))
-                if span is not None:
-                    return trace.set_span_in_context(span)
-        return None
+        """The context of the open `execute_tool` span that an MCP call belongs to (`SessionTracker.pending_tool`
+        says which)."""
+        run = self._tracker.pending_tool(tool_name, arguments)
+        span = self._spans.get(id(run)) if run is not None else None
+        return trace.set_span_in_context(span) if span is not None else None
 
     def call_finished(self, exchange_id: int, record: ChatRecord, at_ns: int) -> None:
         self._apply(self._tracker.call_finished(exchange_id, record, at_ns))
 
     def tick(self, now_ns: int) -> None:
+        """Periodic: end the sessions idle for longer than LLM_GATEWAY_SESSION_IDLE_SECONDS."""
         self._apply(self._tracker.expire(now_ns))
 
     def close(self) -> None:
+        """Shutdown: end every open session at its last activity."""
         self._apply(self._tracker.close_all())
 
     def _apply(self, events: list[tr.Event]) -> None:
@@ -173,8 +170,8 @@ class SessionSpans:
                 if session.providers:
                     span.set_attribute(gen_ai.GEN_AI_PROVIDER_NAME, session.providers[0])
                 span.end(end_time=session.ended_ns)
-                if self.on_finished is not None:
-                    self.on_finished(session)
+                if self._on_finished is not None:
+                    self._on_finished(session)
 
     def _session_attributes(self, session: tr.SessionState) -> dict[str, Any]:
         attributes: dict[str, Any] = {SESSION_KEY: session.key, SESSION_SOURCE: session.source,

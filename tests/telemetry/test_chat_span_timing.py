@@ -17,6 +17,7 @@ from llm_gateway.recordings import load
 from llm_gateway.routing import Router
 from llm_gateway.telemetry import configure
 from llm_gateway.telemetry.chat_spans import ChatSpans
+from llm_gateway.telemetry.session_spans import SessionSpans
 from tests.support import FIXTURES
 
 EXCHANGE = load(FIXTURES / "anthropic/tools-streaming.json").exchanges[0]
@@ -45,7 +46,7 @@ def test_the_span_starts_after_the_first_chunk_went_out_and_ends_with_the_last()
     started, ended = StartedSpans(), InMemorySpanExporter()
     telemetry.tracer_provider.add_span_processor(started)
     telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(ended))
-    chat = ChatSpans(telemetry, {})
+    chat = ChatSpans(telemetry, {}, SessionSpans(telemetry.tracer, {}, capture=False))
     flow = _flow()
 
     chat.request(flow)
