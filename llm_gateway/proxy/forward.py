@@ -13,7 +13,7 @@ from pathlib import Path
 from llm_gateway.config import DEFAULT_HOST, Settings
 from llm_gateway.proxy.ca import CertificateAuthority, ca_dir
 from llm_gateway.proxy.connect import BadConnect, Target, parse_authority
-from llm_gateway.proxy.intercept import ENV_INTERCEPT, InterceptList, ProxiedHost
+from llm_gateway.proxy.intercept import ADDED, ENV_INTERCEPT, InterceptList, ProxiedHost
 
 log = logging.getLogger("llm_gateway.proxy")
 
@@ -108,8 +108,11 @@ class ForwardProxy:
 
     def describe(self, url: str) -> list[str]:
         """The startup lines."""
-        count = len(self.intercept)
-        reads = f"reads {count} provider host pattern(s)" if count else "reads no host (LLM_GATEWAY_INTERCEPT=none)"
+        added = sum(1 for _, upstream in self.intercept.entries if upstream == ADDED)
+        builtin = len(self.intercept) - added
+        reads = f"reads {builtin} provider host pattern(s)" if builtin else "reads no provider host"
+        if added:
+            reads += f" (+{added} from {ENV_INTERCEPT})"
         made = "" if (self.ca_dir / "ca.pem").exists() else " (made on first use)"
         return [
             f"  {'proxy':<10} -> HTTPS_PROXY={url}: {reads}, tunnels the rest unread",
