@@ -7,12 +7,18 @@ clock, no I/O and no OpenTelemetry here, so every transition is testable with pl
 Tool runs are inferred: a tool call in response N starts a run when that response ends; the result carried by
 a later request of the same session ends it when that request arrives. A run whose result never comes is
 ended when its session ends, with outcome "no_result".
+
+States are explicit: a session is `ACTIVE` while a call is in flight, `IDLE` between calls (only an idle session
+ends by the idle timer or to make room) and `ENDED` after; a tool run is `PENDING` until it ends with its
+outcome. An event that is not allowed in a state is logged at debug level with the state's name and ignored.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from typing import Any
 
 import orjson
@@ -21,8 +27,32 @@ from llm_gateway.protocols.exchange import ChatRecord, ChatRequest, ToolCall
 from llm_gateway.sessions.files import normalize_tool_name
 from llm_gateway.sessions.identity import Identity
 
+log = logging.getLogger("llm_gateway.sessions")
+
 #: calls and tool runs an agent keeps for its tree; a session of 50k calls must not hold 50k records
 KEPT_PER_AGENT = 500
+
+
+class SessionPhase(Enum):
+    #: a model call of the session is in flight: it stays open
+    ACTIVE = "active"
+    #: no call in flight: it ends once idle for the idle time, or earlier to make room for a new session
+    IDLE = "idle"
+    #: ended at its last activity (idle, evicted or shut down); its spans are closed and nothing joins it
+    ENDED = "ended"
+
+
+class ToolPhase(Enum):
+    """A tool run waits for its result, then ends with an outcome (the value, as `llm_gateway.tool.outcome`)."""
+
+    #: a response called the tool; no later request has carried the result yet
+    PENDING = "pending"
+    #: a later request carried the result
+    OK = "ok"
+    #: a later request carried the result, marked as an error
+    ERROR = "error"
+    #: the session ended before any request carried the result
+    NO_RESULT = "no_result"
 
 
 @dataclass(slots=True)
@@ -34,8 +64,13 @@ class ToolRun:
     agent: AgentState
     started_ns: int
     ended_ns: int | None = None
-    outcome: str | None = None  # ok | error | no_result
+    phase: ToolPhase = ToolPhase.PENDING
     result: Any = None  # only when the request carried content (capture on)
+
+    @property
+    def outcome(self) -> str | None:
+        """ok | error | no_result once ended; None while pending."""
+        return None if self.phase is ToolPhase.PENDING else self.phase.value
 
 
 @dataclass(slots=True)
@@ -79,7 +114,8 @@ class SessionState:
     agents: dict[str, AgentState] = field(default_factory=dict)
     main: AgentState | None = None
     pending: list[ToolRun] = field(default_factory=list)
-    in_flight: int = 0
+    phase: SessionPhase = SessionPhase.IDLE
+    in_flight: int = 0  # calls in flight: ACTIVE while above zero
     input_tokens: int | None = None
     output_tokens: int | None = None
     cache_read: int | None = None
@@ -184,6 +220,7 @@ class SessionTracker:
         self._sessions[session.key] = session  # most recent last
         session.last_ns = at_ns
         session.in_flight += 1
+        session.phase = SessionPhase.ACTIVE
         if provider not in session.providers:
             session.providers.append(provider)
         events += self._finish_tools(session, request, at_ns)
@@ -216,9 +253,14 @@ class SessionTracker:
     def call_finished(self, exchange_id: int, record: ChatRecord, at_ns: int) -> list[Event]:
         entry = self._calls.pop(exchange_id, None)
         if entry is None:
+            log.debug("call %d finished but is not in flight: ignored", exchange_id)
             return []
         session, call = entry
+        if not _allowed(session, "call finished", SessionPhase.ACTIVE):  # shut down while the call was in flight
+            return []
         session.in_flight -= 1
+        if session.in_flight == 0:
+            session.phase = SessionPhase.IDLE
         session.last_ns = max(session.last_ns, at_ns)
         call.ended_ns = at_ns
         call.record = record
@@ -245,7 +287,8 @@ class SessionTracker:
 
     def expire(self, now_ns: int) -> list[Event]:
         """Close the sessions idle for longer than the idle time (none with a call still in flight)."""
-        idle = [s for s in self._sessions.values() if s.in_flight == 0 and now_ns - s.last_ns >= self._idle_ns]
+        idle = [s for s in self._sessions.values()
+                if s.phase is SessionPhase.IDLE and now_ns - s.last_ns >= self._idle_ns]
         return [e for s in idle for e in self._close(s)]
 
     def close_all(self) -> list[Event]:
@@ -257,7 +300,7 @@ class SessionTracker:
         for session in list(self._sessions.values()):
             if len(self._sessions) < self._max_sessions:
                 break
-            if session.in_flight == 0:
+            if session.phase is SessionPhase.IDLE:
                 events += self._close(session)
         return events
 
@@ -272,22 +315,22 @@ class SessionTracker:
         for result in request.tool_results:
             run = _take_pending(session.pending, result.call_id, result.name)
             if run is None:
-                continue  # an older result repeated in the history, or a call made before the gateway saw it
-            run.ended_ns = max(at_ns, run.started_ns)
-            run.outcome = "error" if result.is_error else "ok"
+                continue  # an older result repeated in the history (every request has them), or a call made before
+                # the gateway saw it: nothing to end, and too common to log
             run.result = result.content
-            events.append(ToolFinished(session, run))
+            events += _end_run(session, run, ToolPhase.ERROR if result.is_error else ToolPhase.OK, at_ns)
         return events
 
     def _close(self, session: SessionState) -> list[Event]:
+        if not _allowed(session, "end", SessionPhase.IDLE, SessionPhase.ACTIVE):
+            return []
+        session.phase = SessionPhase.ENDED
         self._sessions.pop(session.key, None)
         for response_id in session.response_ids:
             self._responses.pop(response_id, None)
         events: list[Event] = []
         for run in session.pending:
-            run.ended_ns = max(session.last_ns, run.started_ns)
-            run.outcome = "no_result"
-            events.append(ToolFinished(session, run))
+            events += _end_run(session, run, ToolPhase.NO_RESULT, session.last_ns)
         session.pending.clear()
         # Children first, so a subagent ends before the agent that spawned it.
         # An agent ends at its last activity, or later if one of its tool runs or subagents ended later.
@@ -299,6 +342,23 @@ class SessionTracker:
         session.ended_ns = max([session.last_ns] + [a.ended_ns for a in session.agents.values() if a.ended_ns])
         events.append(SessionFinished(session))
         return events
+
+
+def _allowed(session: SessionState, event: str, *phases: SessionPhase) -> bool:
+    """Whether `event` may happen to `session` in its phase; when not, say so at debug level."""
+    if session.phase in phases:
+        return True
+    log.debug("session %s: %s is not allowed in state %s: ignored", session.key, event, session.phase.name)
+    return False
+
+
+def _end_run(session: SessionState, run: ToolRun, outcome: ToolPhase, at_ns: int) -> list[Event]:
+    if run.phase is not ToolPhase.PENDING:
+        log.debug("tool run %s (%s): ending as %s is not allowed in state %s: ignored", run.call_id, run.name,
+                  outcome.name, run.phase.name)
+        return []
+    run.phase, run.ended_ns = outcome, max(at_ns, run.started_ns)
+    return [ToolFinished(session, run)]
 
 
 def _take_pending(pending: list[ToolRun], call_id: str | None, name: str | None) -> ToolRun | None:

@@ -136,3 +136,38 @@ def test_call_without_id_pairs_by_name_even_when_the_result_brings_an_id_of_its_
     _, events = t.call_started(2, _identity(), _request(results=[ToolResult("made-up", name="get_temperature")]),
                                "p", 2 * S)
     assert [(e.tool.name, e.tool.outcome) for e in events] == [("get_temperature", "ok")]
+
+
+def test_session_and_tool_states_follow_the_calls():
+    t = tr.SessionTracker(idle_ns=10 * S)
+    place, _ = t.call_started(1, _identity(), _request(), "p", 0)
+    session = place.session
+    assert session.phase is tr.SessionPhase.ACTIVE
+    (started,) = t.call_finished(1, _record(ToolCall("a", "Read")), S)
+    assert session.phase is tr.SessionPhase.IDLE and started.tool.phase is tr.ToolPhase.PENDING
+    t.expire(20 * S)
+    assert session.phase is tr.SessionPhase.ENDED and started.tool.phase is tr.ToolPhase.NO_RESULT
+
+
+def test_a_call_finishing_after_its_session_was_shut_down_changes_nothing_and_says_why(caplog):
+    t = tr.SessionTracker(idle_ns=300 * S)
+    t.call_started(1, _identity(), _request(), "p", 0)
+    assert _kinds(t.close_all()) == ["AgentFinished", "SessionFinished"]
+    with caplog.at_level("DEBUG", logger="llm_gateway.sessions"):
+        assert t.call_finished(1, _record(ToolCall("a", "Read")), S) == []
+        assert t.call_finished(7, _record(), S) == []
+    assert "not allowed in state ENDED" in caplog.text and "call 7 finished but is not in flight" in caplog.text
+
+
+def test_pending_tool_matches_mcp_prefixed_names_and_the_arguments_most_recent_first():
+    t = tr.SessionTracker(idle_ns=300 * S)
+    t.call_started(1, _identity(), _request(), "p", 0)
+    t.call_finished(1, _record(ToolCall("c", "mcp__fs__read_text_file", ""),
+                               ToolCall("a", "mcp__fs__read_text_file", '{"path": "/a"}'),
+                               ToolCall("b", "mcp__fs__read_text_file", '{"path": "/b"}')), S)
+    assert t.pending_tool("read_text_file", {"path": "/a"}).call_id == "a"
+    assert t.pending_tool("read_text_file", {"path": "/z"}).call_id == "c"  # a call without arguments matches any
+    assert t.pending_tool("read_text_file").call_id == "b"
+    assert t.pending_tool("write_file") is None
+    t.call_started(2, _identity(), _request(results=[ToolResult("a"), ToolResult("b"), ToolResult("c")]), "p", 2 * S)
+    assert t.pending_tool("read_text_file") is None
