@@ -18,15 +18,21 @@ class LineDecoder:
         return f"<LineDecoder {len(self._buf)} bytes buffered>"
 
     def feed(self, data: bytes) -> list[bytes]:
+        """The lines completed by `data`. Raises `FramingError` for a line longer than the limit (its LF aside),
+        whatever the chunking."""
         buf = self._buf
         buf += data
-        cut = buf.rfind(b"\n")
+        cut = data.rfind(b"\n")  # only the new bytes: the held ones hold no LF
         if cut < 0:
             if len(buf) > self._max:
                 raise FramingError(f"line longer than {self._max} bytes")
             return []
-        lines = [line.rstrip(b"\r") for line in bytes(buf[:cut]).split(b"\n")]
+        cut += len(buf) - len(data)
+        raw = bytes(buf[:cut]).split(b"\n")
         del buf[: cut + 1]
+        if len(buf) > self._max or any(len(line) > self._max for line in raw):
+            raise FramingError(f"line longer than {self._max} bytes")
+        lines = [line.rstrip(b"\r") for line in raw]
         return [line for line in lines if line.strip()]
 
     def close(self) -> list[bytes]:

@@ -25,12 +25,14 @@ class SSEEvent:
 class SSEDecoder:
     """`feed(bytes) -> list[SSEEvent]`, `close() -> list[SSEEvent]` at end of body."""
 
-    __slots__ = ("_buf", "_data", "_event", "_id", "_max")
+    __slots__ = ("_buf", "_data", "_event", "_id", "_max", "_scanned", "_size")
 
     def __init__(self, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
         self._buf = bytearray()
+        self._scanned = 0  # the buffer holds no line end before this offset: a long line is scanned once
         self._max = max_event_size
         self._data: list[bytes] = []
+        self._size = 0  # bytes in `_data`
         self._event = b""
         self._id: bytes | None = None
 
@@ -39,21 +41,26 @@ class SSEDecoder:
         return f"<SSEDecoder {len(self._buf)} bytes buffered{pending}>"
 
     def feed(self, data: bytes) -> list[SSEEvent]:
+        """The events completed by `data`. Raises `FramingError` for a line (its line end aside) or an event's
+        data longer than the limit, whatever the chunking."""
         buf = self._buf
         buf += data
         out: list[SSEEvent] = []
         pos = 0
         end = len(buf)
-        while pos < end:
-            match = _LINE_END.search(buf, pos)
-            if match is None:
-                break
+        match = _LINE_END.search(buf, self._scanned)
+        while match is not None:
             if match.group() == b"\r" and match.end() == end:
                 break  # maybe the first half of CRLF: wait for the next chunk
+            if match.start() - pos > self._max:
+                raise FramingError(f"SSE line longer than {self._max} bytes")
             self._line(bytes(buf[pos : match.start()]), out)
             pos = match.end()
+            match = _LINE_END.search(buf, pos)
         del buf[:pos]
-        if len(buf) > self._max:
+        held_cr = 1 if buf.endswith(b"\r") else 0  # the rest holds no line end but this one
+        self._scanned = len(buf) - held_cr
+        if len(buf) - held_cr > self._max:
             raise FramingError(f"SSE line longer than {self._max} bytes")
         return out
 
@@ -64,6 +71,7 @@ class SSEDecoder:
         if self._buf:
             self._line(bytes(self._buf.rstrip(b"\r")), out)
             self._buf.clear()
+        self._scanned = 0
         self._line(b"", out)
         return out
 
@@ -75,6 +83,7 @@ class SSEDecoder:
                 ident = self._id.decode("utf-8", "replace") if self._id is not None else None
                 out.append(SSEEvent(event, data, ident))
             self._data = []
+            self._size = 0
             self._event = b""
             return
         if line[0] == 0x3A:  # ":" comment (keep-alive)
@@ -84,7 +93,8 @@ class SSEDecoder:
             value = value[1:]
         if name == b"data":
             self._data.append(value)
-            if sum(map(len, self._data)) > self._max:
+            self._size += len(value)
+            if self._size > self._max:
                 raise FramingError(f"SSE event larger than {self._max} bytes")
         elif name == b"event":
             self._event = value
