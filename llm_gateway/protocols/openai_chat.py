@@ -203,7 +203,7 @@ class _ChatStream:
         self.state = _Phase.STREAMING
 
     def __repr__(self) -> str:
-        return f"<openai_chat._ChatStream {self.state.name} choices={sorted(self._choices)}>"
+        return f"<_ChatStream {self.state.name} choices={sorted(self._choices)}>"
 
     def event(self, frame: SSEEvent) -> list[ev.Event]:
         data = frame.data.strip()

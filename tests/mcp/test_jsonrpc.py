@@ -15,6 +15,7 @@ from llm_gateway.mcp.jsonrpc import (
     CallTracker,
     Direction,
     LineFramer,
+    LineState,
     McpCall,
     Oversized,
     Request,
@@ -205,7 +206,10 @@ def test_oversized_lines_are_paired_by_their_envelope_in_either_order():
 
 def test_framer_keeps_memory_bounded_and_reports_the_size():
     framer = LineFramer(max_line=100, keep=10)
-    out = framer.feed(b"a" * 50) + framer.feed(b"b" * 500) + framer.feed(b"c\nnext\n")
+    out = framer.feed(b"a" * 50) + framer.feed(b"b" * 500)
+    assert framer.state is LineState.OVERSIZED and repr(framer) == "LineFramer(OVERSIZED, 550 bytes)"
+    out += framer.feed(b"c\nnext\n")
     assert out == [Oversized(b"a" * 10, b"b" * 9 + b"c", 551), b"next"]
+    assert framer.state is LineState.BUFFERING and repr(framer) == "LineFramer(BUFFERING, 0 bytes buffered)"
     assert parse(Oversized(b"garbage", b"garbage", 9)) == []
     assert parse(Oversized(b'{"jsonrpc":"2.0","id":"a\\"b","result":', b"}", 9)) == [Response('a"b', partial=True)]

@@ -1,6 +1,7 @@
 """What every adapter owes, whatever its protocol. For every exchange of its fixture directory: one record however
-the response body is cut (the recorded chunks, whole, byte by byte, anywhere), nothing raised by a body cut short,
-no content built when capture is off. For any bytes at all, under any content type: nothing raised. What the
+the response body is cut (the recorded chunks, whole, byte by byte, anywhere), the same events from its parser
+with the body cut in two at every offset and with trailing bytes, nothing raised by a body cut short, no content
+built when capture is off. For any bytes at all, under any content type: nothing raised. What the
 records say is checked per protocol, in the test_<protocol>.py files."""
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from llm_gateway.protocols import anthropic, bedrock, gemini, kiro, ollama, openai_chat, openai_responses
-from llm_gateway.protocols.base import Adapter, HttpResponseHead
+from llm_gateway.protocols.base import Adapter, HttpResponseHead, ResponseParser
+from llm_gateway.protocols.errors import ErrorBodyParser
 from llm_gateway.protocols.exchange import ChatRecord, ChatRequest, ExchangeBuilder
 from llm_gateway.recordings import Exchange, fixtures
 from tests.support import FIXTURES
 from tests.support.exchanges import decoded_body, exchanges_of
 from tests.support.records import assert_same_record_for_any_chunking, http_request, one_by_one, run_exchange, splits
+from tests.support.split_anywhere import EVERY_OFFSET_UP_TO, assert_split_anywhere
 
 CUTS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 #: a content type of each body framing the adapters read, and none
@@ -72,6 +75,31 @@ def test_body_cut_anywhere_gives_the_same_record(adapter: Adapter, exchange: Exc
     body = exchange.response.body
     cuts = data.draw(st.lists(st.integers(0, len(body)), max_size=30))
     assert_same_record_for_any_chunking(adapter, exchange, splits(body, cuts))
+
+
+def _parser_factory(adapter: Adapter, exchange: Exchange) -> Callable[[], ResponseParser]:
+    """Fresh parsers for the exchange's response body, chosen as `ExchangeRun` chooses them."""
+    response = exchange.response
+    if not 200 <= response.status < 300:
+        return lambda: ErrorBodyParser(response.status)
+    try:
+        request = adapter.parse_request(http_request(exchange), False)
+    except ValueError:
+        request = ChatRequest()
+    head = HttpResponseHead(response.status, CIMultiDict(response.headers))
+    return lambda: adapter.response_parser(request, head)
+
+
+@pytest.mark.parametrize(("adapter", "exchange"), EXCHANGES)
+def test_body_cut_in_two_anywhere_and_with_trailing_bytes_gives_the_same_events(adapter: Adapter,
+                                                                                 exchange: Exchange) -> None:
+    """A body up to `EVERY_OFFSET_UP_TO` bytes is cut at every offset. A larger one, to keep this test a few
+    seconds long, at every offset near an event boundary (for an even spread of its events, the last bytes of
+    one frame and the first of the next) plus a stride over the rest; the byte-by-byte and random-cut tests
+    above cover every offset of those bodies at record level."""
+    body = decoded_body(exchange)
+    offsets = assert_split_anywhere(_parser_factory(adapter, exchange), body)
+    assert len(offsets) == len(body) + 1 or len(body) > EVERY_OFFSET_UP_TO
 
 
 @pytest.mark.parametrize(("adapter", "exchange"), EXCHANGES)
