@@ -14,6 +14,7 @@ from aiohttp import web
 from llm_gateway.proxy.ca import CertificateAuthority
 from llm_gateway.proxy.forward import ForwardProxy
 from llm_gateway.proxy.listener import ProxyServer, ViaHandler
+from llm_gateway.recordings.replay import listen
 from tests.support.servers import LOOPBACK
 
 
@@ -22,11 +23,8 @@ async def running_listener(handler: ViaHandler, proxy: ForwardProxy) -> AsyncIte
     """A ProxyServer on loopback; yields its URL."""
     server = ProxyServer(handler, proxy=proxy, handler_cancellation=True, access_log=None)
     runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, LOOPBACK, 0)
-    await site.start()
     try:
-        yield f"http://{LOOPBACK}:{site._server.sockets[0].getsockname()[1]}"
+        yield f"http://{LOOPBACK}:{await listen(runner, LOOPBACK, 0)}"
     finally:
         await runner.cleanup()
 
