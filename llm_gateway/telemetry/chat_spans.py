@@ -30,6 +30,8 @@ from llm_gateway.telemetry.chat_attributes import (
 )
 from llm_gateway.telemetry.chat_metrics import ChatMetrics
 from llm_gateway.telemetry.content import content_capture
+from llm_gateway.telemetry.cost import call_cost
+from llm_gateway.telemetry.prices import usable_price_table
 from llm_gateway.telemetry.session_spans import SessionSpans
 from llm_gateway.telemetry.setup import Telemetry
 from llm_gateway.telemetry.upstream_spans import http_span_mode, record_upstream_span
@@ -59,6 +61,7 @@ class ChatSpans:
         self._metrics = ChatMetrics(telemetry.meter)
         self._http_spans = http_span_mode(env)
         self._sessions = sessions
+        self._prices = usable_price_table(env)
 
     def __repr__(self) -> str:
         return f"ChatSpans(capture={self._capture})"
@@ -143,6 +146,9 @@ class ChatSpans:
             error_type = flow.error or record.error_type
             error_message = flow.error_message if flow.error else record.error_message
             attributes = response_attributes(record, flow.started_ns, error_type, error_message)
+            provider = call.adapter.provider_name(call.http_request)
+            cost = call_cost(self._prices, provider, record, flow.started_ns, flow.route.base_url)
+            attributes.update(cost.attributes())
             if self._capture:
                 attributes.update(content_response_attributes(record))
             span.set_attributes(attributes)

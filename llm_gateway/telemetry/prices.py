@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 ENV_PRICES = "LLM_GATEWAY_PRICES"
+
+log = logging.getLogger("llm_gateway.telemetry")
 
 
 class PriceFileError(ValueError):
@@ -56,6 +59,15 @@ def price_table(env: Mapping[str, str]) -> PriceTable:
     """The bundled table, with `LLM_GATEWAY_PRICES` merged in when it is set (raises PriceFileError)."""
     path = env.get(ENV_PRICES, "").strip()
     return _table_with(path) if path else bundled_table()
+
+
+def usable_price_table(env: Mapping[str, str]) -> PriceTable:
+    """`price_table`, or the bundled table with a warning where a bad file was not refused at startup (the demo)."""
+    try:
+        return price_table(env)
+    except PriceFileError as exc:
+        log.warning("llm-gateway: %s; costs come from the bundled table", exc)
+        return bundled_table()
 
 
 def check_price_file(env: Mapping[str, str]) -> None:
