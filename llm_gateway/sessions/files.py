@@ -43,7 +43,8 @@ _TOOLS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "edit": ("edit", ("filePath", "file_path", "path"), ()),
     "list": ("list", ("path",), ()),
     "grep": ("search", ("path",), ()),
-    # Kiro / Amazon Q (fs_write's own `path`; fs_read and Kiro 2.x `read` use `operations[].path`)
+    # Kiro / Amazon Q (fs_write's own `path`; fs_read and Kiro 2.x `read` use `operations`, read below; Kiro
+    # 2.x `write` is the opencode entry's `path` with a `command`)
     "fs_read": ("read", ("path",), ()),
     "fs_write": ("write", ("path",), ()),
     # MCP filesystem server
@@ -58,6 +59,10 @@ _TOOLS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "get_file_info": ("read", ("path",), ()),
     "move_file": ("move", ("source", "destination"), ()),
 }
+#: Kiro `read` / `fs_read` operation modes that are not a read (Line and Image are)
+_MODE_OPERATIONS = {"Directory": "list", "Search": "search"}
+#: Kiro `write` / `fs_write` commands that change an existing file (`create` writes a whole one)
+_EDIT_COMMANDS = frozenset({"str_replace", "strReplace", "insert", "append"})
 _PATCH_FILE = re.compile(r"^\*\*\* (Add|Update|Delete) File: (.+)$", re.MULTILINE)
 _PATCH_OPERATION = {"Add": "write", "Update": "edit", "Delete": "delete"}
 
@@ -76,7 +81,9 @@ def file_facts(tool_name: str, arguments: str) -> FileFacts | None:
     args: Any = json_or_text(arguments)  # freeform input (Codex custom tools): apply_patch bodies are read below
     name = normalize_tool_name(tool_name)
     if name == "apply_patch":
-        text = args if isinstance(args, str) else str(args.get("input", args.get("patch", "")))
+        if isinstance(args, dict):
+            args = args.get("input", args.get("patch", ""))
+        text = args if isinstance(args, str) else ""
         found = _PATCH_FILE.findall(text)
         if not found:
             return None
@@ -90,16 +97,23 @@ def file_facts(tool_name: str, arguments: str) -> FileFacts | None:
     operation, single, lists = spec
     paths = [args[k] for k in single if isinstance(args.get(k), str)]
     for key in lists:
-        paths += [p for p in args.get(key) or () if isinstance(p, str)]
+        listed = args.get(key)
+        paths += [p for p in listed if isinstance(p, str)] if isinstance(listed, list) else []
     operations = args.get("operations")
-    if isinstance(operations, list):  # Kiro read / fs_read: [{"mode": "Line" | "Directory" | ..., "path"}]
+    if isinstance(operations, list):  # Kiro read / fs_read: [{"mode", "path"}, {"mode": "Image", "image_paths"}]
+        modes: set[str] = set()
         for op in operations:
-            if isinstance(op, dict) and isinstance(op.get("path"), str):
-                paths.append(op["path"])
-                if op.get("mode") == "Directory":
-                    operation = "list"
-                elif op.get("mode") == "Search":
-                    operation = "search"
-    if name == "fs_write" and args.get("command") in ("str_replace", "insert", "append"):
+            if not isinstance(op, dict):
+                continue
+            images = op.get("image_paths")
+            found = [p for p in (op.get("path"), *(images if isinstance(images, list) else ())) if isinstance(p, str)]
+            if found:
+                paths += found
+                mode = op.get("mode")
+                modes.add(_MODE_OPERATIONS.get(mode, operation) if isinstance(mode, str) else operation)
+        if len(modes) == 1:  # a batch of several kinds (files read, a directory listed) stays a read
+            operation = modes.pop()
+    command = args.get("command")
+    if name in ("fs_write", "write") and isinstance(command, str) and command in _EDIT_COMMANDS:
         operation = "edit"
     return FileFacts(operation, tuple(dict.fromkeys(paths))) if paths else None

@@ -1,0 +1,86 @@
+"""The terminal tree of a finished session: a session the tracker built (plain values in), rendered line by line."""
+
+from __future__ import annotations
+
+from llm_gateway.protocols.exchange import ChatRecord, ChatRequest, ToolCall, ToolResult
+from llm_gateway.sessions import tracker as tr
+from llm_gateway.sessions.identity import Identity
+from llm_gateway.sessions.tree import render
+
+S = 1_000_000_000
+MS = 1_000_000
+
+
+def _identity(agent: str = "main", parent: str | None = None, *, aux: bool = False, explicit: bool = True,
+              key: str = "conv-1") -> Identity:
+    return Identity(key, "test", explicit, agent, parent, "Claude Code", aux)
+
+
+def _record(*calls: ToolCall, status: int = 200, **fields: object) -> ChatRecord:
+    return ChatRecord(request=ChatRequest(), status=status, tool_calls=list(calls), **fields)
+
+
+def _finished(tracker: tr.SessionTracker) -> tr.SessionState:
+    (session,) = [e.session for e in tracker.close_all() if isinstance(e, tr.SessionFinished)]
+    return session
+
+
+def test_session_with_tools_subagent_and_side_call() -> None:
+    t = tr.SessionTracker(idle_ns=300 * S)
+    read = ToolCall("c1", "Read", '{"file_path": "/src/app.py"}')
+    task = ToolCall("c2", "Task", '{"prompt": "find the tests"}')
+    t.call_started(1, _identity(), ChatRequest(model="claude-sonnet-4", tool_names=["Read", "Task"]), "anthropic", 0)
+    t.call_finished(1, _record(read, task, input_tokens=1200, output_tokens=40, cache_read=1000,
+                               finish_reasons=["tool_use"]), 2100 * MS)
+    t.call_started(2, _identity("sub", "main"), ChatRequest(model="claude-haiku", tool_names=["Grep"]), "anthropic",
+                   2200 * MS)
+    t.call_finished(2, _record(output_tokens=7, finish_reasons=["end_turn"]), 2600 * MS)
+    t.call_started(3, _identity(aux=True), ChatRequest(model="claude-haiku"), "anthropic", 2700 * MS)
+    t.call_finished(3, _record(status=529, error_type="overloaded_error"), 2750 * MS)
+    results = [ToolResult("c1"), ToolResult("c2", is_error=True)]
+    t.call_started(4, _identity(), ChatRequest(model="claude-sonnet-4", tool_names=["Read"], tool_results=results),
+                   "anthropic", 3 * S)
+    t.call_finished(4, _record(input_tokens=1300, output_tokens=60, finish_reasons=["end_turn"]), 5500 * MS)
+
+    assert render(_finished(t)).splitlines() == [
+        "[session] Claude Code session (5.5s)  conversation=conv-1  calls=4  tokens in=2500 out=107",
+        "  [invoke_agent] Claude Code (5.5s)  claude-sonnet-4, claude-haiku  tokens in=2500 out=100",
+        "    [chat] claude-sonnet-4 (2.1s)  tokens in=1200 out=40  cache_read=1000  finish=tool_use",
+        "    [execute_tool] Read (900ms)  ok  read /src/app.py",
+        "    [execute_tool] Task (900ms)  error",
+        "    [invoke_agent] Claude Code (400ms)  claude-haiku  tokens in=? out=7",
+        "      [chat] claude-haiku (400ms)  tokens in=? out=7  finish=end_turn",
+        "    [chat] claude-haiku (50ms)  ERROR overloaded_error  (auxiliary)",
+        "    [chat] claude-sonnet-4 (2.5s)  tokens in=1300 out=60  finish=end_turn",
+    ]
+
+
+def test_fingerprinted_session_without_usage_and_a_tool_left_without_result() -> None:
+    t = tr.SessionTracker(idle_ns=300 * S)
+    t.call_started(1, _identity(explicit=False, key="fp-9"), ChatRequest(model="auto", tool_names=["read"]),
+                   "aws.kiro", 0)
+    operations = '{"operations": [{"mode": "Directory", "path": "/home/user/project"}]}'
+    t.call_finished(1, _record(ToolCall("t1", "read", operations)), 1500 * MS)
+
+    assert render(_finished(t)).splitlines() == [
+        "[session] Claude Code session (1.5s)  fingerprint=fp-9  calls=1  tokens not reported",
+        "  [invoke_agent] Claude Code (1.5s)  auto  tokens not reported",
+        "    [chat] auto (1.5s)",
+        "    [execute_tool] read (0ms)  no_result  list /home/user/project",
+    ]
+
+
+def test_lines_keep_start_order_with_a_tool_run_before_a_subagent_started_with_it() -> None:
+    t = tr.SessionTracker(idle_ns=300 * S)
+    t.call_started(1, _identity(), ChatRequest(model="m", tool_names=["Task"]), "p", 0)
+    t.call_finished(1, _record(ToolCall("a", "Task", "{}")), S)
+    t.call_started(2, _identity("sub", "main"), ChatRequest(model="m"), "p", S)  # same instant as the tool run
+    t.call_finished(2, _record(), 2 * S)
+    t.call_started(3, _identity(), ChatRequest(model="m", tool_results=[ToolResult("a")]), "p", 2 * S)
+    t.call_finished(3, _record(), 2 * S + 5 * MS)
+
+    lines = render(_finished(t)).splitlines()
+    assert [line.strip().split(" (")[0] for line in lines[2:]] == [
+        "[chat] m", "[execute_tool] Task", "[invoke_agent] Claude Code", "[chat] m", "[chat] m",
+    ]
+    assert lines[-1] == "    [chat] m (5ms)"
