@@ -193,13 +193,13 @@ class _ChatStream:
     """Stream state: the tool calls begun, the choices seen and finished, and whether `[DONE]` or an error came.
     A chunk after `[DONE]` is still read, and logged at debug."""
 
-    __slots__ = ("_choices", "_finished", "_identity", "_tools", "state")
+    __slots__ = ("_choices", "_finished_choices", "_identity", "_tools", "state")
 
     def __init__(self) -> None:
         self._identity = Identity()
         self._tools: set[tuple[int, int | str]] = set()
         self._choices: set[int] = set()
-        self._finished: set[int] = set()  # choices that reported a finish reason
+        self._finished_choices: set[int] = set()  # choices that reported a finish reason
         self.state = _Phase.STREAMING
 
     def __repr__(self) -> str:
@@ -217,7 +217,7 @@ class _ChatStream:
         doc = json_object(data)
         out = _chunk_events(doc, self._identity, "delta", self._call)
         self._choices.update(_index(choice, n) for n, choice in enumerate(items(doc.get("choices"))))
-        self._finished.update(e.choice for e in out if isinstance(e, ev.Finish))
+        self._finished_choices.update(e.choice for e in out if isinstance(e, ev.Finish))
         if self.state is _Phase.STREAMING and any(isinstance(e, ev.ProviderError) for e in out):
             self.state = _Phase.FAILED
         return out
@@ -234,6 +234,6 @@ class _ChatStream:
     def end(self) -> list[ev.Event]:
         if self.state is not _Phase.STREAMING:
             return []
-        if self._choices and self._choices <= self._finished:
+        if self._choices and self._choices <= self._finished_choices:
             return []  # every choice finished: a server that omits [DONE], not a cut stream
         return [ev.Truncated("the stream ended before data: [DONE]")]

@@ -238,7 +238,7 @@ class _ResponsesStream:
             case "response.function_call_arguments.delta" | "response.custom_tool_call_input.delta":
                 return self._delta(doc)
             case "response.output_item.done":
-                return self._done(doc)
+                return self._item_done(doc)
             case "error":
                 if self.state is _Phase.STREAMING:
                     self.state = _Phase.FAILED  # the provider said why it stops: not a cut stream
@@ -262,7 +262,7 @@ class _ResponsesStream:
         self._args[key] += len(fragment)
         return [ev.ToolCallDelta(key, fragment)]
 
-    def _done(self, doc: dict[str, Any]) -> list[ev.Event]:
+    def _item_done(self, doc: dict[str, Any]) -> list[ev.Event]:
         item = obj(doc.get("item"))
         start = _call_start(_key(doc, item), item)
         if start is None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from llm_gateway.protocols.framing import FramingError, sse
 from llm_gateway.protocols.framing.sse import SSEDecoder, SSEEvent
 from tests.support.records import splits
-from tests.support.split_anywhere import assert_split_anywhere
+from tests.support.split_anywhere import assert_raises_wherever_cut, assert_split_anywhere
 
 
 def decode(*chunks: bytes, limit: int | None = None) -> list[SSEEvent]:
@@ -106,9 +106,7 @@ def test_line_and_event_at_the_limit_are_read() -> None:
     b": a comment over the limit\n\ndata: x\n\n",  # not data, still a line to hold
 ], ids=["line", "event", "comment"])
 def test_oversize_raises_framing_error_whatever_the_chunking(body: bytes) -> None:
-    for i in range(len(body) + 1):
-        with pytest.raises(FramingError, match=r"(longer|larger) than 16 bytes"):
-            decode(body[:i], body[i:], limit=16)
+    assert_raises_wherever_cut(lambda: SSEDecoder(16), body, FramingError, r"(longer|larger) than 16 bytes")
 
 
 def test_oversize_line_raises_before_its_end_arrives() -> None:

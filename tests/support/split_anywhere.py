@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import pytest
+
 #: bytes that no framing reads as a whole frame: an SSE line with no field, a JSON scalar that is not JSON, a
 #: line that is not JSON, an event-stream prelude whose checksum fails
 TRAILING = b"\r\n\r\ntrailing bytes\r\n\r\n"
@@ -77,3 +79,13 @@ def assert_split_anywhere(make: Callable[[], Decoder], body: bytes, *, offsets: 
         assert got[: len(fed)] == fed, f"cut at {i}, then trailing bytes: the body's events changed"
         decoder.close()
     return offsets
+
+
+def assert_raises_wherever_cut(make: Callable[[], Decoder], body: bytes, error: type[Exception], match: str) -> None:
+    """Cut in two at every offset, `body` makes the decoder raise `error` (before or at `close`)."""
+    for i in range(len(body) + 1):
+        decoder = make()
+        with pytest.raises(error, match=match):
+            decoder.feed(body[:i])
+            decoder.feed(body[i:])
+            decoder.close()
