@@ -94,7 +94,7 @@ def call_cost(table: PriceTable, provider: str, record: ChatRecord, started_ns: 
     found = _provider(table, provider, upstream_url)
     if found is None:
         return CallCost(unpriced_reason=Unpriced.UNKNOWN_PROVIDER)
-    model = next((m for ref in models if (m := found.find_model(ref, all_providers=table.snapshot.providers))), None)
+    model = _model(table, found, models)
     if model is None:
         return CallCost(unpriced_reason=Unpriced.UNKNOWN_MODEL)
     from genai_prices import Usage
@@ -124,6 +124,16 @@ def _provider(table: PriceTable, provider: str, upstream_url: str | None) -> Any
         except LookupError:
             return None
     return found
+
+
+def _model(table: PriceTable, provider: Any, refs: list[str]) -> Any:
+    """The first of `refs` the provider prices (its fallback providers' models included); found ones are cached."""
+    for ref in refs:
+        try:
+            return table.snapshot.find_provider_model(ref, provider, None, None)[1]
+        except LookupError:
+            continue
+    return None
 
 
 @dataclass(slots=True)
