@@ -18,7 +18,7 @@ import aiohttp
 import httpx2
 import orjson
 import pytest
-from aiohttp import WSMsgType
+from aiohttp import WSMsgType, web
 
 from llm_gateway.proxy.trust import ensure_ca
 from tests.proxy.conftest import ProxiedGateway
@@ -153,3 +153,26 @@ async def test_serve_verifies_the_original_host_against_ssl_cert_file(servers: A
         process.terminate()
         await process.wait()
 
+
+
+async def test_stop_lets_a_stream_in_an_intercepted_connection_finish(
+        servers: AsyncExitStack, proxied_gateway: ProxiedGateway) -> None:
+    async def slow_stream(request: web.BaseRequest) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for i in range(5):
+            await response.write(f"data: {i}\n\n".encode())
+            await asyncio.sleep(0.1)
+        await response.write_eof()
+        return response
+
+    url = await servers.enter_async_context(running_upstream(slow_stream))
+    async with proxied_gateway(url) as proxied, httpx2.AsyncClient(
+            proxy=proxied.url, verify=trusting(proxied), trust_env=False) as client, client.stream(
+            "POST", "https://api.anthropic.com/v1/messages", content=b"{}") as response:
+        raw = response.aiter_raw()
+        chunks = [await anext(raw)]
+        stopping = asyncio.create_task(proxied.gateway.stop())
+        chunks += [chunk async for chunk in raw]
+        await stopping
+    assert b"".join(chunks) == b"".join(f"data: {i}\n\n".encode() for i in range(5))
