@@ -109,12 +109,15 @@ class ProxyServer(web.Server):
             if upstream.transport is not None:
                 upstream.transport.close()
             return
-        join(client, upstream)
-        self._tunnels.update((client, upstream))
         transport.set_protocol(client)
         client.connection_made(transport)
         transport.write(ESTABLISHED)
-        if early and upstream.transport is not None:
+        join(client, upstream)  # passes on what the host sent already (a host that speaks first)
+        if upstream.transport is None:  # and has hung up already
+            transport.close()
+            return
+        self._tunnels.update((client, upstream))
+        if early:
             upstream.transport.write(early)
         transport.resume_reading()
 

@@ -12,13 +12,14 @@ from collections.abc import Callable
 
 
 class TunnelSide(asyncio.Protocol):
-    __slots__ = ("_on_close", "eof", "peer", "transport")
+    __slots__ = ("_on_close", "_unsent", "eof", "peer", "transport")
 
     def __init__(self, on_close: Callable[[TunnelSide], None] | None = None) -> None:
         self.transport: asyncio.Transport | None = None
         self.peer: TunnelSide | None = None
         self.eof = False
         self._on_close = on_close
+        self._unsent: list[bytes] = []  # received before the other side was there (a host that speaks first)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -27,6 +28,8 @@ class TunnelSide(asyncio.Protocol):
         peer = self.peer
         if peer is not None and peer.transport is not None:
             peer.transport.write(data)
+        elif peer is None:
+            self._unsent.append(data)
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -63,4 +66,9 @@ class TunnelSide(asyncio.Protocol):
 
 
 def join(client: TunnelSide, upstream: TunnelSide) -> None:
+    """Connect the two sides; what either received before is passed on now."""
     client.peer, upstream.peer = upstream, client
+    for side in (client, upstream):
+        unsent, side._unsent = side._unsent, []
+        for data in unsent:
+            side.data_received(data)

@@ -179,3 +179,23 @@ async def test_stop_ends_open_tunnels(tmp_path: Path) -> None:
     assert await asyncio.wait_for(reader.read(), 5) == b""  # cut at stop, not left open
     writer.close()
     server.close()
+
+
+async def test_tunnel_to_a_host_that_speaks_first_loses_nothing(tmp_path: Path, stack: AsyncExitStack) -> None:
+    async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 hello first\r\n")  # before the client sends anything, like SMTP or SSH
+        await writer.drain()
+        writer.write((await reader.readline()).upper())
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(greet, LOOPBACK, 0)
+    stack.push_async_callback(server.wait_closed)
+    stack.callback(server.close)
+    url = await stack.enter_async_context(running_listener(describe_request, forward_proxy(tmp_path)))
+    reader, writer, head = await open_tunnel(url, f"{LOOPBACK}:{server.sockets[0].getsockname()[1]}")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert await asyncio.wait_for(reader.readline(), 5) == b"220 hello first\r\n"
+    writer.write(b"ehlo\n")
+    assert await asyncio.wait_for(reader.read(), 5) == b"EHLO\n"
+    writer.close()
