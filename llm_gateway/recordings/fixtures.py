@@ -15,18 +15,28 @@ A fixture file is JSON (`format: "llm-gateway/fixture@1"`):
 Bodies are text when they are valid UTF-8 and base64 otherwise, so each byte comes back exactly. `at` is the
 chunk's offset in seconds from the response head. Header lists keep order and repeated fields. Credentials
 are replaced by `REDACTED` when a fixture is written (see `SECRET_HEADERS`).
+
+A file is written whole to a temporary name and then renamed over the old one, so a crash never leaves half a
+file behind. A file cut short anyway (written by something else, or copied while being written) loads up to its
+last complete exchange, with a warning that says how many were kept.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import logging
+import os
 import re
+import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+log = logging.getLogger("llm_gateway.recordings")
 
 FORMAT = "llm-gateway/fixture@1"
 
@@ -134,10 +144,19 @@ def to_json(fixture: Fixture) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
 
 
-def from_json(data: bytes, name: str = "") -> Fixture:
-    doc = orjson.loads(data)
+def from_json(data: bytes, name: str = "", label: str = "") -> Fixture:
+    """`name`: the fixture's; `label`: what messages call it (its path), by default its name."""
+    label = label or name or "fixture"
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        doc = _complete_part(data)
+        if doc.get("format") != FORMAT or not doc.get("exchanges"):
+            raise ValueError(f"{label}: not an {FORMAT} document with a complete exchange ({exc})") from None
+        log.warning("llm-gateway: %s is cut short (%d bytes, %s); loaded its first %d complete exchange(s)",
+                    label, len(data), exc, len(doc["exchanges"]))
     if doc.get("format") != FORMAT:
-        raise ValueError(f"{name or 'fixture'}: not an {FORMAT} document (format={doc.get('format')!r})")
+        raise ValueError(f"{label}: not an {FORMAT} document (format={doc.get('format')!r})")
     exchanges = []
     for ex in doc["exchanges"]:
         req, resp = ex["request"], ex["response"]
@@ -156,15 +175,67 @@ def from_json(data: bytes, name: str = "") -> Fixture:
     return Fixture(exchanges, doc.get("description", ""), doc.get("source", {}), name)
 
 
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _complete_part(data: bytes) -> dict[str, Any]:
+    """The members of a fixture document cut short, as far as they are complete, with `exchanges` holding the
+    exchanges that are whole. Each member and each exchange is an object or a string, which JSON cannot end
+    early, so a cut one fails to decode instead of coming back shorter."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:  # cut inside a character, or damaged there: keep what comes before
+        text = data[: exc.start].decode("utf-8")
+    decode = json.JSONDecoder().raw_decode
+    doc: dict[str, Any] = {}
+    pos = _SPACE.match(text).end()
+    if not text.startswith("{", pos):
+        return doc
+    try:
+        while True:
+            key, pos = decode(text, _SPACE.match(text, pos + 1).end())
+            pos = _SPACE.match(text, pos).end()
+            if not isinstance(key, str) or not text.startswith(":", pos):
+                break
+            pos = _SPACE.match(text, pos + 1).end()
+            if key == "exchanges" and text.startswith("[", pos):
+                doc[key] = exchanges = []
+                pos = _SPACE.match(text, pos + 1).end()
+                while not text.startswith("]", pos):
+                    exchange, pos = decode(text, pos)
+                    exchanges.append(exchange)
+                    pos = _SPACE.match(text, pos).end()
+                    if text.startswith(",", pos):
+                        pos = _SPACE.match(text, pos + 1).end()
+                pos += 1
+            else:
+                doc[key], pos = decode(text, pos)
+            pos = _SPACE.match(text, pos).end()
+            if not text.startswith(",", pos):
+                break
+    except ValueError:  # the cut
+        pass
+    return doc
+
+
 def load(path: str | Path) -> Fixture:
     path = Path(path)
-    return from_json(path.read_bytes(), path.stem)
+    return from_json(path.read_bytes(), path.stem, str(path))
 
 
 def save(fixture: Fixture, path: str | Path) -> None:
+    """Write `fixture` to `path` in one step: a crash leaves the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(to_json(fixture))
+    part = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")  # not *.json: no reader takes it
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(to_json(fixture))
+        os.replace(part, path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
 
 
 def fixture_files(root: str | Path) -> Iterator[Path]:

@@ -1,17 +1,24 @@
 """`serve --record DIR`: writes every relayed exchange into a fixture file per session (see `fixtures`).
 
 Credentials are scrubbed by the fixture writer; bodies are kept byte-exact, binary event streams included.
-The file is rewritten after each exchange, so a session on disk is always complete up to its last exchange.
+The file is rewritten after each exchange (whole, then renamed over the old one), so a session on disk is always
+complete up to its last exchange, even after a crash.
+
+A directory that cannot be written at startup stops the gateway there (`ConfigError`). One that fails later (the
+disk full, remounted read-only, removed) ends the recording: one error line says where and why, and the relay
+goes on without recording.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import tempfile
 from pathlib import Path
 
 from multidict import CIMultiDict
 
+from llm_gateway.config import ENV_RECORD_DIR, ConfigError
 from llm_gateway.flow import Flow, model_call
 from llm_gateway.protocols.run import ExchangeRun
 from llm_gateway.recordings.fixtures import Chunk, Exchange, Fixture, RecordedRequest, RecordedResponse, save
@@ -25,13 +32,23 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 class Recorder:
     def __init__(self, directory: str | Path) -> None:
         self._dir = Path(directory)
-        self._dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self._dir):  # a file can be made there
+                pass
+        except OSError as exc:
+            raise ConfigError(f"cannot record to {self._dir}: {exc.strerror or exc}; choose a writable directory "
+                              f"with --record or {ENV_RECORD_DIR}") from None
         self._sessions: dict[str, Fixture] = {}
+        self.stopped: OSError | None = None  # why recording ended, once it has
 
     def __repr__(self) -> str:
-        return f"Recorder({str(self._dir)!r}, sessions={len(self._sessions)})"
+        state = f"stopped={self.stopped.strerror!r}" if self.stopped else f"sessions={len(self._sessions)}"
+        return f"Recorder({str(self._dir)!r}, {state})"
 
     def request(self, flow: Flow) -> None:
+        if self.stopped is not None:
+            return
         if flow.chunks is None:
             flow.chunks = []
         flow.keep_chunks = True
@@ -54,6 +71,8 @@ class Recorder:
         return f"{flow.route.protocol.name}-{who.session_key}"
 
     def _write(self, flow: Flow) -> None:
+        if self.stopped is not None:
+            return
         try:
             name = _UNSAFE.sub("_", self._session_name(flow))[:120]
             start = flow.response_started_ns or flow.started_ns
@@ -71,5 +90,15 @@ class Recorder:
             )
             fixture.exchanges.append(exchange)
             save(fixture, self._dir / f"{name}.json")
+        except OSError as exc:
+            self._stop(exc)
         except Exception:
             log.warning("could not record %s %s", flow.method, flow.raw_path, exc_info=True)
+
+    def _stop(self, exc: OSError) -> None:
+        """The first failed write ends the recording: retrying each exchange would repeat the error on every
+        request, and the sessions held for rewriting would grow without ever reaching the disk."""
+        self.stopped = exc
+        self._sessions.clear()
+        log.error("llm-gateway: recording to %s stopped: %s; requests are still relayed, not recorded",
+                  self._dir, exc.strerror or exc)
