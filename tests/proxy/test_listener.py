@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from tests.proxy.helpers import TlsOrigin, open_tunnel, running_listener
 from tests.support.servers import LOOPBACK, closed_port_url, raw_http
 
 ALL_BYTES = bytes(range(256)) * 64
+TcpHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 async def describe_request(request: web.BaseRequest, via: ProxiedHost | None = None) -> web.StreamResponse:
@@ -75,6 +76,16 @@ async def test_tunnel_to_unlisted_host_shows_its_own_certificate_and_bytes_arriv
     assert not (tmp_path / "gateway-ca").exists()
 
 
+async def tunnel_to_tcp_server(stack: AsyncExitStack, tmp_path: Path, serve: TcpHandler,
+                               ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """A plain TCP server running `serve`, and a tunnel to it through a listener: (reader, writer, answer head)."""
+    server = await asyncio.start_server(serve, LOOPBACK, 0)
+    stack.push_async_callback(server.wait_closed)
+    stack.callback(server.close)
+    url = await stack.enter_async_context(running_listener(describe_request, forward_proxy(tmp_path)))
+    return await open_tunnel(url, f"{LOOPBACK}:{server.sockets[0].getsockname()[1]}")
+
+
 async def test_tunnel_carries_any_bytes_both_ways_with_half_close(stack: AsyncExitStack, tmp_path: Path) -> None:
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         data = await reader.read()  # until the client's EOF
@@ -82,11 +93,7 @@ async def test_tunnel_carries_any_bytes_both_ways_with_half_close(stack: AsyncEx
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(echo, LOOPBACK, 0)
-    stack.push_async_callback(server.wait_closed)
-    stack.callback(server.close)
-    url = await stack.enter_async_context(running_listener(describe_request, forward_proxy(tmp_path)))
-    reader, writer, head = await open_tunnel(url, f"{LOOPBACK}:{server.sockets[0].getsockname()[1]}")
+    reader, writer, head = await tunnel_to_tcp_server(stack, tmp_path, echo)
     assert head == b"HTTP/1.1 200 Connection Established\r\n\r\n"
     payload = ALL_BYTES * 64  # 1 MiB: more than any socket buffer, so back-pressure is exercised
     writer.write(payload)
@@ -189,11 +196,7 @@ async def test_tunnel_to_a_host_that_speaks_first_loses_nothing(tmp_path: Path, 
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(greet, LOOPBACK, 0)
-    stack.push_async_callback(server.wait_closed)
-    stack.callback(server.close)
-    url = await stack.enter_async_context(running_listener(describe_request, forward_proxy(tmp_path)))
-    reader, writer, head = await open_tunnel(url, f"{LOOPBACK}:{server.sockets[0].getsockname()[1]}")
+    reader, writer, head = await tunnel_to_tcp_server(stack, tmp_path, greet)
     assert head.startswith(b"HTTP/1.1 200")
     assert await asyncio.wait_for(reader.readline(), 5) == b"220 hello first\r\n"
     writer.write(b"ehlo\n")
