@@ -22,7 +22,7 @@ TRAILING = b"\r\n\r\ntrailing bytes\r\n\r\n"
 #: a body up to this size is cut at every offset; a larger one at up to `WORK // len(body)` offsets, so that
 #: checking one body parses at most about `WORK` bytes
 EVERY_OFFSET_UP_TO = 1024
-WORK = 1_000_000
+WORK = 500_000
 #: around each place where an event completes, the offsets cut at: the last bytes of its frame (a CR, an LF, a
 #: CRC) and the first of the next (an SSE field name, a 12-byte event-stream prelude)
 NEAR_EVENT = range(-4, 13)
