@@ -8,46 +8,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from llm_gateway.protocols import events as ev
 from llm_gateway.protocols._json import integer, items, obj, text
 from llm_gateway.protocols._response import reported
+from llm_gateway.protocols.vendors import vendor_for_host
 
 # ---------------------------------------------------------------------------------------------------------
 # Provider name
 
-#: (host suffix, gen_ai.provider.name); a host matches its suffix exactly or as a subdomain
-_HOST_PROVIDERS = (
-    ("openai.azure.com", "azure.ai.openai"),
-    ("cognitiveservices.azure.com", "azure.ai.openai"),
-    ("openai.com", "openai"),
-    ("openrouter.ai", "openrouter"),
-    ("groq.com", "groq"),
-    ("deepseek.com", "deepseek"),
-    ("mistral.ai", "mistral_ai"),
-    ("x.ai", "x_ai"),
-)
-_OLLAMA_PORT = 11434
-
 
 def provider_for_url(url: str) -> str:
-    """`gen_ai.provider.name` for an OpenAI-style upstream: a known vendor by host, Ollama by port or name,
-    otherwise the host itself (an OpenAI-compatible server we have no name for)."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if not host:
-        return "openai"  # no upstream known: the protocol's own vendor is the best guess
-    for suffix, name in _HOST_PROVIDERS:
-        if host == suffix or host.endswith("." + suffix):
-            return name
-    try:
-        port = parts.port
-    except ValueError:  # a malformed port is no reason to fail a name
-        port = None
-    if port == _OLLAMA_PORT or "ollama" in host:
-        return "ollama"
-    return host
+    """`gen_ai.provider.name` for an OpenAI-protocol upstream: the well-known vendor its host tells, else `openai`
+    (a compatible server the conventions have no name for: OpenRouter, Ollama, vLLM ...; its host is in
+    `server.address`)."""
+    return vendor_for_host(url) or "openai"
 
 
 def output_type(format_type: Any) -> str | None:

@@ -32,6 +32,7 @@ from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponsePa
 from llm_gateway.protocols.exchange import ChatRequest
 from llm_gateway.protocols.framing import FramingError
 from llm_gateway.protocols.framing.sse import SSEEvent
+from llm_gateway.protocols.vendors import vendor_for_host
 
 __all__ = ["ADAPTER", "AnthropicStreamState", "message_events", "parse_messages_body"]
 
@@ -271,7 +272,8 @@ class _Adapter:
         return _StreamParser() if is_streamed(request, head) else _MessageParser()
 
     def provider_name(self, request: HttpRequest) -> str:
-        return "anthropic"
+        # A vendor answering the Anthropic protocol at its own host (DeepSeek's /anthropic) is that vendor.
+        return vendor_for_host(request.upstream_url) or "anthropic"
 
 
 ADAPTER = _Adapter()

@@ -7,9 +7,10 @@ includes reasoning. genai-prices' `Usage` means the same (`cache_read_tokens`, `
 price the model has), so the counts go over as they are. Long-context tiers are chosen by the total input.
 
 A call is priced with the provider that served it (the gateway's `gen_ai.provider.name`, mapped to genai-prices'
-id; an unnamed OpenAI-compatible host by a provider of that id from the price file, else by its URL as genai-prices
-knows provider URLs), the response model (what answered, often a dated snapshot) or else the requested one, and the
-prices in force when the request arrived. Otherwise it is unpriced, and says why: never a cost of 0.
+id; an OpenAI-compatible server the conventions have no name for, named `openai`, by a provider with its host as id
+from the price file, else by its URL as genai-prices knows provider URLs), the response model (what answered, often
+a dated snapshot) or else the requested one, and the prices in force when the request arrived. Otherwise it is
+unpriced, and says why: never a cost of 0.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from llm_gateway.protocols.exchange import ChatRecord
 from llm_gateway.telemetry.prices import PriceTable
@@ -39,11 +41,13 @@ _PROVIDER_IDS = {
     "gcp.gemini": "google",
     "gcp.vertex_ai": "google",
     "gcp.gen_ai": "google",
-    "openrouter": "openrouter",
     "groq": "groq",
     "deepseek": "deepseek",
     "mistral_ai": "mistral",
     "x_ai": "x-ai",
+    "perplexity": "perplexity",
+    "cohere": "cohere",
+    "azure.ai.inference": "azure",
 }
 #: billed in credits (`llm_gateway.kiro.credits`), not per token
 _CREDIT_PROVIDERS = frozenset({"aws.kiro", "aws.q"})
@@ -111,9 +115,13 @@ def call_cost(table: PriceTable, provider: str, record: ChatRecord, started_ns: 
 
 
 def _provider(table: PriceTable, provider: str, upstream_url: str | None) -> Any:
-    """genai-prices' provider: by the id the gateway's name maps to; a name the gateway has no id for (the host of an
-    OpenAI-compatible server) by that exact id (a price file may give one), else by the upstream's URL."""
+    """genai-prices' provider: by the id the gateway's name maps to; a name the gateway has no id for, or `openai` at a
+    host not OpenAI's (a compatible server: its host is the name here), by that exact id (a price file may give one),
+    else by the upstream's URL."""
     providers = table.snapshot.providers
+    host = (urlsplit(upstream_url).hostname or "").lower() if upstream_url else ""
+    if provider == "openai" and host and host != "openai.com" and not host.endswith(".openai.com"):
+        provider = host
     provider_id = _PROVIDER_IDS.get(provider)
     if provider_id is not None:
         return next((p for p in providers if p.id == provider_id), None)

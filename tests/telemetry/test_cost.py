@@ -169,12 +169,20 @@ def test_kiro_call_keeps_its_credits_and_gets_no_usd() -> None:
 
 
 def test_unnamed_host_is_priced_by_its_url_as_genai_prices_knows_it() -> None:
-    """An OpenAI-compatible server the gateway has no name for is named by its host."""
-    record = ChatRecord(ChatRequest(model="deepseek-chat"), input_tokens=1000, output_tokens=100)
-    cost = call_cost(bundled_table(), "api.deepseek.com", record, NOW_NS, "https://api.deepseek.com")
-    expected = calc_price(Usage(input_tokens=1000, output_tokens=100), "deepseek-chat", provider_id="deepseek",
+    """An OpenAI-compatible server the conventions have no name for is `openai` at its host (issue 14): OpenRouter
+    is priced as OpenRouter, not as OpenAI."""
+    record = ChatRecord(ChatRequest(model="openai/gpt-4o"), input_tokens=1000, output_tokens=100)
+    cost = call_cost(bundled_table(), "openai", record, NOW_NS, "https://openrouter.ai/api")
+    expected = calc_price(Usage(input_tokens=1000, output_tokens=100), "openai/gpt-4o", provider_id="openrouter",
                           genai_request_timestamp=_at(NOW_NS))
     assert cost.usd == float(expected.total_price)
+
+
+def test_openai_at_an_unknown_host_is_not_priced_as_openai() -> None:
+    record = ChatRecord(ChatRequest(model="gpt-4o"), input_tokens=1000, output_tokens=100)
+    cost = call_cost(bundled_table(), "openai", record, NOW_NS, "http://vllm.lan:8000/v1")
+    assert cost.unpriced_reason == Unpriced.UNKNOWN_PROVIDER
+    assert call_cost(bundled_table(), "openai", record, NOW_NS, "https://api.openai.com").usd
 
 
 # ------------------------------------------------------------------------------------------ the price file
@@ -221,7 +229,7 @@ def test_price_file_adds_a_provider_for_an_unnamed_host(tmp_path: Path) -> None:
     env = _price_file(tmp_path, {"id": "llm.corp.example", "name": "Corp proxy", "api_pattern": "https://llm\\.corp",
                                  "fallback_model_providers": ["openai"], "models": []})
     record = ChatRecord(ChatRequest(model="gpt-4o"), input_tokens=1000, output_tokens=100)
-    cost = call_cost(price_table(env), "llm.corp.example", record, NOW_NS)
+    cost = call_cost(price_table(env), "openai", record, NOW_NS, "https://llm.corp.example/v1")
     expected = calc_price(Usage(input_tokens=1000, output_tokens=100), "gpt-4o", provider_id="openai",
                           genai_request_timestamp=_at(NOW_NS))
     assert cost == CallCost(usd=float(expected.total_price), source=VERSION)

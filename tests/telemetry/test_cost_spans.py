@@ -27,7 +27,7 @@ from tests.support.otlp import OTLPReceiver, ReceivedSpan
 from tests.support.recorded_cost import genai_prices_cost, recorded_usage
 
 VERSION = f"genai-prices {genai_prices.__version__}"
-#: OpenAI's calls go to the replay server, so their provider is its host; this file gives that host OpenAI's prices
+#: OpenAI's calls go to the replay server: `openai` at a host not OpenAI's; this file gives that host OpenAI's prices
 REPLAY_HOST_PRICES = {"id": "127.0.0.1", "name": "replay upstream", "api_pattern": "http://127\\.0\\.0\\.1",
                       "fallback_model_providers": ["openai"], "models": []}
 CODEX = {"id": "gpt-5.6-codex", "match": {"starts_with": "gpt-5.6-codex"},
@@ -56,8 +56,8 @@ async def _chat_span(traced_gateway, receiver: OTLPReceiver, name: str, index: i
 # (fixture, exchange, protocol, genai-prices provider, gen_ai.provider.name, needs the replay host's prices)
 PRICED = [
     ("anthropic/composed-cache-usage", 0, "anthropic.messages", "anthropic", "anthropic", False),
-    ("openai_chat/composed-n2-streaming", 0, "openai.chat", "openai", "127.0.0.1", True),
-    ("openai_responses/tool-loop-streaming", 0, "openai.responses", "openai", "127.0.0.1", True),
+    ("openai_chat/composed-n2-streaming", 0, "openai.chat", "openai", "openai", True),
+    ("openai_responses/tool-loop-streaming", 0, "openai.responses", "openai", "openai", True),
     ("gemini/vertex-streaming", 0, "gemini", "google", "gcp.vertex_ai", False),
     ("bedrock/composed-reasoning-cache", 0, "bedrock", "aws", "aws.bedrock", False),
     ("bedrock/invoke-stream-anthropic-tool-loop", 0, "bedrock", "aws", "aws.bedrock", False),
