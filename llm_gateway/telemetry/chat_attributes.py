@@ -27,6 +27,18 @@ GATEWAY_PARSE_ERROR = "llm_gateway.parse_error"
 GATEWAY_ERROR_MESSAGE = "llm_gateway.error.message"
 
 
+def cache_write_key(semconv: Any = gen_ai) -> str:
+    """The cache-write token count's name in the installed conventions release: the conventions move
+    `gen_ai.usage.cache_creation.input_tokens` to `gen_ai.usage.cache_write.input_tokens`; a release that has the
+    new name deprecates the old one."""
+    return getattr(semconv, "GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS", None) or (
+        semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS
+    )
+
+
+USAGE_CACHE_WRITE = cache_write_key()
+
+
 def _filtered(pairs: AttrPairs) -> dict[str, Any]:
     return {key: value for key, value in pairs if value is not None and value != []}
 
@@ -94,7 +106,7 @@ def response_attributes(
             (gen_ai.GEN_AI_USAGE_INPUT_TOKENS, record.input_tokens),
             (gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS, record.output_tokens),
             (gen_ai.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, record.cache_read),
-            (gen_ai.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, record.cache_write),
+            (USAGE_CACHE_WRITE, record.cache_write),
             (gen_ai.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, record.reasoning_tokens),
             (gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, ttfc),
             (GATEWAY_TIME_TO_FIRST_TOKEN, ttft),

@@ -17,6 +17,7 @@ from botocore.config import Config
 
 from llm_gateway.recordings import Exchange, load
 from llm_gateway.server import Gateway
+from llm_gateway.telemetry.chat_attributes import USAGE_CACHE_WRITE
 from tests.support import FIXTURES
 from tests.support.chat_spans import (
     anthropic_usage,
@@ -92,7 +93,7 @@ def _usage(input_tokens: int, output_tokens: int, read: int | None, write: int |
         "gen_ai.usage.input_tokens": input_tokens + (read or 0) + (write or 0),
         "gen_ai.usage.output_tokens": output_tokens,
         "gen_ai.usage.cache_read.input_tokens": read,
-        "gen_ai.usage.cache_creation.input_tokens": write,
+        USAGE_CACHE_WRITE: write,
         "gen_ai.usage.reasoning.output_tokens": None,
     }
 

@@ -16,6 +16,7 @@ from llm_gateway.config import Settings
 from llm_gateway.protocols.exchange import ChatRecord
 from llm_gateway.recordings import Exchange, Fixture, fixture_files, header, load
 from llm_gateway.routing import Router, adapter_for
+from llm_gateway.telemetry.chat_attributes import USAGE_CACHE_WRITE
 from tests.support import FIXTURES
 from tests.support.chat_spans import chat_spans
 from tests.support.exchanges import send_recorded
@@ -58,7 +59,7 @@ def _span_view(record: ChatRecord) -> dict[str, Any]:
         "gen_ai.usage.input_tokens": record.input_tokens,
         "gen_ai.usage.output_tokens": record.output_tokens,
         "gen_ai.usage.cache_read.input_tokens": record.cache_read,
-        "gen_ai.usage.cache_creation.input_tokens": record.cache_write,
+        USAGE_CACHE_WRITE: record.cache_write,
         "gen_ai.usage.reasoning.output_tokens": record.reasoning_tokens,
         "llm_gateway.response.tool_calls": [c.name for c in record.tool_calls] or None,
         "error.type": record.error_type,

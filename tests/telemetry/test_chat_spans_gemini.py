@@ -14,6 +14,7 @@ from google.genai import types
 
 from llm_gateway.recordings import Exchange, load
 from llm_gateway.server import Gateway
+from llm_gateway.telemetry.chat_attributes import USAGE_CACHE_WRITE
 from tests.support import FIXTURES
 from tests.support.chat_spans import (
     Replayed,
@@ -77,7 +78,7 @@ def _expected(exchange: Exchange, *, stream: bool) -> dict[str, Any]:
         "gen_ai.usage.input_tokens": usage["promptTokenCount"] + usage.get("toolUsePromptTokenCount", 0),
         "gen_ai.usage.output_tokens": usage.get("candidatesTokenCount", 0) + (thoughts or 0),
         "gen_ai.usage.cache_read.input_tokens": usage.get("cachedContentTokenCount"),
-        "gen_ai.usage.cache_creation.input_tokens": None,  # Gemini reports no cache writes
+        USAGE_CACHE_WRITE: None,  # Gemini reports no cache writes
         "gen_ai.usage.reasoning.output_tokens": thoughts,
     }
 

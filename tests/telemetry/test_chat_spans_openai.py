@@ -12,6 +12,7 @@ import pytest
 
 from llm_gateway.recordings import Exchange, load
 from llm_gateway.server import Gateway
+from llm_gateway.telemetry.chat_attributes import USAGE_CACHE_WRITE
 from tests.support import FIXTURES
 from tests.support.chat_spans import (
     assert_call_span,
@@ -52,7 +53,7 @@ def _openai_usage(usage: dict[str, Any], input_key: str, output_key: str) -> dic
         "gen_ai.usage.input_tokens": usage[input_key],
         "gen_ai.usage.output_tokens": usage[output_key],
         "gen_ai.usage.cache_read.input_tokens": (usage.get(f"{input_key}_details") or {}).get("cached_tokens"),
-        "gen_ai.usage.cache_creation.input_tokens": None,
+        USAGE_CACHE_WRITE: None,
         "gen_ai.usage.reasoning.output_tokens": (usage.get(f"{output_key}_details") or {}).get("reasoning_tokens"),
     }
 
