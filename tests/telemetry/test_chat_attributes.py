@@ -15,7 +15,7 @@ NEW = "gen_ai.usage.cache_write.input_tokens"
 
 def test_cache_writes_take_the_installed_releases_name() -> None:
     expected = getattr(gen_ai, "GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS", OLD)
-    assert USAGE_CACHE_WRITE == expected
+    assert expected == USAGE_CACHE_WRITE
     record = ChatRecord(ChatRequest(), input_tokens=10, output_tokens=2, cache_write=7)
     attrs = response_attributes(record, 0, None, None)
     assert attrs[expected] == 7
