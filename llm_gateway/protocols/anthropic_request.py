@@ -67,6 +67,7 @@ def parse_messages_body(doc: dict[str, Any], capture: bool) -> ChatRequest:
         output_type=_output_type(doc),
         tool_names=tool_names,
         tool_results=_tool_results(messages, history, capture),
+        continues_tool_loop=bool(messages) and any(_type(b) == "tool_result" for b in messages[-1].blocks),
         history_tool_calls=history,
         hints=_hints(doc),
         conversation_fingerprint=fingerprint(system_text, _first_user_text(messages)),

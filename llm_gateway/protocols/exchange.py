@@ -66,6 +66,8 @@ class ChatRequest:
     output_type: str | None = None  # text | json | image | speech, when requested
     tool_names: list[str] = field(default_factory=list)  # tools offered (names only, always kept)
     tool_results: list[ToolResult] = field(default_factory=list)
+    #: the newest message answers tool calls (the agent's loop goes on); False: it brings a new prompt
+    continues_tool_loop: bool = False
     #: tool calls the history says the model made earlier, by call id (for pairing results with names)
     history_tool_calls: dict[str, str] = field(default_factory=dict)
     #: ids the body carries that name the conversation, session or agent, e.g. {"conversation_id": ...},

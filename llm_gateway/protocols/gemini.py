@@ -116,7 +116,8 @@ def _parse_request(request: HttpRequest, capture: bool) -> ChatRequest:
         params=_params(config),
         output_type=_output_type(config),
         tool_names=tool_names,
-        tool_results=_tool_results(contents, capture),
+        tool_results=_tool_results(contents, capture),  # only those after the model's last turn
+        continues_tool_loop=any(True for c in contents[-1:] for _ in c.responses()),
         history_tool_calls=_history_tool_calls(contents),
         hints=_hints(doc, body) if wrapped else {},
         conversation_fingerprint=fingerprint(system_text, _first_user_text(contents)),

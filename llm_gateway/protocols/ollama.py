@@ -79,6 +79,7 @@ def _parse_request(request: HttpRequest, capture: bool) -> ChatRequest:
         output_type="json" if doc.get("format") == "json" or isinstance(doc.get("format"), dict) else None,
         tool_names=tool_names,
         tool_results=_tool_results(messages, capture),
+        continues_tool_loop=bool(messages) and messages[-1].role == "tool",
         history_tool_calls=_history_tool_calls(messages),
         conversation_fingerprint=fingerprint(system, first_user),
         agent_fingerprint=fingerprint(system, sorted(tool_names)),

@@ -26,6 +26,7 @@ class Transcript:
     calls: dict[str, str] = field(default_factory=dict)
     results: list[ToolResult] = field(default_factory=list)
     tools: list[dict[str, Any]] = field(default_factory=list)
+    answers_tools: bool = False  # the newest message so far is a tool result
 
     def instruction(self, content: Any) -> None:
         body = content_text(content)
@@ -35,6 +36,7 @@ class Transcript:
             self.instructions.extend(content_parts(content))
 
     def message(self, role: str, content: Any) -> None:
+        self.answers_tools = False
         if role == "user" and self.first_user is None:
             self.first_user = content_text(content)
         if self.capture:
@@ -46,6 +48,7 @@ class Transcript:
 
     def tool_call(self, call_id: Any, name: Any, arguments: Any) -> None:
         call_id, name = text(call_id), text(name) or ""
+        self.answers_tools = False
         if call_id:
             self.calls[call_id] = name
         if self.capture:
@@ -54,6 +57,7 @@ class Transcript:
 
     def tool_result(self, call_id: Any, output: Any, name: Any = None) -> None:
         call_id = text(call_id)
+        self.answers_tools = True
         response = output if isinstance(output, str) or output is None else content_parts(output)
         known = self.calls.get(call_id) if call_id else None
         self.results.append(ToolResult(call_id, known or text(name), content=response if self.capture else None))
@@ -75,6 +79,7 @@ class Transcript:
         system_text = "\n".join(self.system) or None
         request.tool_names = [tool["name"] for tool in self.tools]
         request.tool_results = self.results
+        request.continues_tool_loop = self.answers_tools
         request.history_tool_calls = self.calls
         request.conversation_fingerprint = fingerprint(system_text, self.first_user)
         request.agent_fingerprint = fingerprint(system_text, sorted(request.tool_names))

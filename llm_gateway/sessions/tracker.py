@@ -1,36 +1,52 @@
-"""The session tracker: a pure state machine that turns model calls into sessions, agents and tool runs.
+"""The session tracker: a pure state machine that turns model calls into sessions, agent turns and tool runs.
 
 It is told when a call starts (with who is calling and what the request carries) and when it ends (with the
 normalized record), and answers with events for the telemetry sink. Time comes in as arguments; there is no
 clock, no I/O and no OpenTelemetry here, so every transition is testable with plain values.
 
-Tool runs are inferred: a tool call in response N starts a run when that response ends; the result carried by
-a later request of the same session ends it when that request arrives. A run whose result never comes is
-ended when its session ends, with outcome "no_result".
+- A **session** is one conversation (the client's id, else a fingerprint). It ends after the idle time, at
+  shutdown, or when the gateway is told its agent exited.
+- An **agent** is one loop inside it (the main loop, or a subagent such as Claude Code's Task tool); the first
+  agent with tools is the session's main agent.
+- A **turn** is one `invoke_agent`: it opens with a call that carries a new prompt (its newest message is no tool
+  result: `ChatRequest.continues_tool_loop`) and
+  ends when a call of it finishes with no call of it in flight and no tool run of it waiting for its result, i.e.
+  with the final answer. A turn therefore ends, and can be exported, as soon as the agent answered; only the
+  session waits for the idle time. A new prompt while a tool run still waits (the user interrupted) ends the old
+  turn first, its waiting runs as `no_result`.
+- A **side call** (no tools offered, no tool result carried: titles, summaries, classifiers, routing) joins the
+  turn of the main agent it serves, and never becomes an agent of its own. One that names no session of its own
+  joins the most recently active agent session of the same client. A side call that arrives before any main call
+  opens a turn the next main call then takes over.
+- **Tool runs** are inferred from the wire: a tool call in response N starts a run when that response ends; the
+  result carried by a later request ends it. A subagent whose parent agent has a tool run waiting (the tool that
+  started it) nests under that run.
 
-States are explicit: a session is `ACTIVE` while a call is in flight, `IDLE` between calls (only an idle session
-ends by the idle timer or to make room) and `ENDED` after; a tool run is `PENDING` until it ends with its
-outcome. An event that is not allowed in a state is logged at debug level with the state's name and ignored.
+States are explicit: a session is `ACTIVE` while a call is in flight, `IDLE` between calls and `ENDED` after; a
+turn is `OPEN` then `ENDED`; a tool run is `PENDING` until it ends with its outcome. An event that is not allowed
+in a state is logged at debug level with the state's name and ignored.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from typing import Any
 
 import orjson
 
-from llm_gateway.protocols.exchange import ChatRecord, ChatRequest, ToolCall
+from llm_gateway.protocols.exchange import ChatRecord, ChatRequest
 from llm_gateway.sessions.files import normalize_tool_name
 from llm_gateway.sessions.identity import Identity
 
 log = logging.getLogger("llm_gateway.sessions")
 
-#: calls and tool runs an agent keeps for its tree; a session of 50k calls must not hold 50k records
+#: calls, tool runs and turns an agent keeps for its tree; a session of 50k calls must not hold 50k records
 KEPT_PER_AGENT = 500
+#: how long a turn that only side calls opened waits for the prompt's main call before it ends on its own
+SIDE_TURN_GRACE_NS = 2_000_000_000
 
 
 class SessionPhase(Enum):
@@ -38,7 +54,14 @@ class SessionPhase(Enum):
     ACTIVE = "active"
     #: no call in flight: it ends once idle for the idle time, or earlier to make room for a new session
     IDLE = "idle"
-    #: ended at its last activity (idle, evicted or shut down); its spans are closed and nothing joins it
+    #: ended at its last activity (idle, evicted, exited or shut down); nothing joins it
+    ENDED = "ended"
+
+
+class TurnPhase(Enum):
+    #: a prompt is being answered: a call in flight or a tool run waiting for its result
+    OPEN = "open"
+    #: answered (or interrupted, or its session ended): its span is closed
     ENDED = "ended"
 
 
@@ -51,8 +74,28 @@ class ToolPhase(Enum):
     OK = "ok"
     #: a later request carried the result, marked as an error
     ERROR = "error"
-    #: the session ended before any request carried the result
+    #: the turn or session ended before any request carried the result
     NO_RESULT = "no_result"
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token totals over calls; a kind stays None until some call reported it (Kiro 2.4 streams never do)."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read: int | None = None
+    cache_write: int | None = None
+    reasoning_tokens: int | None = None
+
+    def add(self, record: ChatRecord) -> None:
+        for f in _USAGE_FIELDS:
+            tokens = getattr(record, f)
+            if tokens is not None:
+                setattr(self, f, (getattr(self, f) or 0) + tokens)
+
+
+_USAGE_FIELDS = tuple(f.name for f in fields(Usage))
 
 
 @dataclass(slots=True)
@@ -61,11 +104,16 @@ class ToolRun:
     name: str
     arguments: str
     type: str
-    agent: AgentState
+    turn: TurnState
     started_ns: int
+    description: str | None = None
     ended_ns: int | None = None
     phase: ToolPhase = ToolPhase.PENDING
     result: Any = None  # only when the request carried content (capture on)
+
+    @property
+    def agent(self) -> AgentState:
+        return self.turn.agent
 
     @property
     def outcome(self) -> str | None:
@@ -76,31 +124,54 @@ class ToolRun:
 @dataclass(slots=True)
 class CallNode:
     exchange_id: int
-    agent: AgentState
+    turn: TurnState
     model: str | None
     started_ns: int
     auxiliary: bool
     ended_ns: int | None = None
     record: ChatRecord | None = None
 
+    @property
+    def agent(self) -> AgentState:
+        return self.turn.agent
+
+
+@dataclass(slots=True)
+class TurnState:
+    agent: AgentState
+    number: int  # 1, 2, ... within its agent
+    started_ns: int
+    last_ns: int
+    #: the tool run of the parent agent that started this subagent turn (its span's parent), if any
+    spawned_by: ToolRun | None = None
+    phase: TurnPhase = TurnPhase.OPEN
+    #: a main call took part (a turn opened by a side call waits for the prompt's main call to take it over)
+    has_main_call: bool = False
+    in_flight: int = 0
+    pending: list[ToolRun] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    models: list[str] = field(default_factory=list)
+    call_count: int = 0
+    error_type: str | None = None  # the last main call failed with this
+    ended_ns: int | None = None
+    #: calls, tool runs and subagent turns, in order (for the tree)
+    items: deque[CallNode | ToolRun | TurnState] = field(default_factory=lambda: deque(maxlen=KEPT_PER_AGENT))
+
 
 @dataclass(slots=True)
 class AgentState:
-    key: str
+    key: str | None  # None: not named yet (opened by a side call before the main loop's first call)
     name: str
     parent: AgentState | None
     started_ns: int
     last_ns: int
     has_tools: bool = False
-    #: the most recent calls and tool runs (for the tree); counts cover all of them
-    calls: deque[CallNode] = field(default_factory=lambda: deque(maxlen=KEPT_PER_AGENT))
-    tools: deque[ToolRun] = field(default_factory=lambda: deque(maxlen=KEPT_PER_AGENT))
-    call_count: int = 0
-    children: list[AgentState] = field(default_factory=list)
-    input_tokens: int | None = None  # None until a call reports usage (Kiro 2.4 streams never do)
-    output_tokens: int | None = None
+    turn: TurnState | None = None  # the open turn
+    last_turn: TurnState | None = None
+    turn_count: int = 0
+    #: the most recent turns (for the tree); counts cover all of them
+    turns: deque[TurnState] = field(default_factory=lambda: deque(maxlen=KEPT_PER_AGENT))
     models: list[str] = field(default_factory=list)
-    ended_ns: int | None = None
 
 
 @dataclass(slots=True)
@@ -113,19 +184,23 @@ class SessionState:
     last_ns: int
     agents: dict[str, AgentState] = field(default_factory=dict)
     main: AgentState | None = None
-    pending: list[ToolRun] = field(default_factory=list)
     phase: SessionPhase = SessionPhase.IDLE
     in_flight: int = 0  # calls in flight: ACTIVE while above zero
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_read: int | None = None
+    usage: Usage = field(default_factory=Usage)
+    models: list[str] = field(default_factory=list)
     providers: list[str] = field(default_factory=list)
+    calls: int = 0
+    turns: int = 0
     response_ids: deque[str] = field(default_factory=deque)  # responses a later request may continue from
     ended_ns: int | None = None
 
     @property
-    def calls(self) -> int:
-        return sum(a.call_count for a in self.agents.values())
+    def all_agents(self) -> list[AgentState]:
+        """The main agent first (named or not), then the others in order of appearance."""
+        agents = list(self.agents.values())
+        if self.main is not None and self.main not in agents:
+            agents.insert(0, self.main)
+        return agents
 
 
 # Events for the sink, in the order they happened.
@@ -137,9 +212,9 @@ class SessionStarted:
 
 
 @dataclass(frozen=True, slots=True)
-class AgentStarted:
+class TurnStarted:
     session: SessionState
-    agent: AgentState
+    turn: TurnState
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +230,9 @@ class ToolFinished:
 
 
 @dataclass(frozen=True, slots=True)
-class AgentFinished:
+class TurnFinished:
     session: SessionState
-    agent: AgentState
+    turn: TurnState
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +240,7 @@ class SessionFinished:
     session: SessionState
 
 
-Event = SessionStarted | AgentStarted | ToolStarted | ToolFinished | AgentFinished | SessionFinished
+Event = SessionStarted | TurnStarted | ToolStarted | ToolFinished | TurnFinished | SessionFinished
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,10 +274,16 @@ class SessionTracker:
         `@server/tool`) and, when both sides have arguments, the same arguments. The most recent such run wins."""
         wanted = normalize_tool_name(name)
         for session in reversed(self._sessions.values()):
-            for run in reversed(session.pending):
-                if normalize_tool_name(run.name) == wanted and _same_arguments(run.arguments, arguments):
-                    return run
+            for agent in reversed(session.all_agents):
+                for run in reversed(agent.turn.pending if agent.turn is not None else ()):
+                    if normalize_tool_name(run.name) == wanted and _same_arguments(run.arguments, arguments):
+                        return run
         return None
+
+    def placement(self, exchange_id: int) -> Placement | None:
+        """Where a call in flight was placed."""
+        entry = self._calls.get(exchange_id)
+        return Placement(*entry) if entry is not None else None
 
     def call_started(
         self, exchange_id: int, identity: Identity, request: ChatRequest, provider: str, at_ns: int
@@ -210,10 +291,13 @@ class SessionTracker:
         events: list[Event] = []
         linked = self._responses.get(request.hints.get("previous_response_id", "")) if not identity.explicit else None
         if linked is not None:
-            identity = replace(identity, session_key=linked[0].key, agent_key=linked[1].key, auxiliary=False)
+            identity = replace(identity, session_key=linked[0].key, agent_key=linked[1].key or identity.agent_key,
+                               auxiliary=False)
         session = self._sessions.pop(identity.session_key, None)
+        if session is None and identity.auxiliary and not identity.explicit:
+            session = self._served_session(identity.client)
         if session is None:
-            events += self._evict_for_room(at_ns)
+            events += self._evict_for_room()
             session = SessionState(identity.session_key, identity.session_source, identity.explicit,
                                    identity.client, at_ns, at_ns)
             events.append(SessionStarted(session))
@@ -221,32 +305,32 @@ class SessionTracker:
         session.last_ns = at_ns
         session.in_flight += 1
         session.phase = SessionPhase.ACTIVE
+        session.calls += 1
         if provider not in session.providers:
             session.providers.append(provider)
         events += self._finish_tools(session, request, at_ns)
 
-        auxiliary = identity.auxiliary and session.main is not None and session.main.has_tools
-        if auxiliary:
-            agent = session.main
-        else:
-            agent = session.agents.get(identity.agent_key)
-            if agent is None:
-                parent = session.agents.get(identity.parent_agent_key or "") or session.main
-                agent = AgentState(identity.agent_key, identity.client, parent, at_ns, at_ns)
-                if parent is not None:
-                    parent.children.append(agent)
-                session.agents[agent.key] = agent
-                if session.main is None:
-                    session.main = agent
-                events.append(AgentStarted(session, agent))
-            agent.has_tools = agent.has_tools or bool(request.tool_names)
-        assert agent is not None
+        agent, side = self._agent_for(session, identity, bool(request.tool_names), at_ns)
         agent.last_ns = at_ns
-        if request.model and request.model not in agent.models:
-            agent.models.append(request.model)
-        call = CallNode(exchange_id, agent, request.model, at_ns, auxiliary)
-        agent.calls.append(call)
-        agent.call_count += 1
+        turn = agent.turn
+        if (turn is not None and not side and turn.has_main_call and not request.continues_tool_loop
+                and turn.in_flight == 0):
+            events += self._end_turn(session, turn)  # a new prompt while tool runs waited: the turn was interrupted
+            turn = None
+        if turn is None:
+            turn = self._open_turn(session, agent, at_ns)
+            events.append(TurnStarted(session, turn))
+        turn.has_main_call = turn.has_main_call or not side
+        turn.in_flight += 1
+        turn.last_ns = at_ns
+        turn.call_count += 1
+        model = request.model
+        if model:
+            _add_once(turn.models, model)
+            _add_once(agent.models, model)
+            _add_once(session.models, model)
+        call = CallNode(exchange_id, turn, model, at_ns, side and agent.has_tools)
+        turn.items.append(call)
         self._calls[exchange_id] = (session, call)
         return Placement(session, call), events
 
@@ -264,38 +348,124 @@ class SessionTracker:
         session.last_ns = max(session.last_ns, at_ns)
         call.ended_ns = at_ns
         call.record = record
-        agent = call.agent
+        turn, agent = call.turn, call.agent
         agent.last_ns = max(agent.last_ns, at_ns)
-        for attr in ("input_tokens", "output_tokens", "cache_read"):
-            tokens = getattr(record, attr)
-            if tokens is not None:
-                for total in (agent, session):
-                    if hasattr(total, attr):
-                        setattr(total, attr, (getattr(total, attr) or 0) + tokens)
-        if record.response_model and record.response_model not in agent.models and not agent.models:
-            agent.models.append(record.response_model)
+        turn.last_ns = max(turn.last_ns, at_ns)
+        turn.in_flight -= 1
+        turn.usage.add(record)
+        session.usage.add(record)
+        if record.response_model and not call.model:
+            for models in (turn.models, agent.models, session.models):
+                _add_once(models, record.response_model)
         if record.response_id and record.response_id not in self._responses:
             self._responses[record.response_id] = (session, agent)
             session.response_ids.append(record.response_id)
             if len(session.response_ids) > KEPT_PER_AGENT:  # only recent responses get continued
                 self._responses.pop(session.response_ids.popleft(), None)
         events: list[Event] = []
-        if record.status is not None and 200 <= record.status < 300 and not record.error_type:
+        succeeded = record.status is not None and 200 <= record.status < 300 and not record.error_type
+        if succeeded:
+            descriptions = getattr(record.request, "tool_descriptions", None) or {}
             for tool_call in record.tool_calls:
-                events.append(ToolStarted(session, self._start_tool(session, agent, tool_call, at_ns)))
+                run = ToolRun(tool_call.call_id, tool_call.name, tool_call.arguments, tool_call.type, turn, at_ns,
+                              descriptions.get(tool_call.name))
+                turn.pending.append(run)
+                turn.items.append(run)
+                events.append(ToolStarted(session, run))
+        if turn.has_main_call:
+            turn.error_type = None if succeeded else (record.error_type or str(record.status or "error"))
+        if turn.phase is TurnPhase.OPEN and turn.has_main_call and turn.in_flight == 0 and not turn.pending:
+            events += self._end_turn(session, turn)  # the final answer (or a failure the agent may retry)
         return events
 
     def expire(self, now_ns: int) -> list[Event]:
-        """Close the sessions idle for longer than the idle time (none with a call still in flight)."""
-        idle = [s for s in self._sessions.values()
-                if s.phase is SessionPhase.IDLE and now_ns - s.last_ns >= self._idle_ns]
-        return [e for s in idle for e in self._close(s)]
+        """End the turns that only side calls opened once no main call came to take them over for
+        `SIDE_TURN_GRACE_NS`, and close the sessions idle for longer than the idle time (none with a call still in
+        flight)."""
+        events: list[Event] = []
+        for session in list(self._sessions.values()):
+            if session.phase is not SessionPhase.IDLE:
+                continue
+            if now_ns - session.last_ns >= self._idle_ns:
+                events += self._close(session)
+                continue
+            turn = session.main.turn if session.main is not None else None
+            if turn is not None and not turn.has_main_call and now_ns - turn.last_ns >= SIDE_TURN_GRACE_NS:
+                events += self._end_turn(session, turn)
+        return events
 
     def close_all(self) -> list[Event]:
-        """Shutdown: every session ends at its last activity."""
+        """Shutdown (or the agent exited): every session ends at its last activity."""
         return [e for s in list(self._sessions.values()) for e in self._close(s)]
 
-    def _evict_for_room(self, at_ns: int) -> list[Event]:
+    def _served_session(self, client: str) -> SessionState | None:
+        """The session a side call without a session id of its own serves: the most recently active one of the
+        same client whose main agent runs a tool loop."""
+        for session in reversed(self._sessions.values()):
+            if session.client == client and session.main is not None and session.main.has_tools:
+                del self._sessions[session.key]
+                return session
+        return None
+
+    def _agent_for(
+        self, session: SessionState, identity: Identity, has_tools: bool, at_ns: int
+    ) -> tuple[AgentState, bool]:
+        """The agent a call belongs to, and whether it is a side call serving the main agent."""
+        main = session.main
+        if identity.auxiliary and (main is None or main.key is None or main.has_tools):
+            if main is None:  # a side call before the main loop's first call: the main agent, not named yet
+                main = session.main = AgentState(None, identity.client, None, at_ns, at_ns)
+            return main, True
+        agent = session.agents.get(identity.agent_key)
+        if agent is None:
+            parent = session.agents.get(identity.parent_agent_key or "")
+            if main is not None and main.key is None and parent is None:
+                main.key = identity.agent_key  # the main loop's first call names the agent side calls opened
+                agent = main
+            else:
+                agent = AgentState(identity.agent_key, identity.client, parent or main, at_ns, at_ns)
+                session.main = main or agent
+            session.agents[identity.agent_key] = agent
+        agent.has_tools = agent.has_tools or has_tools
+        return agent, False
+
+    def _open_turn(self, session: SessionState, agent: AgentState, at_ns: int) -> TurnState:
+        spawned_by = None
+        parent_turn = None
+        if agent.parent is not None:
+            parent_turn = agent.parent.turn or agent.parent.last_turn
+            if agent.parent.turn is not None and agent.parent.turn.pending:
+                spawned_by = agent.parent.turn.pending[-1]  # the tool call that started this subagent
+        agent.turn_count += 1
+        session.turns += 1
+        turn = TurnState(agent, agent.turn_count, at_ns, at_ns, spawned_by)
+        agent.turn = turn
+        agent.turns.append(turn)
+        if parent_turn is not None:
+            parent_turn.items.append(turn)
+        return turn
+
+    def _end_turn(self, session: SessionState, turn: TurnState) -> list[Event]:
+        if turn.phase is not TurnPhase.OPEN:
+            log.debug("turn %d of %s: ending is not allowed in state %s: ignored", turn.number, turn.agent.key,
+                      turn.phase.name)
+            return []
+        events: list[Event] = []
+        for run in turn.pending:
+            events += _end_run(session, run, ToolPhase.NO_RESULT, max(turn.last_ns, run.started_ns))
+        turn.pending.clear()
+        turn.phase = TurnPhase.ENDED
+        # A turn ends at its last activity, or later if one of its tool runs or subagent turns ended later.
+        turn.ended_ns = max([turn.last_ns]
+                            + [i.ended_ns for i in turn.items if not isinstance(i, CallNode) and i.ended_ns])
+        agent = turn.agent
+        if agent.turn is turn:
+            agent.turn = None
+        agent.last_turn = turn
+        events.append(TurnFinished(session, turn))
+        return events
+
+    def _evict_for_room(self) -> list[Event]:
         events: list[Event] = []
         for session in list(self._sessions.values()):
             if len(self._sessions) < self._max_sessions:
@@ -304,19 +474,17 @@ class SessionTracker:
                 events += self._close(session)
         return events
 
-    def _start_tool(self, session: SessionState, agent: AgentState, call: ToolCall, at_ns: int) -> ToolRun:
-        run = ToolRun(call.call_id, call.name, call.arguments, call.type, agent, at_ns)
-        agent.tools.append(run)
-        session.pending.append(run)
-        return run
-
     def _finish_tools(self, session: SessionState, request: ChatRequest, at_ns: int) -> list[Event]:
+        if not request.tool_results:
+            return []
+        pending = [run for agent in session.all_agents if agent.turn is not None for run in agent.turn.pending]
         events: list[Event] = []
         for result in request.tool_results:
-            run = _take_pending(session.pending, result.call_id, result.name)
+            run = _take_pending(pending, result.call_id, result.name)
             if run is None:
                 continue  # an older result repeated in the history (every request has them), or a call made before
                 # the gateway saw it: nothing to end, and too common to log
+            run.turn.pending.remove(run)
             run.result = result.content
             events += _end_run(session, run, ToolPhase.ERROR if result.is_error else ToolPhase.OK, at_ns)
         return events
@@ -329,19 +497,20 @@ class SessionTracker:
         for response_id in session.response_ids:
             self._responses.pop(response_id, None)
         events: list[Event] = []
-        for run in session.pending:
-            events += _end_run(session, run, ToolPhase.NO_RESULT, session.last_ns)
-        session.pending.clear()
-        # Children first, so a subagent ends before the agent that spawned it.
-        # An agent ends at its last activity, or later if one of its tool runs or subagents ended later.
-        for agent in sorted(session.agents.values(), key=_depth, reverse=True):
-            agent.ended_ns = max([agent.last_ns]
-                                 + [t.ended_ns for t in agent.tools if t.ended_ns is not None]
-                                 + [c.ended_ns for c in agent.children if c.ended_ns is not None])
-            events.append(AgentFinished(session, agent))
-        session.ended_ns = max([session.last_ns] + [a.ended_ns for a in session.agents.values() if a.ended_ns])
+        # Subagents first, so a subagent's turn ends before the turn that spawned it.
+        for agent in sorted(session.all_agents, key=_depth, reverse=True):
+            if agent.turn is not None:
+                events += self._end_turn(session, agent.turn)
+        session.ended_ns = max([session.last_ns]
+                               + [a.last_turn.ended_ns for a in session.all_agents
+                                  if a.last_turn is not None and a.last_turn.ended_ns])
         events.append(SessionFinished(session))
         return events
+
+
+def _add_once(values: list[str], value: str) -> None:
+    if value not in values:
+        values.append(value)
 
 
 def _allowed(session: SessionState, event: str, *phases: SessionPhase) -> bool:

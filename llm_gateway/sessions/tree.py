@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llm_gateway.sessions.files import file_facts
-from llm_gateway.sessions.tracker import AgentState, CallNode, SessionState, ToolRun
+from llm_gateway.sessions.tracker import CallNode, SessionState, ToolRun, TurnState, Usage
 
 
 def _duration(start_ns: int, end_ns: int | None) -> str:
@@ -11,10 +11,10 @@ def _duration(start_ns: int, end_ns: int | None) -> str:
     return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.1f}s"
 
 
-def _tokens(input_tokens: int | None, output_tokens: int | None) -> str:
-    if input_tokens is None and output_tokens is None:
+def _tokens(usage: Usage) -> str:
+    if usage.input_tokens is None and usage.output_tokens is None:
         return "  tokens not reported"
-    shown = ["?" if n is None else str(n) for n in (input_tokens, output_tokens)]
+    shown = ["?" if n is None else str(n) for n in (usage.input_tokens, usage.output_tokens)]
     return f"  tokens in={shown[0]} out={shown[1]}"
 
 
@@ -44,30 +44,28 @@ def _tool_line(run: ToolRun) -> str:
     return "  ".join(parts)
 
 
-def _agent_lines(agent: AgentState, depth: int) -> list[str]:
+def _turn_lines(turn: TurnState, depth: int) -> list[str]:
     pad = "  " * depth
-    tokens = _tokens(agent.input_tokens, agent.output_tokens)
-    models = f"  {', '.join(agent.models)}" if agent.models else ""
-    lines = [f"{pad}[invoke_agent] {agent.name} ({_duration(agent.started_ns, agent.ended_ns)}){models}{tokens}"]
-    items: list[tuple[int, int, object]] = [(c.started_ns, 0, c) for c in agent.calls]
-    items += [(t.started_ns, 1, t) for t in agent.tools]
-    items += [(a.started_ns, 2, a) for a in agent.children]
-    for _, _, item in sorted(items, key=lambda x: (x[0], x[1])):
+    models = f"  {', '.join(turn.models)}" if turn.models else ""
+    lines = [f"{pad}[invoke_agent] {turn.agent.name} #{turn.number} "
+             f"({_duration(turn.started_ns, turn.ended_ns)}){models}{_tokens(turn.usage)}"]
+    for item in sorted(turn.items, key=lambda i: (i.started_ns, 1 if isinstance(i, TurnState) else 0)):
         if isinstance(item, CallNode):
             lines.append(f"{pad}  {_call_line(item)}")
         elif isinstance(item, ToolRun):
             lines.append(f"{pad}  {_tool_line(item)}")
         else:
-            lines += _agent_lines(item, depth + 1)
+            lines += _turn_lines(item, depth + 1)
     return lines
 
 
 def render(session: SessionState) -> str:
     head = (f"[session] {session.client} session ({_duration(session.started_ns, session.ended_ns)})  "
             f"{'conversation' if session.explicit else 'fingerprint'}={session.key}  "
-            f"calls={session.calls}{_tokens(session.input_tokens, session.output_tokens)}")
+            f"calls={session.calls}  turns={session.turns}{_tokens(session.usage)}")
     lines = [head]
-    roots = [a for a in session.agents.values() if a.parent is None]
-    for agent in roots:
-        lines += _agent_lines(agent, 1)
+    nested = {id(i) for a in session.all_agents for t in a.turns for i in t.items if isinstance(i, TurnState)}
+    turns = [t for a in session.all_agents for t in a.turns if id(t) not in nested]
+    for turn in sorted(turns, key=lambda t: t.started_ns):
+        lines += _turn_lines(turn, 1)
     return "\n".join(lines)

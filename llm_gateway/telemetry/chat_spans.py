@@ -155,7 +155,7 @@ class ChatSpans:
             if error_type:
                 span.set_status(Status(StatusCode.ERROR, error_message or error_type))
             self._metrics.record(call.start_attributes or {}, attributes, (ended - flow.started_ns) / 1e9)
-            self._sessions.call_finished(call.exchange_id, record, ended)
+            self._sessions.call_finished(call.exchange_id, record, ended, cost)
         except Exception:
             log.debug("chat span for %s %s failed", flow.method, flow.raw_path, exc_info=True)
         finally:

@@ -1,6 +1,13 @@
-"""Turns the session tracker's events into spans: `session {client}` > `invoke_agent {agent}` > chat spans and
-`execute_tool {tool}` spans. Session and agent spans stay open while the session lives (their children are
-exported as they complete); each ends at the last activity it saw, not when the idle timer fired.
+"""Turns the session tracker's events into spans: `session {client}` > `invoke_agent {agent}` (one per agent turn)
+> chat spans and `execute_tool {tool}` spans, a subagent's turns under the tool span that started them.
+
+A turn's span ends, and goes to the exporter, as soon as the agent answered; only the session span waits for the
+session to end (idle, shutdown, the agent's exit). With `LLM_GATEWAY_TRACE_PER=turn` each turn is a trace of its
+own, rooted at its `invoke_agent` span, and there is no session span: the turns are tied together by `session.id`.
+
+Only model-call spans carry `gen_ai.usage.*` and `gen_ai.request.model`; turn and session spans carry their totals
+under `llm_gateway.usage.*` and `llm_gateway.models`, so that backends summing tokens per span count each call
+once. Every span of a session carries `session.id` and `gen_ai.conversation.id`.
 
 `SessionSpans` is built once, beside the chat spans (`chat_spans.py`, which place each model call through it)
 and the MCP spans (`mcp_spans.py`, which find the tool span an MCP call belongs to); it is an addon of its own
@@ -28,6 +35,7 @@ from llm_gateway.sessions import tracker as tr
 from llm_gateway.sessions.files import file_facts
 from llm_gateway.sessions.identity import identify
 from llm_gateway.sessions.tree import render
+from llm_gateway.telemetry.cost import CallCost, CostTotals
 from llm_gateway.telemetry.ids import session_trace_id, trace_id_for
 
 log = logging.getLogger("llm_gateway.telemetry")
@@ -37,10 +45,25 @@ ENV_IDLE_SECONDS = "LLM_GATEWAY_SESSION_IDLE_SECONDS"
 ENV_MAX_SESSIONS = "LLM_GATEWAY_MAX_SESSIONS"
 ENV_PRINT = "LLM_GATEWAY_PRINT"
 ENV_REDACT_PATHS = "LLM_GATEWAY_REDACT_PATHS"
+ENV_TRACE_PER = "LLM_GATEWAY_TRACE_PER"
 
 SESSION_KEY = "llm_gateway.session.key"
 SESSION_SOURCE = "llm_gateway.session.key_source"
 SESSION_CALLS = "llm_gateway.session.calls"
+SESSION_TURNS = "llm_gateway.session.turns"
+SESSION_ID = "session.id"  # the general OTel session attribute that Langfuse and Phoenix group by
+TURN_NUMBER = "llm_gateway.turn.number"
+TURN_CALLS = "llm_gateway.turn.calls"
+TOOL_INFERRED = "llm_gateway.tool.inferred"
+PROVIDERS = "llm_gateway.providers"
+#: totals over a turn's or a session's calls, never `gen_ai.usage.*` (those belong to model calls only)
+USAGE_TOTALS = (
+    ("input_tokens", "llm_gateway.usage.input_tokens"),
+    ("output_tokens", "llm_gateway.usage.output_tokens"),
+    ("cache_read", "llm_gateway.usage.cache_read.input_tokens"),
+    ("cache_write", "llm_gateway.usage.cache_creation.input_tokens"),
+    ("reasoning_tokens", "llm_gateway.usage.reasoning.output_tokens"),
+)
 CLIENT = "llm_gateway.client"
 AUXILIARY = "llm_gateway.call.auxiliary"
 TOOL_OUTCOME = "llm_gateway.tool.outcome"
@@ -73,7 +96,9 @@ class SessionSpans:
             on_finished = _print_tree
         self._on_finished = on_finished
         self._redact_paths = env.get(ENV_REDACT_PATHS, "").lower() in ("1", "true", "yes")
+        self._trace_per_turn = trace_per(env) == "turn"
         self._spans: dict[int, trace.Span] = {}  # id(state object) -> its open span
+        self._costs: dict[int, CostTotals] = {}  # id(turn or session) -> its running cost
         self._ids = itertools.count(1)
 
     def __repr__(self) -> str:
@@ -88,10 +113,8 @@ class SessionSpans:
         identity = identify(headers, request, agent_name=self._agent_name)
         placement, events = self._tracker.call_started(exchange_id, identity, request, provider, at_ns)
         self._apply(events)
-        parent = self._spans[id(placement.call.agent)]
-        attributes: dict[str, Any] = {SESSION_KEY: placement.session.key}
-        if placement.session.explicit:
-            attributes[gen_ai.GEN_AI_CONVERSATION_ID] = placement.session.key
+        parent = self._spans[id(placement.call.turn)]
+        attributes = _session_ids(placement.session)
         if placement.call.auxiliary:
             attributes[AUXILIARY] = True
         return exchange_id, trace.set_span_in_context(parent), attributes
@@ -103,11 +126,17 @@ class SessionSpans:
         span = self._spans.get(id(run)) if run is not None else None
         return trace.set_span_in_context(span) if span is not None else None
 
-    def call_finished(self, exchange_id: int, record: ChatRecord, at_ns: int) -> None:
+    def call_finished(self, exchange_id: int, record: ChatRecord, at_ns: int, cost: CallCost | None = None) -> None:
+        if cost is not None:
+            placed = self._tracker.placement(exchange_id)
+            if placed is not None:
+                for owner in (placed.call.turn, placed.session):
+                    self._costs.setdefault(id(owner), CostTotals()).add(cost)
         self._apply(self._tracker.call_finished(exchange_id, record, at_ns))
 
     def tick(self, now_ns: int) -> None:
-        """Periodic: end the sessions idle for longer than LLM_GATEWAY_SESSION_IDLE_SECONDS."""
+        """Periodic: end the turns only side calls opened, and the sessions idle for longer than
+        LLM_GATEWAY_SESSION_IDLE_SECONDS."""
         self._apply(self._tracker.expire(now_ns))
 
     def close(self) -> None:
@@ -124,72 +153,95 @@ class SessionSpans:
     def _handle(self, event: tr.Event) -> None:
         match event:
             case tr.SessionStarted(session=session):
+                if self._trace_per_turn:
+                    return
                 with trace_id_for(session_trace_id(session.key)):
                     span = self._tracer.start_span(
                         f"session {session.client}", kind=SpanKind.INTERNAL, start_time=session.started_ns,
                         context=otel_context.Context(), attributes=self._session_attributes(session),
                     )
                 self._spans[id(session)] = span
-            case tr.AgentStarted(session=session, agent=agent):
-                parent = self._spans[id(agent.parent) if agent.parent else id(session)]
-                attributes = {
-                    gen_ai.GEN_AI_OPERATION_NAME: "invoke_agent",
-                    gen_ai.GEN_AI_AGENT_NAME: agent.name,
-                    gen_ai.GEN_AI_AGENT_ID: agent.key,
-                    **self._session_attributes(session),
-                }
-                self._spans[id(agent)] = self._tracer.start_span(
-                    f"invoke_agent {agent.name}", kind=SpanKind.INTERNAL, start_time=agent.started_ns,
-                    context=trace.set_span_in_context(parent), attributes=attributes,
-                )
-            case tr.ToolStarted(tool=tool):
-                parent = self._spans[id(tool.agent)]
+            case tr.TurnStarted(session=session, turn=turn):
+                self._start_turn(session, turn)
+            case tr.ToolStarted(session=session, tool=tool):
+                parent = self._spans[id(tool.turn)]
                 self._spans[id(tool)] = self._tracer.start_span(
                     f"execute_tool {tool.name}", kind=SpanKind.INTERNAL, start_time=tool.started_ns,
-                    context=trace.set_span_in_context(parent), attributes=self._tool_attributes(tool),
+                    context=trace.set_span_in_context(parent), attributes=self._tool_attributes(session, tool),
                 )
             case tr.ToolFinished(tool=tool):
                 span = self._spans.pop(id(tool))
                 span.set_attribute(TOOL_OUTCOME, tool.outcome or "unknown")
-                if tool.outcome != "ok":
-                    error_type = "tool_error" if tool.outcome == "error" else "no_result"
-                    span.set_attribute(err.ERROR_TYPE, error_type)
-                    span.set_status(Status(StatusCode.ERROR, error_type))
+                if tool.outcome == "error":  # a result that was never seen is no error: the status stays unset
+                    span.set_attribute(err.ERROR_TYPE, "tool_error")
+                    span.set_status(Status(StatusCode.ERROR, "tool_error"))
                 if self._capture and tool.result is not None:
                     span.set_attribute(gen_ai.GEN_AI_TOOL_CALL_RESULT, _json_text(tool.result))
                 span.end(end_time=tool.ended_ns)
-            case tr.AgentFinished(agent=agent):
-                span = self._spans.pop(id(agent))
-                span.set_attributes(_usage_attributes(agent.input_tokens, agent.output_tokens, agent.models))
-                span.end(end_time=agent.ended_ns)
+            case tr.TurnFinished(turn=turn):
+                span = self._spans.pop(id(turn))
+                span.set_attributes(_totals(turn.usage, turn.models, self._costs.pop(id(turn), None)))
+                span.set_attribute(TURN_CALLS, turn.call_count)
+                if turn.error_type:
+                    span.set_attribute(err.ERROR_TYPE, turn.error_type)
+                    span.set_status(Status(StatusCode.ERROR, turn.error_type))
+                span.end(end_time=turn.ended_ns)
             case tr.SessionFinished(session=session):
-                span = self._spans.pop(id(session))
-                models = list(dict.fromkeys(m for a in session.agents.values() for m in a.models))
-                span.set_attributes(_usage_attributes(session.input_tokens, session.output_tokens, models))
-                span.set_attribute(SESSION_CALLS, session.calls)
-                if session.providers:
-                    span.set_attribute(gen_ai.GEN_AI_PROVIDER_NAME, session.providers[0])
-                span.end(end_time=session.ended_ns)
+                span = self._spans.pop(id(session), None)
+                if span is not None:
+                    span.set_attributes(_totals(session.usage, session.models, self._costs.pop(id(session), None)))
+                    span.set_attribute(SESSION_CALLS, session.calls)
+                    span.set_attribute(SESSION_TURNS, session.turns)
+                    if session.providers:
+                        span.set_attribute(PROVIDERS, session.providers)
+                    span.end(end_time=session.ended_ns)
+                self._costs.pop(id(session), None)
                 if self._on_finished is not None:
                     self._on_finished(session)
 
-    def _session_attributes(self, session: tr.SessionState) -> dict[str, Any]:
-        attributes: dict[str, Any] = {SESSION_KEY: session.key, SESSION_SOURCE: session.source,
-                                      CLIENT: session.client}
-        if session.explicit:
-            attributes[gen_ai.GEN_AI_CONVERSATION_ID] = session.key
-        if session.providers:
-            attributes[gen_ai.GEN_AI_PROVIDER_NAME] = session.providers[0]
-        return attributes
+    def _start_turn(self, session: tr.SessionState, turn: tr.TurnState) -> None:
+        agent = turn.agent
+        attributes = {
+            gen_ai.GEN_AI_OPERATION_NAME: "invoke_agent",
+            gen_ai.GEN_AI_AGENT_NAME: agent.name,
+            TURN_NUMBER: turn.number,
+            **self._session_attributes(session),
+        }
+        if agent.key is not None:
+            attributes[gen_ai.GEN_AI_AGENT_ID] = agent.key
+        if turn.spawned_by is not None and id(turn.spawned_by) in self._spans:
+            parent = trace.set_span_in_context(self._spans[id(turn.spawned_by)])
+        elif agent.parent is not None and agent.parent.turn is not None:
+            parent = trace.set_span_in_context(self._spans[id(agent.parent.turn)])
+        elif self._trace_per_turn:
+            with trace_id_for(session_trace_id(f"{session.key}#{session.turns}")):
+                self._spans[id(turn)] = self._tracer.start_span(
+                    f"invoke_agent {agent.name}", kind=SpanKind.INTERNAL, start_time=turn.started_ns,
+                    context=otel_context.Context(), attributes=attributes,
+                )
+            return
+        else:
+            parent = trace.set_span_in_context(self._spans[id(session)])
+        self._spans[id(turn)] = self._tracer.start_span(
+            f"invoke_agent {agent.name}", kind=SpanKind.INTERNAL, start_time=turn.started_ns, context=parent,
+            attributes=attributes,
+        )
 
-    def _tool_attributes(self, tool: tr.ToolRun) -> dict[str, Any]:
+    def _session_attributes(self, session: tr.SessionState) -> dict[str, Any]:
+        return {**_session_ids(session), SESSION_SOURCE: session.source, CLIENT: session.client}
+
+    def _tool_attributes(self, session: tr.SessionState, tool: tr.ToolRun) -> dict[str, Any]:
         attributes: dict[str, Any] = {
             gen_ai.GEN_AI_OPERATION_NAME: "execute_tool",
             gen_ai.GEN_AI_TOOL_NAME: tool.name,
             gen_ai.GEN_AI_TOOL_TYPE: "function" if tool.type in ("function", "custom") else "extension",
+            TOOL_INFERRED: True,  # from the wire: its time includes the agent's own work around the tool
+            **_session_ids(session),
         }
         if tool.call_id:
             attributes[gen_ai.GEN_AI_TOOL_CALL_ID] = tool.call_id
+        if tool.description:
+            attributes[gen_ai.GEN_AI_TOOL_DESCRIPTION] = tool.description
         arguments = json_or_text(tool.arguments)
         if isinstance(arguments, dict) and arguments:
             attributes[TOOL_ARGUMENT_KEYS] = sorted(arguments)
@@ -205,19 +257,31 @@ class SessionSpans:
         return attributes
 
 
+def trace_per(env: Mapping[str, str]) -> str:
+    """`session` (default: one trace per session) or `turn` (LLM_GATEWAY_TRACE_PER)."""
+    value = (env.get(ENV_TRACE_PER) or "session").strip().lower()
+    if value not in ("session", "turn"):
+        log.warning("%s=%r is neither 'session' nor 'turn': using 'session'", ENV_TRACE_PER, value)
+        return "session"
+    return value
+
+
+def _session_ids(session: tr.SessionState) -> dict[str, Any]:
+    """On every span of a session: the client's own id where it sent one, else the gateway's session key."""
+    return {SESSION_KEY: session.key, SESSION_ID: session.key, gen_ai.GEN_AI_CONVERSATION_ID: session.key}
+
+
 def _print_tree(session: tr.SessionState) -> None:
     print(render(session), file=sys.stderr, flush=True)
 
 
-def _usage_attributes(input_tokens: int | None, output_tokens: int | None, models: list[str]) -> dict[str, Any]:
-    attributes: dict[str, Any] = {}
-    if input_tokens is not None:
-        attributes[gen_ai.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
-    if output_tokens is not None:
-        attributes[gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
+def _totals(usage: tr.Usage, models: list[str], cost: CostTotals | None) -> dict[str, Any]:
+    attributes: dict[str, Any] = {name: getattr(usage, kind) for kind, name in USAGE_TOTALS
+                                  if getattr(usage, kind) is not None}
     if models:
-        attributes[gen_ai.GEN_AI_REQUEST_MODEL] = models[0]
         attributes[MODELS] = models
+    if cost is not None:
+        attributes.update(cost.attributes())
     return attributes
 
 

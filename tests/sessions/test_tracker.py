@@ -14,7 +14,8 @@ def _identity(session: str = "s1", agent: str = "main", parent: str | None = Non
 
 
 def _request(tools=("Read",), results=()) -> ChatRequest:
-    return ChatRequest(model="m", tool_names=list(tools), tool_results=list(results))
+    return ChatRequest(model="m", tool_names=list(tools), tool_results=list(results),
+                       continues_tool_loop=bool(results))
 
 
 def _record(*calls: ToolCall, status: int = 200) -> ChatRecord:
@@ -29,7 +30,7 @@ def _kinds(events) -> list[str]:
 def test_tool_call_then_result_gives_one_tool_run_timed_between_the_calls():
     t = tr.SessionTracker(idle_ns=300 * S)
     _, events = t.call_started(1, _identity(), _request(), "anthropic", 0)
-    assert _kinds(events) == ["SessionStarted", "AgentStarted"]
+    assert _kinds(events) == ["SessionStarted", "TurnStarted"]
     events = t.call_finished(1, _record(ToolCall("c1", "Read", '{"file_path": "/a"}')), 2 * S)
     assert _kinds(events) == ["ToolStarted"]
     run = events[0].tool
@@ -56,7 +57,7 @@ def test_result_repeated_in_later_history_does_not_end_anything_twice():
     t.call_started(2, _identity(), _request(results=[ToolResult("a")]), "p", 2 * S)
     t.call_finished(2, _record(), 3 * S)
     _, events = t.call_started(3, _identity(), _request(results=[ToolResult("a")]), "p", 4 * S)
-    assert _kinds(events) == []
+    assert "ToolFinished" not in _kinds(events)
 
 
 def test_two_interleaved_sessions_stay_apart():
@@ -75,7 +76,7 @@ def test_subagent_nests_under_its_parent_and_aux_call_joins_the_main_agent():
     t = tr.SessionTracker(idle_ns=300 * S)
     main_place, _ = t.call_started(1, _identity(), _request(), "p", 0)
     sub_place, events = t.call_started(2, _identity(agent="sub", parent="main"), _request(), "p", S)
-    assert _kinds(events) == ["AgentStarted"]
+    assert _kinds(events) == ["TurnStarted"]
     assert sub_place.call.agent.parent is main_place.call.agent
     aux_place, events = t.call_started(3, _identity(agent="title", aux=True), _request(tools=()), "p", 2 * S)
     assert events == [] and aux_place.call.auxiliary and aux_place.call.agent is main_place.call.agent
@@ -87,7 +88,7 @@ def test_idle_session_closes_at_its_last_activity_and_unanswered_calls_are_marke
     t.call_finished(1, _record(ToolCall("a", "Read")), 2 * S)
     assert t.expire(11 * S) == []  # 9 s idle: not yet
     events = t.expire(12 * S)
-    assert _kinds(events) == ["ToolFinished", "AgentFinished", "SessionFinished"]
+    assert _kinds(events) == ["ToolFinished", "TurnFinished", "SessionFinished"]
     assert events[0].tool.outcome == "no_result"
     assert events[-1].session.ended_ns == 2 * S  # the last activity, not the moment the timer fired
     assert t.sessions == {}
@@ -110,7 +111,8 @@ def test_sessions_beyond_the_limit_evict_the_least_recently_active():
 def test_failed_response_starts_no_tool_runs():
     t = tr.SessionTracker(idle_ns=300 * S)
     t.call_started(1, _identity(), _request(), "p", 0)
-    assert t.call_finished(1, _record(ToolCall("a", "Read"), status=500), S) == []
+    (ended,) = t.call_finished(1, _record(ToolCall("a", "Read"), status=500), S)
+    assert isinstance(ended, tr.TurnFinished) and ended.turn.error_type == "500"  # the agent may retry
 
 
 def test_request_continuing_a_response_joins_that_session_and_agent_even_without_history():
@@ -121,7 +123,8 @@ def test_request_continuing_a_response_joins_that_session_and_agent_even_without
     record = _record(ToolCall("c1", "get_weather"))
     record.response_id = "msg_1"
     t.call_finished(1, record, S)
-    follow_up = ChatRequest(tool_results=[ToolResult("c1")], hints={"previous_response_id": "msg_1"})
+    follow_up = ChatRequest(tool_results=[ToolResult("c1")], continues_tool_loop=True,
+                            hints={"previous_response_id": "msg_1"})
     second, events = t.call_started(2, Identity("fp-other", "fingerprint", False, "agent-b", None, "SDK", False),
                                     follow_up, "p", 2 * S)
     assert second.session is first.session and second.call.agent is first.call.agent
@@ -152,7 +155,7 @@ def test_session_and_tool_states_follow_the_calls():
 def test_a_call_finishing_after_its_session_was_shut_down_changes_nothing_and_says_why(caplog):
     t = tr.SessionTracker(idle_ns=300 * S)
     t.call_started(1, _identity(), _request(), "p", 0)
-    assert _kinds(t.close_all()) == ["AgentFinished", "SessionFinished"]
+    assert _kinds(t.close_all()) == ["TurnFinished", "SessionFinished"]
     with caplog.at_level("DEBUG", logger="llm_gateway.sessions"):
         assert t.call_finished(1, _record(ToolCall("a", "Read")), S) == []
         assert t.call_finished(7, _record(), S) == []
@@ -171,3 +174,89 @@ def test_pending_tool_matches_mcp_prefixed_names_and_the_arguments_most_recent_f
     assert t.pending_tool("write_file") is None
     t.call_started(2, _identity(), _request(results=[ToolResult("a"), ToolResult("b"), ToolResult("c")]), "p", 2 * S)
     assert t.pending_tool("read_text_file") is None
+
+
+# Turns (issue 14): one invoke_agent per prompt, ended by the final answer.
+
+
+def _usage_record(*calls: ToolCall, cache_read: int | None = None, reasoning: int | None = None) -> ChatRecord:
+    record = _record(*calls)
+    record.cache_read, record.reasoning_tokens = cache_read, reasoning
+    return record
+
+
+def test_turn_ends_with_the_final_answer_and_the_next_prompt_opens_the_next_turn():
+    t = tr.SessionTracker(idle_ns=300 * S)
+    first, _ = t.call_started(1, _identity(), _request(), "p", 0)
+    t.call_finished(1, _usage_record(ToolCall("a", "Read"), cache_read=3), S)
+    t.call_started(2, _identity(), _request(results=[ToolResult("a")]), "p", 2 * S)
+    events = t.call_finished(2, _usage_record(reasoning=2), 3 * S)
+    assert _kinds(events) == ["TurnFinished"]
+    turn = events[0].turn
+    assert turn is first.call.turn and (turn.number, turn.started_ns, turn.ended_ns) == (1, 0, 3 * S)
+    assert (turn.usage.input_tokens, turn.usage.output_tokens, turn.usage.cache_read,
+            turn.usage.reasoning_tokens) == (20, 10, 3, 2)
+    assert first.session.phase is tr.SessionPhase.IDLE  # the session waits; the turn is done
+    second, events = t.call_started(3, _identity(), _request(), "p", 10 * S)
+    assert _kinds(events) == ["TurnStarted"] and second.call.turn.number == 2
+    t.call_finished(3, _record(), 11 * S)
+    assert second.session.turns == 2 and second.session.usage.input_tokens == 30
+
+
+def test_a_new_prompt_while_a_tool_waits_ends_the_interrupted_turn_first():
+    t = tr.SessionTracker(idle_ns=300 * S)
+    first, _ = t.call_started(1, _identity(), _request(), "p", 0)
+    t.call_finished(1, _record(ToolCall("a", "Bash")), S)
+    _, events = t.call_started(2, _identity(), _request(), "p", 5 * S)
+    assert _kinds(events) == ["ToolFinished", "TurnFinished", "TurnStarted"]
+    assert events[0].tool.outcome == "no_result" and events[1].turn is first.call.turn
+    assert events[1].turn.ended_ns == S  # its last activity, not the new prompt's arrival
+
+
+def test_side_call_before_the_main_loop_opens_the_turn_the_main_call_takes_over():
+    t = tr.SessionTracker(idle_ns=300 * S)
+    side, events = t.call_started(1, _identity(agent="title", aux=True), _request(tools=()), "p", 0)
+    assert _kinds(events) == ["SessionStarted", "TurnStarted"]
+    main, events = t.call_started(2, _identity(), _request(), "p", S)
+    assert events == [] and main.call.turn is side.call.turn
+    assert main.call.agent is side.call.agent and main.call.agent.key == "main"
+    assert main.session.main is main.call.agent and main.call.agent.parent is None
+    assert list(main.session.agents) == ["main"]  # the side call never became an agent of its own
+    t.call_finished(1, _record(), 2 * S)
+    (ended,) = t.call_finished(2, _record(), 3 * S)
+    assert ended.turn is main.call.turn
+
+
+def test_side_call_without_a_session_id_joins_the_active_agent_session_of_its_client():
+    t = tr.SessionTracker(idle_ns=300 * S)
+    main, _ = t.call_started(1, _identity(), _request(), "p", 0)
+    side_identity = Identity("fp-title", "fingerprint", False, "fp-x", None, "Test Agent", True)
+    side, events = t.call_started(2, side_identity, _request(tools=()), "p", S)
+    assert events == [] and side.session is main.session and side.call.turn is main.call.turn
+    assert side.call.auxiliary
+    other_client = Identity("fp-title", "fingerprint", False, "fp-x", None, "Other", True)
+    elsewhere, _ = t.call_started(3, other_client, _request(tools=()), "p", S)
+    assert elsewhere.session is not main.session
+
+
+def test_turn_opened_by_side_calls_alone_ends_after_the_grace_time():
+    t = tr.SessionTracker(idle_ns=300 * S)
+    place, _ = t.call_started(1, _identity(aux=True), _request(tools=()), "p", 0)
+    t.call_finished(1, _record(), S)
+    assert t.expire(S + tr.SIDE_TURN_GRACE_NS - 1) == []
+    (ended,) = t.expire(S + tr.SIDE_TURN_GRACE_NS)
+    assert ended.turn is place.call.turn and ended.turn.ended_ns == S
+
+
+def test_subagent_turn_nests_under_the_tool_run_that_started_it():
+    t = tr.SessionTracker(idle_ns=300 * S)
+    t.call_started(1, _identity(), _request(), "p", 0)
+    (task,) = t.call_finished(1, _record(ToolCall("t1", "Task")), S)
+    sub, events = t.call_started(2, _identity(agent="sub", parent="main"), _request(), "p", 2 * S)
+    assert _kinds(events) == ["TurnStarted"] and sub.call.turn.spawned_by is task.tool
+    (sub_ended,) = t.call_finished(2, _record(), 3 * S)
+    assert sub_ended.turn is sub.call.turn
+    _, events = t.call_started(3, _identity(), _request(results=[ToolResult("t1")]), "p", 4 * S)
+    assert _kinds(events) == ["ToolFinished"]
+    (main_ended,) = t.call_finished(3, _record(), 5 * S)
+    assert sub.call.turn in main_ended.turn.items and main_ended.turn.ended_ns == 5 * S

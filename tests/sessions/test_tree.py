@@ -38,17 +38,18 @@ def test_session_with_tools_subagent_and_side_call() -> None:
     t.call_started(3, _identity(aux=True), ChatRequest(model="claude-haiku"), "anthropic", 2700 * MS)
     t.call_finished(3, _record(status=529, error_type="overloaded_error"), 2750 * MS)
     results = [ToolResult("c1"), ToolResult("c2", is_error=True)]
-    t.call_started(4, _identity(), ChatRequest(model="claude-sonnet-4", tool_names=["Read"], tool_results=results),
+    t.call_started(4, _identity(), ChatRequest(model="claude-sonnet-4", tool_names=["Read"], tool_results=results,
+                                                continues_tool_loop=True),
                    "anthropic", 3 * S)
     t.call_finished(4, _record(input_tokens=1300, output_tokens=60, finish_reasons=["end_turn"]), 5500 * MS)
 
     assert render(_finished(t)).splitlines() == [
-        "[session] Claude Code session (5.5s)  conversation=conv-1  calls=4  tokens in=2500 out=107",
-        "  [invoke_agent] Claude Code (5.5s)  claude-sonnet-4, claude-haiku  tokens in=2500 out=100",
+        "[session] Claude Code session (5.5s)  conversation=conv-1  calls=4  turns=2  tokens in=2500 out=107",
+        "  [invoke_agent] Claude Code #1 (5.5s)  claude-sonnet-4, claude-haiku  tokens in=2500 out=100",
         "    [chat] claude-sonnet-4 (2.1s)  tokens in=1200 out=40  cache_read=1000  finish=tool_use",
         "    [execute_tool] Read (900ms)  ok  read /src/app.py",
         "    [execute_tool] Task (900ms)  error",
-        "    [invoke_agent] Claude Code (400ms)  claude-haiku  tokens in=? out=7",
+        "    [invoke_agent] Claude Code #1 (400ms)  claude-haiku  tokens in=? out=7",
         "      [chat] claude-haiku (400ms)  tokens in=? out=7  finish=end_turn",
         "    [chat] claude-haiku (50ms)  ERROR overloaded_error  (auxiliary)",
         "    [chat] claude-sonnet-4 (2.5s)  tokens in=1300 out=60  finish=end_turn",
@@ -63,8 +64,8 @@ def test_fingerprinted_session_without_usage_and_a_tool_left_without_result() ->
     t.call_finished(1, _record(ToolCall("t1", "read", operations)), 1500 * MS)
 
     assert render(_finished(t)).splitlines() == [
-        "[session] Claude Code session (1.5s)  fingerprint=fp-9  calls=1  tokens not reported",
-        "  [invoke_agent] Claude Code (1.5s)  auto  tokens not reported",
+        "[session] Claude Code session (1.5s)  fingerprint=fp-9  calls=1  turns=1  tokens not reported",
+        "  [invoke_agent] Claude Code #1 (1.5s)  auto  tokens not reported",
         "    [chat] auto (1.5s)",
         "    [execute_tool] read (0ms)  no_result  list /home/user/project",
     ]
@@ -76,11 +77,12 @@ def test_lines_keep_start_order_with_a_tool_run_before_a_subagent_started_with_i
     t.call_finished(1, _record(ToolCall("a", "Task", "{}")), S)
     t.call_started(2, _identity("sub", "main"), ChatRequest(model="m"), "p", S)  # same instant as the tool run
     t.call_finished(2, _record(), 2 * S)
-    t.call_started(3, _identity(), ChatRequest(model="m", tool_results=[ToolResult("a")]), "p", 2 * S)
+    t.call_started(3, _identity(), ChatRequest(model="m", tool_results=[ToolResult("a")], continues_tool_loop=True),
+                   "p", 2 * S)
     t.call_finished(3, _record(), 2 * S + 5 * MS)
 
     lines = render(_finished(t)).splitlines()
     assert [line.strip().split(" (")[0] for line in lines[2:]] == [
-        "[chat] m", "[execute_tool] Task", "[invoke_agent] Claude Code", "[chat] m", "[chat] m",
+        "[chat] m", "[execute_tool] Task", "[invoke_agent] Claude Code #1", "[chat] m", "[chat] m",
     ]
     assert lines[-1] == "    [chat] m (5ms)"

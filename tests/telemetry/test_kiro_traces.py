@@ -79,7 +79,12 @@ async def test_real_kiro_cli_session_groups_turns_and_marks_the_checkpoint_call(
     chats = sorted(_by_name(spans, "chat "), key=lambda s: s.start_ns)
     assert session.attributes["gen_ai.conversation.id"] == conversation_ids.pop()
     assert len(chats) == len(turns)
-    assert len(_by_name(spans, "invoke_agent ")) == 1
+    # One turn per prompt the user typed: a call with history whose current message carries no tool results
+    # (the checkpoint call, without history, is a side call of the turn it serves).
+    prompts = [e for e in turns if orjson.loads(e.request.body)["conversationState"].get("history")
+               and not orjson.loads(e.request.body)["conversationState"]["currentMessage"]["userInputMessage"]
+               .get("userInputMessageContext", {}).get("toolResults")]
+    assert len(_by_name(spans, "invoke_agent ")) == len(prompts)
     for chat, exchange in zip(chats, turns, strict=True):
         frames = _frames(exchange.response.body)
         context = next(p["contextUsagePercentage"] for kind, p in frames if kind == "contextUsageEvent")
