@@ -266,6 +266,9 @@ def trace_per(env: Mapping[str, str]) -> str:
     return value
 
 
+SESSION_IDS = frozenset({SESSION_KEY, SESSION_ID, gen_ai.GEN_AI_CONVERSATION_ID})
+
+
 def _session_ids(session: tr.SessionState) -> dict[str, Any]:
     """On every span of a session: the client's own id where it sent one, else the gateway's session key."""
     return {SESSION_KEY: session.key, SESSION_ID: session.key, gen_ai.GEN_AI_CONVERSATION_ID: session.key}

@@ -48,8 +48,11 @@ def url_without_credentials(full: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(kept)))
 
 
-def record_upstream_span(tracer: trace.Tracer, parent: trace.Span, flow: Flow) -> None:
-    """One `{METHOD}` CLIENT span from the request leaving for the upstream to its last byte (or the failure)."""
+def record_upstream_span(
+    tracer: trace.Tracer, parent: trace.Span, flow: Flow, session: Mapping[str, str] | None = None
+) -> None:
+    """One `{METHOD}` CLIENT span from the request leaving for the upstream to its last byte (or the failure);
+    `session`: the session's ids, which every span of a session carries."""
     sent = flow.upstream_started_ns
     if sent is None:
         return  # the exchange failed before the upstream was called
@@ -59,6 +62,8 @@ def record_upstream_span(tracer: trace.Tracer, parent: trace.Span, flow: Flow) -
         url.URL_FULL: url_without_credentials(flow.upstream_url),
         server.SERVER_ADDRESS: target.hostname or "",
     }
+    if session:
+        attributes.update(session)
     port = target.port or _DEFAULT_PORTS.get(target.scheme)
     if port:
         attributes[server.SERVER_PORT] = port

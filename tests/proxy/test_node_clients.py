@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -18,13 +17,11 @@ from aiohttp import web
 
 from tests.proxy.conftest import Proxied, ProxiedGateway
 from tests.support.chat_spans import chat_spans, spans_named
+from tests.support.npm_clients import CLAUDE_CODE, installed
 from tests.support.otlp import OTLPReceiver
 from tests.support.servers import RecordingUpstream, running_upstream
 
-REPO = Path(__file__).resolve().parents[2]
-CLIENTS_DIR = REPO / ".proxy-clients"
 UNDICI = {"undici": "7.30.2"}  # 7.x still runs on Node 20
-CLAUDE_CODE = {"@anthropic-ai/claude-code": "2.1.332"}
 
 FETCH_SCRIPT = """
 const { ProxyAgent, fetch } = require(process.argv[2]);
@@ -37,17 +34,6 @@ const { ProxyAgent, fetch } = require(process.argv[2]);
   process.stdout.write(JSON.stringify({ status: response.status, body: await response.text() }));
 })().catch((error) => { console.error(String(error), String(error.cause)); process.exit(3); });
 """
-
-
-def installed(packages: dict[str, str], entry: str) -> Path:
-    """The path of `entry` under node_modules, installing `packages` first when it is missing."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed for the Node clients")
-    path = CLIENTS_DIR / "node_modules" / entry
-    if not path.exists():
-        subprocess.run(["npm", "install", "--prefix", str(CLIENTS_DIR), "--no-audit", "--no-fund", "--loglevel=error",
-                        *(f"{name}@{version}" for name, version in packages.items())], check=True, timeout=600)
-    return path
 
 
 async def run(*command: str, env: dict[str, str], cwd: Path | None = None) -> tuple[int, str, str]:
