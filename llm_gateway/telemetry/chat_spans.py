@@ -32,7 +32,7 @@ from llm_gateway.telemetry.chat_metrics import ChatMetrics
 from llm_gateway.telemetry.content import content_capture
 from llm_gateway.telemetry.cost import call_cost
 from llm_gateway.telemetry.prices import usable_price_table
-from llm_gateway.telemetry.session_spans import SessionSpans
+from llm_gateway.telemetry.session_spans import SESSION_IDS, SessionSpans
 from llm_gateway.telemetry.setup import Telemetry
 from llm_gateway.telemetry.upstream_spans import http_span_mode, record_upstream_span
 
@@ -154,18 +154,20 @@ class ChatSpans:
             span.set_attributes(attributes)
             if error_type:
                 span.set_status(Status(StatusCode.ERROR, error_message or error_type))
-            self._metrics.record(call.start_attributes or {}, attributes, (ended - flow.started_ns) / 1e9)
+            self._metrics.record(call.start_attributes or {}, attributes, (ended - flow.started_ns) / 1e9,
+                                 run.chunk_gaps_ns)
             self._sessions.call_finished(call.exchange_id, record, ended, cost)
         except Exception:
             log.debug("chat span for %s %s failed", flow.method, flow.raw_path, exc_info=True)
         finally:
             if self._http_spans == "gateway":
-                self._upstream_span(flow, span)
+                self._upstream_span(flow, span, call.start_attributes)
             span.end(end_time=flow.ended_ns)
 
-    def _upstream_span(self, flow: Flow, parent: trace.Span) -> None:
+    def _upstream_span(self, flow: Flow, parent: trace.Span, chat_attributes: dict | None) -> None:
         try:
-            record_upstream_span(self._tracer, parent, flow)
+            session = {k: v for k, v in (chat_attributes or {}).items() if k in SESSION_IDS}
+            record_upstream_span(self._tracer, parent, flow, session)
         except Exception:
             log.debug("upstream span for %s %s failed", flow.method, flow.raw_path, exc_info=True)
 
