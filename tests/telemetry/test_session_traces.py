@@ -97,3 +97,17 @@ async def test_openai_chat_parallel_tool_results_pair_by_call_id(traced_gateway,
     assert sorted(t.attributes["gen_ai.tool.call.id"] for t in tools) == sorted(c["id"] for c in recorded_calls)
     assert {t.attributes["gen_ai.tool.name"] for t in tools} == {c["function"]["name"] for c in recorded_calls}
     assert {t.attributes["llm_gateway.tool.outcome"] for t in tools} == {"ok"}
+
+
+async def test_trace_per_turn_roots_each_turn_and_ties_them_by_session_id(traced_gateway, receiver):
+    fixture = load(FIXTURES / "anthropic/tool-runner-loop.json")
+    headers = {"X-Claude-Code-Session-Id": "per-turn"}
+    async with traced_gateway([fixture], extra_env={"LLM_GATEWAY_TRACE_PER": "turn"}) as (gateway, _):
+        await _run_anthropic_loop(gateway, fixture, headers)
+    spans = await receiver.wait_for(lambda s: bool(_by_name(s, "invoke_agent ")))
+    assert _by_name(spans, "session ") == []  # no session span: the turns are the roots
+    (turn,) = _by_name(spans, "invoke_agent ")
+    assert turn.parent_id is None and turn.trace_id != format(session_trace_id("per-turn"), "032x")
+    assert {s.trace_id for s in spans} == {turn.trace_id}
+    assert {s.attributes.get("session.id") for s in spans} == {"per-turn"}
+    assert {c.parent_id for c in _by_name(spans, "chat ")} == {turn.span_id}
