@@ -94,7 +94,9 @@ def response_attributes(
     record: ChatRecord, started_ns: int, error_type: str | None, error_message: str | None
 ) -> dict[str, Any]:
     """Known when the exchange ended."""
-    ttfc = (record.first_chunk_ns - started_ns) / 1e9 if record.first_chunk_ns else None
+    # time to first chunk means a stream's first chunk: a whole JSON answer has no chunks to time
+    streamed = record.request.stream
+    ttfc = (record.first_chunk_ns - started_ns) / 1e9 if record.first_chunk_ns and streamed else None
     ttft = (record.first_token_ns - started_ns) / 1e9 if record.first_token_ns else None
     issues = record.parse_issues + ([record.request.parse_issue] if record.request.parse_issue else [])
     attrs = _filtered(

@@ -1,12 +1,14 @@
-"""GenAI client metrics for each model call: token usage, operation duration, time to first chunk, and cost.
+"""GenAI client metrics for each model call: token usage, operation duration, time to first chunk and time per
+output chunk (streamed calls only), and cost.
 
-Instruments are the conventions' (`gen_ai_metrics`), with the bucket boundaries the conventions advise. Cost has no
-metric in the conventions: `llm_gateway.client.cost` counts USD with the token usage's dimensions, for dashboards
-to sum.
+Instruments are the conventions' (`gen_ai_metrics`), with the bucket boundaries the conventions advise. Only the
+duration carries `error.type`: the others' attributes do not have it. Cost has no metric in the conventions:
+`llm_gateway.client.cost` counts USD with the token usage's dimensions, for dashboards to sum.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.metrics import Meter
@@ -20,6 +22,8 @@ from llm_gateway.telemetry.cost import USAGE_COST
 CLIENT_COST = "llm_gateway.client.cost"
 TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
 DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
+#: the conventions advise none for time per output chunk: these are their server time-per-output-token boundaries
+CHUNK_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5]
 
 # Span attributes that are also metric dimensions (low cardinality only).
 _DIMENSIONS = (
@@ -33,7 +37,7 @@ _DIMENSIONS = (
 
 
 class ChatMetrics:
-    __slots__ = ("_cost", "_duration", "_tokens", "_ttfc")
+    __slots__ = ("_chunk", "_cost", "_duration", "_tokens", "_ttfc")
 
     def __init__(self, meter: Meter) -> None:
         self._tokens = meter.create_histogram(
@@ -50,17 +54,26 @@ class ChatMetrics:
             description="Time to receive the first chunk of a streamed response",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
+        self._chunk = meter.create_histogram(
+            metrics.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK, unit="s",
+            description="Time per output chunk of a streamed response, for each chunk after the first",
+            explicit_bucket_boundaries_advisory=CHUNK_BUCKETS,
+        )
         self._cost = meter.create_counter(CLIENT_COST, unit="USD", description="Cost of the model calls")
 
-    def record(self, request_attrs: dict[str, Any], response_attrs: dict[str, Any], duration_s: float) -> None:
-        """Record one call from its span attributes (known at the start, and at the end)."""
+    def record(self, request_attrs: dict[str, Any], response_attrs: dict[str, Any], duration_s: float,
+               chunk_gaps_ns: Sequence[int] = ()) -> None:
+        """Record one call from its span attributes (known at the start, and at the end) and, for a streamed call,
+        the time between each chunk and the one before it."""
         dims = {k: v for k in _DIMENSIONS if (v := response_attrs.get(k, request_attrs.get(k))) is not None}
-        if err.ERROR_TYPE in response_attrs:
-            dims[err.ERROR_TYPE] = response_attrs[err.ERROR_TYPE]
-        self._duration.record(duration_s, dims)
-        ttfc = response_attrs.get(gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
-        if ttfc is not None and request_attrs.get(gen_ai.GEN_AI_REQUEST_STREAM):
-            self._ttfc.record(ttfc, dims)
+        error_type = response_attrs.get(err.ERROR_TYPE)
+        self._duration.record(duration_s, {**dims, err.ERROR_TYPE: error_type} if error_type else dims)
+        if request_attrs.get(gen_ai.GEN_AI_REQUEST_STREAM):
+            ttfc = response_attrs.get(gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
+            if ttfc is not None:
+                self._ttfc.record(ttfc, dims)
+            for gap_ns in chunk_gaps_ns:
+                self._chunk.record(gap_ns / 1e9, dims)
         for token_type, key in (
             ("input", gen_ai.GEN_AI_USAGE_INPUT_TOKENS),
             ("output", gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS),

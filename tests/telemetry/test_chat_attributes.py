@@ -26,3 +26,10 @@ def test_a_release_with_the_new_name_gets_it_over_the_deprecated_one() -> None:
     assert cache_write_key(SimpleNamespace(GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS=OLD)) == OLD
     both = SimpleNamespace(GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS=OLD, GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS=NEW)
     assert cache_write_key(both) == NEW
+
+
+def test_time_to_first_chunk_only_on_streamed_calls() -> None:
+    streamed = ChatRecord(ChatRequest(stream=True), first_chunk_ns=1_500_000_000)
+    whole = ChatRecord(ChatRequest(stream=False), first_chunk_ns=1_500_000_000)
+    assert response_attributes(streamed, 1_000_000_000, None, None)[gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] == 0.5
+    assert gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK not in response_attributes(whole, 1_000_000_000, None, None)
