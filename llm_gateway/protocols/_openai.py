@@ -11,6 +11,7 @@ from typing import Any
 
 from llm_gateway.protocols import events as ev
 from llm_gateway.protocols._json import integer, items, obj, text
+from llm_gateway.protocols._parts import blob, data_url_blob
 from llm_gateway.protocols._response import reported
 from llm_gateway.protocols.vendors import vendor_for_host
 
@@ -79,7 +80,7 @@ def _part_text(part: dict[str, Any]) -> str | None:
 
 
 def content_parts(content: Any) -> list[dict[str, Any]]:
-    """GenAI message parts for a content value. Media is described, never copied."""
+    """GenAI message parts for a content value; inline media as the base64 the request carried."""
     if isinstance(content, str):
         return [{"type": "text", "content": content}]
     return [_genai_part(part) for part in items(content)]
@@ -98,35 +99,27 @@ def _genai_part(part: dict[str, Any]) -> dict[str, Any]:
             return {"type": "file", "file_id": part["file_id"], "modality": "image"}
         return _media(text(part.get("image_url")), "image")
     if ptype == "input_audio":
-        fmt = text(obj(part.get("input_audio")).get("format"))
-        return {"type": "blob", "modality": "audio", **({"mime_type": f"audio/{fmt}"} if fmt else {})}
+        audio = obj(part.get("input_audio"))
+        fmt = text(audio.get("format"))
+        return blob(text(audio.get("data")), f"audio/{fmt}" if fmt else None, "audio")
     if ptype in ("file", "input_file"):  # Chat nests under "file"; Responses is flat
         return _file(obj(part.get("file")) or part)
     return {"type": str(ptype)}
 
 
-def _media(url: str | None, modality: str) -> dict[str, Any]:
+def _media(url: str | None, kind: str) -> dict[str, Any]:
     if url is None or url.startswith("data:"):
-        return _blob(url, modality)
-    return {"type": "uri", "uri": url, "modality": modality}
-
-
-def _blob(data_url: str | None, modality: str | None = None) -> dict[str, Any]:
-    part: dict[str, Any] = {"type": "blob"}
-    mime = (data_url or "")[5:].partition(",")[0].partition(";")[0] if (data_url or "").startswith("data:") else ""
-    if mime:
-        part["mime_type"] = mime
-    if modality:
-        part["modality"] = modality
-    return part
+        return data_url_blob(url, kind)
+    return {"type": "uri", "uri": url, "modality": kind}
 
 
 def _file(spec: dict[str, Any]) -> dict[str, Any]:
+    """A file by id, by URL, or inline (a data URL): a document unless its MIME type says otherwise."""
     if text(spec.get("file_id")):
-        return {"type": "file", "file_id": spec["file_id"]}
+        return {"type": "file", "file_id": spec["file_id"], "modality": "document"}
     if text(spec.get("file_url")):
-        return {"type": "uri", "uri": spec["file_url"]}
-    return _blob(text(spec.get("file_data")))
+        return {"type": "uri", "uri": spec["file_url"], "modality": "document"}
+    return data_url_blob(text(spec.get("file_data")))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_gateway.protocols._json import integer, items, obj, text
+from llm_gateway.protocols._parts import blob
 from llm_gateway.protocols.exchange import ChatRequest, RequestParams, ToolResult, fingerprint
 
 __all__ = ["parse_messages_body"]
@@ -215,11 +216,11 @@ def _part(block: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _media_part(kind: str, source: dict[str, Any]) -> dict[str, Any]:
-    """Media by reference only: base64 data is never copied."""
+    """Media by reference, or inline as the base64 the request carried."""
     modality = "image" if kind == "image" else "document"
     match _type(source):
         case "base64":
-            return _compact(type="blob", mime_type=text(source.get("media_type")), modality=modality)
+            return blob(text(source.get("data")), text(source.get("media_type")), modality)
         case "url":
             return _compact(type="uri", uri=text(source.get("url")), modality=modality)
         case "file":

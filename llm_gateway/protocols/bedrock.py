@@ -180,12 +180,13 @@ def _block(block: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _source(kind: str, media: dict[str, Any]) -> dict[str, Any]:
-    """Where media comes from, by reference: an S3 URI, or bytes described by their type (never copied)."""
+    """Where media comes from: an S3 URI, or the bytes as the body carried them (base64 in JSON)."""
     source = obj(media.get("source"))
     if uri := text(obj(source.get("s3Location")).get("uri")):
         return {"type": "url", "url": uri}
     fmt = text(media.get("format"))
-    return {"type": "base64", "media_type": f"{kind}/{fmt}" if fmt and kind != "document" else None}
+    return {"type": "base64", "media_type": f"{kind}/{fmt}" if fmt and kind != "document" else None,
+            "data": text(source.get("bytes"))}
 
 
 def _hints(doc: dict[str, Any], headers: Mapping[str, str]) -> dict[str, str]:

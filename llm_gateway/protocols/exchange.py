@@ -5,7 +5,8 @@ Content (`system_instructions`, `input_messages`, `output_messages`, `tool_defin
 results) is kept only when the parser was asked to capture it; the shapes are the GenAI conventions' JSON
 shapes: messages `{"role", "parts": [...]}` with parts `{"type": "text", "content"}`,
 `{"type": "tool_call", "id", "name", "arguments"}`, `{"type": "tool_call_response", "id", "response"}`,
-`{"type": "reasoning", "content"}`.
+`{"type": "reasoning", "content"}`. An output message's `finish_reason` is in the conventions' words
+(`finish.py`); the record's `finish_reasons` keep the provider's.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 
 from llm_gateway.protocols import events as ev
+from llm_gateway.protocols.finish import message_finish_reason
 
 
 @dataclass(slots=True)
@@ -202,10 +204,9 @@ class ExchangeBuilder:
                 if call.choice == choice:
                     parts.append({"type": "tool_call", "id": call.call_id, "name": call.name,
                                   "arguments": json_or_text(call.arguments)})
-            message: dict[str, Any] = {"role": "assistant", "parts": parts}
-            if choice in self._finishes:
-                message["finish_reason"] = self._finishes[choice]
-            messages.append(message)
+            reason = message_finish_reason(self._finishes.get(choice), failed=self._record.error_type is not None,
+                                           tool_calls=any(part["type"] == "tool_call" for part in parts))
+            messages.append({"role": "assistant", "parts": parts, "finish_reason": reason})
         return messages
 
 

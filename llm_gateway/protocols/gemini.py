@@ -42,6 +42,7 @@ import orjson
 from llm_gateway.protocols import events as ev
 from llm_gateway.protocols._json import integer, items, json_object, json_text, number, obj, text
 from llm_gateway.protocols._parsers import ElementParser, SSEParser
+from llm_gateway.protocols._parts import blob, modality
 from llm_gateway.protocols._response import Identity, reported, total
 from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponseParser
 from llm_gateway.protocols.errors import error_fields
@@ -250,7 +251,7 @@ def _first_user_text(contents: list[_Content]) -> str:
 
 
 def _genai_part(part: dict[str, Any]) -> dict[str, Any] | None:
-    """A request part in the conventions' shape; media by reference only (base64 data is never copied)."""
+    """A request part in the conventions' shape; inline media as the base64 the request carried."""
     content = text(part.get("text"))
     if content is not None:
         return {"type": "reasoning" if part.get("thought") else "text", "content": content}
@@ -259,19 +260,13 @@ def _genai_part(part: dict[str, Any]) -> dict[str, Any] | None:
                 "arguments": call.get("args")}
     if resp := obj(_get(part, "functionResponse")):
         return {"type": "tool_call_response", "id": text(resp.get("id")), "response": resp.get("response")}
-    if blob := obj(_get(part, "inlineData")):
-        mime = text(_get(blob, "mimeType"))
-        return {"type": "blob", "mime_type": mime, "modality": _modality(mime)}
+    if inline := obj(_get(part, "inlineData")):
+        return blob(text(_get(inline, "data")), text(_get(inline, "mimeType")))
     if file := obj(_get(part, "fileData")):
         mime = text(_get(file, "mimeType"))
         uri = text(_get(file, "fileUri"))
-        return {"type": "uri", "mime_type": mime, "modality": _modality(mime), "uri": uri}
+        return {"type": "uri", "mime_type": mime, "modality": modality(mime), "uri": uri}
     return None  # thought signatures, executable code, ...: nothing the conventions name
-
-
-def _modality(mime: str | None) -> str:
-    kind = (mime or "").partition("/")[0]
-    return kind if kind in ("image", "audio", "video") else "document"
 
 
 def _provider_name(request: HttpRequest) -> str:

@@ -67,6 +67,7 @@ import orjson
 from llm_gateway.protocols import events as ev
 from llm_gateway.protocols._json import body_hints, integer, items, json_object, number, obj, text
 from llm_gateway.protocols._parsers import EventStreamParser
+from llm_gateway.protocols._parts import blob
 from llm_gateway.protocols._response import Identity, usage_from_uncached
 from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponseParser
 from llm_gateway.protocols.errors import error_fields
@@ -175,13 +176,13 @@ def _user_message(transcript: Transcript, message: dict[str, Any]) -> None:
     if not content and not images:
         return  # a tool-results-only turn sends content ""
     transcript.message("user", content or [])
-    if transcript.capture and images:  # described, never copied
+    if transcript.capture and images:
         transcript.messages[-1]["parts"].extend(_image_part(image) for image in images)
 
 
 def _image_part(image: dict[str, Any]) -> dict[str, Any]:
     fmt = text(image.get("format"))
-    return {"type": "blob", "modality": "image", **({"mime_type": f"image/{fmt}"} if fmt else {})}
+    return blob(text(obj(image.get("source")).get("bytes")), f"image/{fmt}" if fmt else None, "image")
 
 
 def _result_text(content: Any) -> str:

@@ -16,7 +16,7 @@ Decisions where the wire leaves room:
   call at the same position in the preceding assistant turn, the order clients answer calls in.
 - Tool results are the `tool` messages after the last assistant message: the answers to the previous call.
 - `options.num_predict` < 0 means "no limit" (-1) or "fill the context" (-2): not a max_tokens value.
-- Images are base64 without a type: recorded as image blobs with no MIME type and never copied.
+- Images are base64 without a type: recorded (under content capture) as image blobs with no MIME type.
 - Usage as reported: Ollama's `prompt_eval_count` counts the prompt tokens it evaluated, so a prompt served
   from its KV cache may count low; there is no separate cache figure to add.
 """
@@ -30,6 +30,7 @@ from typing import Any
 from llm_gateway.protocols import events as ev
 from llm_gateway.protocols._json import integer, items, json_object, json_text, number, obj, text
 from llm_gateway.protocols._parsers import ElementParser
+from llm_gateway.protocols._parts import blob
 from llm_gateway.protocols._response import Identity, reported
 from llm_gateway.protocols._states import unexpected
 from llm_gateway.protocols.base import HttpRequest, HttpResponseHead
@@ -149,7 +150,7 @@ def _input_message(message: _Message) -> dict[str, Any]:
     elif message.content():
         parts.append({"type": "text", "content": message.content()})
     images = message.doc.get("images")
-    parts += [{"type": "blob", "modality": "image"} for _ in images] if isinstance(images, list) else []
+    parts += [blob(text(image), None, "image") for image in images] if isinstance(images, list) else []
     for call in message.calls():
         function = obj(call.get("function"))
         parts.append({"type": "tool_call", "id": text(call.get("id")), "name": text(function.get("name")),

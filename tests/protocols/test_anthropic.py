@@ -310,9 +310,9 @@ def test_claude_code_style_request_gives_params_hints_and_definitions() -> None:
     ]
     image = body["messages"][0]["content"][0]["source"]
     assert request.input_messages is not None
+    # a blob part carries its bytes, base64 as sent (the conventions' schema requires them; issue 14)
     assert request.input_messages[0]["parts"][0] == {"type": "blob", "mime_type": image["media_type"],
-                                                     "modality": "image"}
-    assert image["data"] not in json.dumps(request.input_messages)
+                                                     "modality": "image", "content": image["data"]}
 
 
 def test_billing_header_does_not_change_fingerprints() -> None:

@@ -297,7 +297,8 @@ def test_converse_request_fields_are_read():
     assert (recorded.call_id, recorded.is_error, recorded.content) == (
         result["toolUseId"], True, result["content"][0]["text"])
     image = request.input_messages[0]["parts"][1]
-    assert image == {"type": "blob", "mime_type": "image/png", "modality": "image"}
+    sent = body["messages"][0]["content"][1]["image"]["source"]["bytes"]
+    assert image == {"type": "blob", "mime_type": "image/png", "modality": "image", "content": sent}
     thought = body["messages"][1]["content"][0]["reasoningContent"]["reasoningText"]["text"]
     assert request.input_messages[1]["parts"][0] == {"type": "reasoning", "content": thought}
 

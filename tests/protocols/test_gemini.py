@@ -304,12 +304,12 @@ def test_capture_on_gives_conventions_shapes() -> None:
     assert request.tool_results[0].content == answer["response"]
 
 
-def test_media_is_referenced_not_copied() -> None:
+def test_media_is_a_uri_or_an_inline_blob() -> None:
     parts = [{"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}},
              {"fileData": {"mimeType": "application/pdf", "fileUri": "gs://bucket/doc.pdf"}}]
     request = parse({"contents": [{"role": "user", "parts": parts}]}, capture=True)
     assert request.input_messages == [{"role": "user", "parts": [
-        {"type": "blob", "mime_type": "image/png", "modality": "image"},
+        {"type": "blob", "mime_type": "image/png", "modality": "image", "content": "iVBORw0KGgo="},
         {"type": "uri", "mime_type": "application/pdf", "modality": "document", "uri": "gs://bucket/doc.pdf"}]}]
 
 

@@ -290,12 +290,13 @@ def test_failed_tool_result_is_an_error_and_json_results_are_kept_as_text() -> N
     assert request.params.max_tokens == request_body(exchange)["additionalModelRequestFields"]["max_tokens"]
 
 
-def test_image_is_described_without_its_bytes() -> None:
+def test_image_is_a_blob_with_its_bytes() -> None:
     exchange = LOADED["composed-image-tool-flow"].exchanges[1]  # row 08
     (image,) = current_message(exchange)["images"]
     request = parse(exchange, capture=True)
     blobs = [p for m in request.input_messages or [] for p in m["parts"] if p["type"] == "blob"]
-    assert blobs == [{"type": "blob", "modality": "image", "mime_type": f"image/{image['format']}"}]
+    assert blobs == [{"type": "blob", "modality": "image", "mime_type": f"image/{image['format']}",
+                      "content": image["source"]["bytes"]}]
 
 
 def test_error_body_gives_the_aws_error_type() -> None:

@@ -217,11 +217,12 @@ def test_generate_prompt_and_system_are_the_input() -> None:
     assert request.params.stop_sequences == body["options"]["stop"]
 
 
-def test_images_are_referenced_not_copied() -> None:
+def test_images_are_blobs_with_their_bytes() -> None:
     messages = [{"role": "user", "content": "what is this?", "images": ["iVBORw0KGgo="]}]
     request = parse({**ASK, "messages": messages}, capture=True)
     assert request.input_messages == [{"role": "user", "parts": [{"type": "text", "content": "what is this?"},
-                                                                 {"type": "blob", "modality": "image"}]}]
+                                                                 {"type": "blob", "modality": "image",
+                                                                  "content": "iVBORw0KGgo="}]}]
 
 
 def test_provider_name_is_ollama() -> None:

@@ -212,7 +212,9 @@ def test_n2_stream_reports_each_choice() -> None:
     assert record.request.params.choice_count == request_json(exchange)["n"]
     assert record.finish_reasons == expected["finish_reasons"]
     assert [answer_text(record, 0), answer_text(record, 1)] == expected["texts"]
-    assert [m["finish_reason"] for m in record.output_messages or []] == expected["finish_reasons"]
+    # OpenAI's words are the conventions' here (length, stop)
+    assert [m["finish_reason"] for m in record.output_messages or []] == expected["finish_reasons"] == ["length",
+                                                                                                       "stop"]
     assert (record.input_tokens, record.output_tokens, record.cache_read) == expected["usage"][:3]
 
 
@@ -327,7 +329,7 @@ def test_request_fields_map_to_params_hints_and_output_type() -> None:
             "role": "user",
             "parts": [
                 {"type": "text", "content": "what is this"},
-                {"type": "blob", "mime_type": "image/png", "modality": "image"},
+                {"type": "blob", "mime_type": "image/png", "modality": "image", "content": "iVBORw0KGgo="},
                 {"type": "uri", "uri": "https://example.test/cat.jpg", "modality": "image"},
             ],
         }

@@ -276,7 +276,7 @@ def test_request_fields_map_to_params_hints_and_output_type() -> None:
             "role": "user",
             "parts": [
                 {"type": "text", "content": "what is this"},
-                {"type": "blob", "mime_type": "image/jpeg", "modality": "image"},
+                {"type": "blob", "mime_type": "image/jpeg", "modality": "image", "content": "/9j/4AAQ"},
             ],
         }
     ]

@@ -206,7 +206,8 @@ async def test_converse_stream_with_capture_puts_recorded_messages_and_tools_on_
     assert inputs[0]["parts"][0]["content"] == request["messages"][0]["content"][0]["text"]
     frames = event_frames(first.response.body)
     (output,) = json_attribute(span, "gen_ai.output.messages")
-    assert output["finish_reason"] == dict(frames)["messageStop"]["stopReason"]
+    assert dict(frames)["messageStop"]["stopReason"] == "tool_use"
+    assert output["finish_reason"] == "tool_call"  # the conventions' word for it (issue 14)
     assert [(p["id"], p["name"]) for p in output["parts"] if p["type"] == "tool_call"] == _stream_calls(frames)
     definitions = json_attribute(span, "gen_ai.tool.definitions")
     assert [d["name"] for d in definitions] == [t["toolSpec"]["name"] for t in request["toolConfig"]["tools"]]

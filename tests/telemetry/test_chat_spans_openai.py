@@ -178,8 +178,8 @@ async def test_chat_completions_with_capture_puts_recorded_messages_and_tools_on
     assert [p["content"] for m in inputs if m["role"] == "user" for p in m["parts"]] == users
     chunks = sse_json(exchange.response.body)
     (output,) = json_attribute(span, "gen_ai.output.messages")
-    assert output["finish_reason"] == next(ch["finish_reason"] for c in chunks for ch in c["choices"]
-                                           if ch["finish_reason"])
+    assert next(ch["finish_reason"] for c in chunks for ch in c["choices"] if ch["finish_reason"]) == "tool_calls"
+    assert output["finish_reason"] == "tool_call"  # the conventions' word for it (issue 14)
     assert [(p["id"], p["name"]) for p in output["parts"] if p["type"] == "tool_call"] == _chunk_calls(chunks)
     definitions = json_attribute(span, "gen_ai.tool.definitions")
     assert [d["name"] for d in definitions] == [t["function"]["name"] for t in body["tools"]]
@@ -198,7 +198,8 @@ async def test_responses_with_capture_puts_recorded_messages_and_tools_on_span(
     assert [(m["role"], [p["content"] for p in m["parts"]]) for m in inputs] == [("user", [body["input"]])]
     recorded = _final_response(exchange)
     (output,) = json_attribute(span, "gen_ai.output.messages")
-    assert output["finish_reason"] == recorded["status"]
+    assert recorded["status"] == "completed"
+    assert output["finish_reason"] == "tool_call"  # completed with a function call (issue 14)
     assert [(p["id"], p["name"]) for p in output["parts"] if p["type"] == "tool_call"] == _response_calls(recorded)
     definitions = json_attribute(span, "gen_ai.tool.definitions")
     assert [d["name"] for d in definitions] == [t["name"] for t in body["tools"]]
