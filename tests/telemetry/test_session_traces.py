@@ -6,6 +6,7 @@ from __future__ import annotations
 import anthropic
 import openai
 import orjson
+import pytest
 
 from llm_gateway.recordings import load
 from llm_gateway.telemetry.ids import session_trace_id
@@ -111,3 +112,17 @@ async def test_trace_per_turn_roots_each_turn_and_ties_them_by_session_id(traced
     assert {s.trace_id for s in spans} == {turn.trace_id}
     assert {s.attributes.get("session.id") for s in spans} == {"per-turn"}
     assert {c.parent_id for c in _by_name(spans, "chat ")} == {turn.span_id}
+
+
+async def test_turn_and_session_cost_totals_are_the_sum_of_their_calls(traced_gateway, receiver):
+    fixture = load(FIXTURES / "anthropic/tool-runner-loop.json")
+    async with traced_gateway([fixture]) as (gateway, _):
+        await _run_anthropic_loop(gateway, fixture)
+    spans = await receiver.wait_for(lambda s: bool(_by_name(s, "session ")))
+    (session,) = _by_name(spans, "session ")
+    (turn,) = _by_name(spans, "invoke_agent ")
+    costs = [c.attributes["gen_ai.usage.cost"] for c in _by_name(spans, "chat ")]
+    assert len(costs) == len(fixture.exchanges) and all(cost > 0 for cost in costs)
+    assert session.attributes["llm_gateway.usage.cost"] == pytest.approx(sum(costs))
+    assert turn.attributes["llm_gateway.usage.cost"] == pytest.approx(sum(costs))
+    assert "gen_ai.usage.cost" not in session.attributes and "gen_ai.usage.cost" not in turn.attributes
