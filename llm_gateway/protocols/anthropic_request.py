@@ -10,7 +10,7 @@ from typing import Any
 
 from llm_gateway.protocols._json import integer, items, obj, text
 from llm_gateway.protocols._parts import blob
-from llm_gateway.protocols.exchange import ChatRequest, RequestParams, ToolResult, fingerprint
+from llm_gateway.protocols.exchange import ChatRequest, RequestParams, ToolResult, fingerprint, tool_descriptions
 
 __all__ = ["parse_messages_body"]
 
@@ -67,6 +67,7 @@ def parse_messages_body(doc: dict[str, Any], capture: bool) -> ChatRequest:
         params=_params(doc),
         output_type=_output_type(doc),
         tool_names=tool_names,
+        tool_descriptions=tool_descriptions(tools),
         tool_results=_tool_results(messages, history, capture),
         continues_tool_loop=bool(messages) and any(_type(b) == "tool_result" for b in messages[-1].blocks),
         history_tool_calls=history,

@@ -12,6 +12,7 @@ shapes: messages `{"role", "parts": [...]}` with parts `{"type": "text", "conten
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,9 @@ class ChatRequest:
     params: RequestParams = field(default_factory=RequestParams)
     output_type: str | None = None  # text | json | image | speech, when requested
     tool_names: list[str] = field(default_factory=list)  # tools offered (names only, always kept)
+    #: offered tools' descriptions by name (always kept, each cut to MAX_TOOL_DESCRIPTION characters): the
+    #: execute_tool spans' gen_ai.tool.description
+    tool_descriptions: dict[str, str] = field(default_factory=dict)
     tool_results: list[ToolResult] = field(default_factory=list)
     #: the newest message answers tool calls (the agent's loop goes on); False: it brings a new prompt
     continues_tool_loop: bool = False
@@ -208,6 +212,18 @@ class ExchangeBuilder:
                                            tool_calls=any(part["type"] == "tool_call" for part in parts))
             messages.append({"role": "assistant", "parts": parts, "finish_reason": reason})
         return messages
+
+
+#: characters of a tool's description kept (agents' tool descriptions run to pages)
+MAX_TOOL_DESCRIPTION = 1024
+
+
+def tool_descriptions(tools: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Name -> description of the offered tools (`{"name", "description", ...}` dicts) that have both, each cut to
+    `MAX_TOOL_DESCRIPTION` characters."""
+    return {name: description[:MAX_TOOL_DESCRIPTION] for tool in tools
+            if isinstance(name := tool.get("name"), str) and name
+            and isinstance(description := tool.get("description"), str) and description}
 
 
 def fingerprint(*parts: object) -> str:

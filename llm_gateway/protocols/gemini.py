@@ -46,7 +46,7 @@ from llm_gateway.protocols._parts import blob, modality
 from llm_gateway.protocols._response import Identity, reported, total
 from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponseParser
 from llm_gateway.protocols.errors import error_fields
-from llm_gateway.protocols.exchange import ChatRequest, RequestParams, ToolResult, fingerprint
+from llm_gateway.protocols.exchange import ChatRequest, RequestParams, ToolResult, fingerprint, tool_descriptions
 from llm_gateway.protocols.framing.jsonarray import JsonArrayDecoder
 from llm_gateway.protocols.framing.sse import SSEEvent
 
@@ -117,6 +117,7 @@ def _parse_request(request: HttpRequest, capture: bool) -> ChatRequest:
         params=_params(config),
         output_type=_output_type(config),
         tool_names=tool_names,
+        tool_descriptions=tool_descriptions(tools),
         tool_results=_tool_results(contents, capture),  # only those after the model's last turn
         continues_tool_loop=any(True for c in contents[-1:] for _ in c.responses()),
         history_tool_calls=_history_tool_calls(contents),

@@ -34,7 +34,7 @@ from llm_gateway.protocols._parts import blob
 from llm_gateway.protocols._response import Identity, reported
 from llm_gateway.protocols._states import unexpected
 from llm_gateway.protocols.base import HttpRequest, HttpResponseHead
-from llm_gateway.protocols.exchange import ChatRequest, RequestParams, ToolResult, fingerprint
+from llm_gateway.protocols.exchange import ChatRequest, RequestParams, ToolResult, fingerprint, tool_descriptions
 from llm_gateway.protocols.framing.jsonarray import JsonArrayDecoder
 from llm_gateway.protocols.framing.lines import LineDecoder
 
@@ -79,6 +79,7 @@ def _parse_request(request: HttpRequest, capture: bool) -> ChatRequest:
         params=_params(obj(doc.get("options"))),
         output_type="json" if doc.get("format") == "json" or isinstance(doc.get("format"), dict) else None,
         tool_names=tool_names,
+        tool_descriptions=tool_descriptions(tools),
         tool_results=_tool_results(messages, capture),
         continues_tool_loop=bool(messages) and messages[-1].role == "tool",
         history_tool_calls=_history_tool_calls(messages),

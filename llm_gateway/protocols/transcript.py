@@ -10,7 +10,7 @@ from typing import Any
 
 from llm_gateway.protocols._json import text
 from llm_gateway.protocols._openai import content_parts, content_text
-from llm_gateway.protocols.exchange import ChatRequest, ToolResult, fingerprint, json_or_text
+from llm_gateway.protocols.exchange import ChatRequest, ToolResult, fingerprint, json_or_text, tool_descriptions
 
 
 @dataclass(slots=True)
@@ -78,6 +78,7 @@ class Transcript:
         """Put what was collected on `request` (tools, results, fingerprints, and content when capturing)."""
         system_text = "\n".join(self.system) or None
         request.tool_names = [tool["name"] for tool in self.tools]
+        request.tool_descriptions = tool_descriptions(self.tools)
         request.tool_results = self.results
         request.continues_tool_loop = self.answers_tools
         request.history_tool_calls = self.calls
