@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -78,7 +79,17 @@ async def _replay(paths: list[str], host: str, port: int, speed: float) -> None:
     from llm_gateway.recordings import load
     from llm_gateway.recordings.replay import ReplayUpstream
 
-    upstream = await ReplayUpstream([load(p) for p in paths], speed=speed, host=host, port=port).start()
+    try:
+        fixtures = [load(p) for p in paths]
+    except OSError as exc:
+        raise ConfigError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    except ValueError as exc:  # not a fixture; one cut short loads up to its last complete exchange
+        raise ConfigError(str(exc)) from None
+    try:
+        upstream = await ReplayUpstream(fixtures, speed=speed, host=host, port=port).start()
+    except OSError as exc:
+        problem = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be listened on ({exc.strerror})"
+        raise ConfigError(f"{host}:{port} {problem}; choose another with --host/--port") from None
     print(f"llm-gateway replay: serving {len(paths)} fixture(s) on {upstream.url}", file=sys.stderr, flush=True)
     try:
         await asyncio.Event().wait()
@@ -117,6 +128,9 @@ def _ca(path_only: bool) -> int:
         ca, made, bundle = ensure_ca(ca_dir())
     except CAError as exc:
         print(f"llm-gateway: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the CA is there, its bundle cannot be written beside it
+        print(f"llm-gateway: cannot write {exc.filename2 or exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
     if path_only:
         print(ca.files.cert)

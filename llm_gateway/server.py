@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,11 +18,13 @@ from functools import partial
 from aiohttp import web
 
 from llm_gateway.addons import default_addons
-from llm_gateway.config import Settings
+from llm_gateway.config import ENV_HOST, ENV_PORT, ConfigError, Settings
 from llm_gateway.flow import call_hook
 from llm_gateway.mcp.endpoint import GatewayEndpoints
 from llm_gateway.offload import FlowShipper, TelemetryProcess
-from llm_gateway.proxy import ForwardProxy, ProxyServer
+from llm_gateway.proxy import CAError, ForwardProxy, ProxyServer
+from llm_gateway.proxy.ca import CA_CERT, ENV_CA_DIR
+from llm_gateway.proxy.intercept import ENV_INTERCEPT
 from llm_gateway.relay import Relay
 from llm_gateway.routing import Router
 from llm_gateway.sessions.tracker import SessionState
@@ -32,6 +36,44 @@ from llm_gateway.telemetry.upstream_spans import http_span_mode
 SHUTDOWN_GRACE_SECONDS = 10.0
 # How long `serve` waits, after that, for the telemetry process to flush before leaving it to finish alone.
 SHUTDOWN_TELEMETRY_WAIT_S = 3.0
+
+
+class ListenError(ConfigError):
+    """The gateway cannot listen on its address; the message names the address and how to choose another.
+    `taken`: another server has it (perhaps another gateway)."""
+
+    def __init__(self, host: str, port: int, exc: OSError) -> None:
+        self.host, self.port, self.taken = host, port, exc.errno == errno.EADDRINUSE
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if self.taken:
+            problem, choose = f"{address} is already in use (another llm-gateway?)", f"--port or {ENV_PORT}"
+        else:  # not an address of this machine, a port below 1024, a host name that does not resolve
+            reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
+            problem, choose = f"cannot listen on {address}: {reason}", f"--host/--port or {ENV_HOST}/{ENV_PORT}"
+        super().__init__(f"{problem}; choose another with {choose}")
+
+
+def _check_ca(proxy: ForwardProxy) -> None:
+    """When the forward proxy reads provider hosts, its CA must load, or its directory take the files made on first
+    use: found out at startup, not at an agent's first HTTPS connection."""
+    if not len(proxy.intercept):
+        return
+    directory = proxy.ca_dir
+    try:
+        if (directory / CA_CERT).exists():
+            proxy.ca()
+        else:  # where it will be made: the directory, or the nearest parent that exists
+            nearest = next(p for p in (directory, *directory.parents) if p.exists())
+            with tempfile.TemporaryFile(dir=nearest):
+                pass
+    except CAError as exc:
+        problem = str(exc)
+    except OSError as exc:
+        problem = f"cannot make the proxy's CA in {directory}: {exc.strerror or exc}"
+    else:
+        return
+    raise ConfigError(f"{problem}; set {ENV_CA_DIR} to a writable directory, or {ENV_INTERCEPT}=none to tunnel "
+                      "HTTPS unread")
 
 
 @dataclass(slots=True)
@@ -56,32 +98,49 @@ class Gateway:
         on_session_finished: Callable[[SessionState], None] | None = None,
     ) -> Gateway:
         """`on_session_finished`: build spans in this process even when nothing exports them, and call this with
-        each session as it ends (the demo prints them as trees)."""
+        each session as it ends (the demo prints them as trees).
+
+        A setting it cannot use (the address: `ListenError`; a directory it cannot write; a bad OTEL_* value) raises
+        ConfigError or TelemetryConfigError, whose message is the one line to show, after what it had started
+        was stopped."""
         env = os.environ if env is None else env
         router = Router(settings, env)
         local = on_session_finished is not None
-        telemetry = process = shipper = None
         plan = export_plan(env)
-        if plan and not local and http_span_mode(env) != "aiohttp":
-            process = TelemetryProcess(env, describe(plan))
-            shipper = FlowShipper(process)
-        else:
-            telemetry = configure(env, local=local)
-        tracing = shipper or telemetry
-        addons = default_addons(env, settings, tracing=tracing, on_session_finished=on_session_finished)
-        # `llm-gateway mcp` wrappers report here; the addon with a `report` hook takes it (MCP spans or shipper)
-        report = partial(call_hook, addons, "report") if tracing is not None else None
         proxy = ForwardProxy.from_env(settings, env)
-        relay = Relay(settings, router, addons, upstream_trace_configs(telemetry, env),
-                      internal=GatewayEndpoints(report), health=shipper.health if shipper is not None else None,
-                      proxy=proxy)
-        await relay.start()
-        # also an HTTP forward proxy on the same port (CONNECT, absolute-form requests): `proxy/`
-        server = ProxyServer(relay.handle, proxy=proxy, handler_cancellation=True, access_log=None)
-        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
-        await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
-        await site.start()
+        _check_ca(proxy)
+        # What is started is stopped again when a later step fails: no telemetry process or client session is
+        # left behind by a taken port or an unwritable directory.
+        async with contextlib.AsyncExitStack() as undo:
+            telemetry = process = shipper = None
+            if plan and not local and http_span_mode(env) != "aiohttp":
+                process = TelemetryProcess(env, describe(plan))
+                undo.callback(process.discard)
+                shipper = FlowShipper(process)
+            else:
+                telemetry = configure(env, local=local)
+                if telemetry is not None:
+                    undo.push_async_callback(asyncio.to_thread, telemetry.shutdown)
+            tracing = shipper or telemetry
+            addons = default_addons(env, settings, tracing=tracing, on_session_finished=on_session_finished)
+            # `llm-gateway mcp` wrappers report here; the addon with a `report` hook takes it (MCP spans or shipper)
+            report = partial(call_hook, addons, "report") if tracing is not None else None
+            relay = Relay(settings, router, addons, upstream_trace_configs(telemetry, env),
+                          internal=GatewayEndpoints(report), health=shipper.health if shipper is not None else None,
+                          proxy=proxy)
+            await relay.start()
+            undo.push_async_callback(relay.close)
+            # also an HTTP forward proxy on the same port (CONNECT, absolute-form requests): `proxy/`
+            server = ProxyServer(relay.handle, proxy=proxy, handler_cancellation=True, access_log=None)
+            runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+            await runner.setup()
+            undo.push_async_callback(runner.cleanup)
+            site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise ListenError(settings.host, settings.port, exc) from None
+            undo.pop_all()
         port = site._server.sockets[0].getsockname()[1]  # the real one when settings.port is 0
         gateway = cls(settings, router, telemetry, relay, runner, port, process)
         if telemetry is not None:  # sessions end when idle; in the telemetry process, its own ticker ends them

@@ -157,6 +157,14 @@ class TelemetryProcess:
         await asyncio.to_thread(self._finish, bytes(self._out), timeout_s)
         self._out.clear()
 
+    def discard(self) -> None:
+        """Ends the process at once, with nothing to flush: the gateway it was started for failed to start."""
+        self._child.kill()
+        with contextlib.suppress(OSError):
+            assert self._child.stdin is not None
+            self._child.stdin.close()
+        self._child.wait()
+
     def _finish(self, rest: bytes, timeout_s: float) -> None:
         child = self._child
         try:

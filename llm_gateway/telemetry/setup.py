@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
@@ -114,7 +114,20 @@ def _destination(name: str, env: Mapping[str, str]) -> str:
         raise TelemetryConfigError(
             f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported; llm-gateway exports http/protobuf"
         )
+    for variable in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        _check_endpoint(variable, env.get(variable, "").strip())
     return f"otlp {traces_endpoint(env) or _DEFAULT_TRACES_ENDPOINT}"
+
+
+def _check_endpoint(variable: str, url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        usable = False
+    if url and not usable:
+        raise TelemetryConfigError(f"{variable}={url!r} is not an http:// or https:// URL "
+                                   "(e.g. http://localhost:4318)")
 
 
 def _span_exporter(name: str, env: Mapping[str, str]) -> SpanExporter:
