@@ -4,7 +4,13 @@ real start and end times.
 A tools/call belongs to the agent turn that asked for it: its parent is the open `execute_tool` span whose tool
 name and arguments match (`SessionSpans.pending_tool_context`). The parent is looked up when the request is
 seen (`CallStarted`), while that span is surely still open, and kept until the call ends; a call with no such
-span (or no session tracker, as in the stdio wrapper's own export) is a root span carrying `mcp.session.id`.
+span (or no session tracker, as in the stdio wrapper's own export) is a root span. Under an `execute_tool` span a
+tools/call is that tool run's MCP leg, not a second run: only a root one says `gen_ai.operation.name=execute_tool`.
+
+Every span is CLIENT: the gateway sees each call from the side that sent it, and a request the server sends the
+client (sampling, elicitation, roots) is recorded the same way, `llm_gateway.mcp.direction` telling which way it
+went. Names carry a tool or prompt name, never a resource URI (`mcp.resource.uri` has it: a span name should not
+grow with every resource read). `mcp.session.id` goes only on revisions that have sessions: 2026-07-28 removed them.
 Failures are logged at debug level and swallowed: telemetry never breaks traffic.
 """
 
@@ -26,7 +32,7 @@ from opentelemetry.semconv.attributes import error_attributes as err
 from opentelemetry.semconv.attributes import network_attributes as net
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from llm_gateway.mcp.jsonrpc import CallStarted, Direction, McpCall
+from llm_gateway.mcp.jsonrpc import CallStarted, McpCall
 from llm_gateway.mcp.report import CallReport
 from llm_gateway.telemetry.content import content_capture
 from llm_gateway.telemetry.session_spans import SessionSpans
@@ -34,6 +40,11 @@ from llm_gateway.telemetry.session_spans import SessionSpans
 log = logging.getLogger("llm_gateway.telemetry")
 
 SERVER = "llm_gateway.mcp.server"
+DIRECTION = "llm_gateway.mcp.direction"
+#: the methods whose target is low-cardinality enough for a span name (a resource URI is not)
+_NAMED_TARGETS = frozenset({"tools/call", "prompts/get"})
+#: the first MCP revision without sessions (no Mcp-Session-Id, no initialize): versions are dates, compared as text
+_SESSIONLESS_SINCE = "2026-07-28"
 _MAX_PARENTS = 1024  # tools/calls in flight whose parent is remembered
 
 
@@ -67,10 +78,10 @@ class McpSpans:
         parent = None
         if call.method == "tools/call":
             parent = self._parents.pop(_key(report, call), None) or self._parent(call.target, call.arguments)
-        name = f"{call.method} {call.target}" if call.target else call.method
-        kind = SpanKind.CLIENT if call.direction is Direction.CLIENT_TO_SERVER else SpanKind.SERVER
-        span = self._tracer.start_span(name, context=parent or otel_context.Context(), kind=kind,
-                                       attributes=self._attributes(report, call), start_time=call.started_ns)
+        name = f"{call.method} {call.target}" if call.target and call.method in _NAMED_TARGETS else call.method
+        span = self._tracer.start_span(name, context=parent or otel_context.Context(), kind=SpanKind.CLIENT,
+                                       attributes=self._attributes(report, call, under_tool=parent is not None),
+                                       start_time=call.started_ns)
         error_type = call.error_type
         if error_type:
             span.set_status(Status(StatusCode.ERROR, call.error_message or error_type))
@@ -81,11 +92,14 @@ class McpSpans:
             return None
         return self._sessions.pending_tool_context(tool, arguments)
 
-    def _attributes(self, report: CallReport, call: McpCall) -> dict[str, Any]:
+    def _attributes(self, report: CallReport, call: McpCall, under_tool: bool) -> dict[str, Any]:
+        version = call.protocol_version
+        sessions = version is None or version < _SESSIONLESS_SINCE
         pairs: list[tuple[str, Any]] = [
             (mcp.MCP_METHOD_NAME, call.method),
-            (mcp.MCP_PROTOCOL_VERSION, call.protocol_version),
-            (mcp.MCP_SESSION_ID, report.session_id),
+            (mcp.MCP_PROTOCOL_VERSION, version),
+            (mcp.MCP_SESSION_ID, report.session_id if sessions else None),
+            (DIRECTION, call.direction.value),
             (jsonrpc.JSONRPC_REQUEST_ID, str(call.request_id)),
             (net.NETWORK_TRANSPORT, report.transport),
             (SERVER, report.server),
@@ -95,7 +109,8 @@ class McpSpans:
         if call.method.startswith("resources/"):
             pairs.append((mcp.MCP_RESOURCE_URI, call.target))
         if call.method == "tools/call":
-            pairs += [(gen_ai.GEN_AI_OPERATION_NAME, "execute_tool"), (gen_ai.GEN_AI_TOOL_NAME, call.target)]
+            pairs += [(gen_ai.GEN_AI_OPERATION_NAME, None if under_tool else "execute_tool"),
+                      (gen_ai.GEN_AI_TOOL_NAME, call.target)]
             if self._capture:
                 pairs += [(gen_ai.GEN_AI_TOOL_CALL_ARGUMENTS, _json_text(call.arguments)),
                           (gen_ai.GEN_AI_TOOL_CALL_RESULT, _json_text(call.result))]

@@ -65,7 +65,8 @@ def expected_calls(requests_from: bytes, responses_from: bytes) -> list[Expected
         if "method" in m and "id" in m and m["id"] in responses:
             response = responses[m["id"]]
             params = m.get("params") or {}
-            target = params.get("name") if m["method"] in ("tools/call", "prompts/get") else params.get("uri")
+            # a tool's or prompt's name goes in the span name, a resource URI never does (issue 14)
+            target = params.get("name") if m["method"] in ("tools/call", "prompts/get") else None
             error = response.get("error")
             error_type = (str(error["code"]) if error else
                           "tool_error" if (response.get("result") or {}).get("isError") else None)

@@ -176,9 +176,12 @@ def test_parent_found_when_the_call_started_holds_after_the_tool_span_closed():
     (span,) = exporter.get_finished_spans()
     assert span.parent.span_id == sessions.tool_span.get_span_context().span_id
     assert sessions.asked == [("read_text_file", {"path": "a"})]
+    # the tool run is the execute_tool span above it: this one is its MCP leg, not a second run (issue 14)
+    assert "gen_ai.operation.name" not in span.attributes
+    assert span.attributes["gen_ai.tool.name"] == "read_text_file"
 
 
-def test_only_tool_calls_look_for_a_parent_and_server_requests_are_server_spans():
+def test_only_tool_calls_look_for_a_parent_and_server_requests_are_client_spans_too():
     tracer, exporter = _tracer()
     sessions = _Sessions(tracer)
     spans = McpSpans(tracer, {}, sessions)
@@ -188,7 +191,10 @@ def test_only_tool_calls_look_for_a_parent_and_server_requests_are_server_spans(
     spans.record(CallReport(sampling, "fs", PIPE))
     by_name = {s.name: s for s in exporter.get_finished_spans()}
     assert by_name["prompts/get read_text_file"].parent is None and sessions.asked == []
-    assert by_name["sampling/createMessage"].kind is trace.SpanKind.SERVER
+    # the gateway records what it saw, a CLIENT span whichever side asked (issue 14)
+    assert by_name["sampling/createMessage"].kind is trace.SpanKind.CLIENT
+    assert by_name["sampling/createMessage"].attributes["llm_gateway.mcp.direction"] == "server_to_client"
+    assert by_name["prompts/get read_text_file"].attributes["llm_gateway.mcp.direction"] == "client_to_server"
     assert by_name["sampling/createMessage"].attributes["error.type"] == "connection_closed"
 
 
@@ -225,3 +231,31 @@ def test_observer_frees_the_chunks_it_has_read_unless_an_addon_keeps_them():
         exchange.tracker = observer._tracker(exchange.key)
         observer._drain(flow, exchange)
         assert len(flow.chunks) == (2 if keep else 0)
+
+
+def test_a_tool_call_with_no_tool_run_above_it_is_the_tool_execution():
+    tracer, exporter = _tracer()
+    call = McpCall("tools/call", 1, Direction.CLIENT_TO_SERVER, 10, 20, "read_text_file", {"path": "a"})
+    McpSpans(tracer, {}).record(CallReport(call, "fs", PIPE, "sid"))
+    (span,) = exporter.get_finished_spans()
+    assert span.parent is None and span.attributes["gen_ai.operation.name"] == "execute_tool"
+
+
+def test_resource_uri_is_an_attribute_never_part_of_the_name():
+    tracer, exporter = _tracer()
+    read = McpCall("resources/read", 3, Direction.CLIENT_TO_SERVER, 1, 2, target="file:///home/u/notes.md")
+    McpSpans(tracer, {}).record(CallReport(read, "fs", PIPE, "sid"))
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "resources/read"
+    assert span.attributes["mcp.resource.uri"] == "file:///home/u/notes.md"
+
+
+@pytest.mark.parametrize(("version", "has_session"), [("2025-06-18", True), ("2025-11-25", True), (None, True),
+                                                      ("2026-07-28", False), ("2027-01-01", False)])
+def test_session_id_only_on_revisions_that_have_sessions(version, has_session):
+    """The 2026-07-28 revision removed MCP sessions: the conventions say mcp.session.id MUST NOT be set there."""
+    tracer, exporter = _tracer()
+    call = McpCall("tools/list", 4, Direction.CLIENT_TO_SERVER, 1, 2, protocol_version=version)
+    McpSpans(tracer, {}).record(CallReport(call, "fs", PIPE, "sid-1"))
+    (span,) = exporter.get_finished_spans()
+    assert ("mcp.session.id" in span.attributes) is has_session

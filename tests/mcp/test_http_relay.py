@@ -129,13 +129,18 @@ async def test_everything_over_http_relay_same_answers_and_one_span_per_call(
     spans = mcp_spans(receiver.spans)
     by_name = {s.name: s for s in spans}
     requests = seen.client_requests()
-    targets = [(m.get("params") or {}).get("name") or (m.get("params") or {}).get("uri") for m in requests]
+    # a tool's or prompt's name in the span name, never a resource URI (issue 14)
+    targets = [(m.get("params") or {}).get("name") if m["method"] in ("tools/call", "prompts/get") else None
+               for m in requests]
     expected = [f"{m['method']} {t}" if t else m["method"] for m, t in zip(requests, targets, strict=True)]
-    # One span per request the client POSTed, and per request of the server that the client answered.
-    assert sorted(s.name for s in spans if s.kind == "CLIENT") == sorted(expected)
-    assert sorted(s.name for s in spans if s.kind == "SERVER") == sorted(seen.answered)
-    assert sorted(s.attributes["jsonrpc.request.id"] for s in spans if s.kind == "CLIENT") == sorted(
-        str(m["id"]) for m in requests)
+    # One span per request the client POSTed, and per request of the server that the client answered; all are
+    # CLIENT spans (issue 14), their direction an attribute.
+    assert {s.kind for s in spans} == {"CLIENT"}
+    sent = [s for s in spans if s.attributes["llm_gateway.mcp.direction"] == "client_to_server"]
+    asked = [s for s in spans if s.attributes["llm_gateway.mcp.direction"] == "server_to_client"]
+    assert sorted(s.name for s in sent) == sorted(expected)
+    assert sorted(s.name for s in asked) == sorted(seen.answered)
+    assert sorted(s.attributes["jsonrpc.request.id"] for s in sent) == sorted(str(m["id"]) for m in requests)
     assert {s.attributes["mcp.session.id"] for s in spans} == session_ids
     assert all(s.attributes["network.transport"] == "tcp" for s in spans)
     assert all(s.attributes["llm_gateway.mcp.server"] == "everything" for s in spans)
@@ -144,16 +149,16 @@ async def test_everything_over_http_relay_same_answers_and_one_span_per_call(
     assert sorted(tool_names) == sorted(["get-roots-list", "echo", "get-sum", "get-sum", "trigger-sampling-request"])
     sums = [s for s in spans if s.name == "tools/call get-sum"]
     assert sorted(str(s.attributes.get("error.type")) for s in sums) == ["None", "tool_error"]
-    resource = by_name["resources/read demo://resource/static/document/absent.md"]
+    (resource,) = [s for s in spans if s.attributes.get("mcp.resource.uri") == "demo://resource/static/document/absent.md"]
+    assert resource.name == "resources/read"
     assert resource.attributes["error.type"] == str(relayed["missing_resource"])
-    assert resource.attributes["mcp.resource.uri"] == "demo://resource/static/document/absent.md"
     assert resource.status_code == 2
     sampling = by_name["sampling/createMessage"]
     caller = by_name["tools/call trigger-sampling-request"]
-    assert sampling.kind == "SERVER" and caller.kind == "CLIENT"
+    assert sampling.attributes["llm_gateway.mcp.direction"] == "server_to_client"
     assert caller.start_ns <= sampling.start_ns <= sampling.end_ns <= caller.end_ns  # asked while the call ran
     roots = by_name["roots/list"]  # asked by the server on its GET stream, answered on a POST
-    assert roots.kind == "SERVER" and "error.type" not in roots.attributes
+    assert roots.attributes["llm_gateway.mcp.direction"] == "server_to_client" and "error.type" not in roots.attributes
     assert "file:///tmp/mcp-roots" in str(relayed["roots"])
     versions = {s.attributes.get("mcp.protocol.version") for s in spans}
     assert len(versions) == 1 and None not in versions

@@ -137,8 +137,9 @@ async def test_everything_server_stdio_server_to_client_requests_are_paired(
     assert taps.read("client_sent") == taps.read("server_got")
     assert {e.request["method"] for e in from_server} >= {"sampling/createMessage"}
     spans = mcp_spans(receiver.spans)
+    assert {s.kind for s in spans} == {"CLIENT"}  # whichever side asked (issue 14)
     served = sorted((s.name, s.attributes["jsonrpc.request.id"], s.attributes.get("error.type"))
-                    for s in spans if s.kind == "SERVER")
+                    for s in spans if s.attributes["llm_gateway.mcp.direction"] == "server_to_client")
     assert served == sorted([(e.name, e.request_id, e.error_type) for e in from_server]
                             + [(m["method"], str(m["id"]), "connection_closed") for m in unanswered])
     initialize = next(m for m in messages(taps.read("server_sent")) if "serverInfo" in (m.get("result") or {}))
