@@ -11,6 +11,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+from opentelemetry import trace
+from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 from opentelemetry.semconv.attributes import error_attributes as err
 from opentelemetry.semconv.attributes import http_attributes as http
@@ -125,6 +127,29 @@ def response_attributes(
 
 def content_response_attributes(record: ChatRecord) -> dict[str, Any]:
     return _filtered(((gen_ai.GEN_AI_OUTPUT_MESSAGES, _json(record.output_messages)),))
+
+
+INFERENCE_DETAILS_EVENT = "gen_ai.client.inference.operation.details"
+_CONTENT_JSON = frozenset({gen_ai.GEN_AI_SYSTEM_INSTRUCTIONS, gen_ai.GEN_AI_INPUT_MESSAGES,
+                           gen_ai.GEN_AI_TOOL_DEFINITIONS, gen_ai.GEN_AI_OUTPUT_MESSAGES})
+
+
+def inference_details_event(span: trace.Span, attributes: dict[str, Any], record: ChatRecord,
+                            at_ns: int) -> LogRecord:
+    """The call's `gen_ai.client.inference.operation.details` event: the chat span's attributes, with the content
+    as structured values (on a span it is JSON text), in the span's context, at DEBUG as the conventions ask."""
+    request = record.request
+    content = _filtered(
+        (
+            (gen_ai.GEN_AI_SYSTEM_INSTRUCTIONS, request.system_instructions),
+            (gen_ai.GEN_AI_INPUT_MESSAGES, request.input_messages),
+            (gen_ai.GEN_AI_TOOL_DEFINITIONS, request.tool_definitions),
+            (gen_ai.GEN_AI_OUTPUT_MESSAGES, record.output_messages),
+        )
+    )
+    plain = {key: value for key, value in attributes.items() if key not in _CONTENT_JSON}
+    return LogRecord(timestamp=at_ns, context=trace.set_span_in_context(span), severity_number=SeverityNumber.DEBUG,
+                     event_name=INFERENCE_DETAILS_EVENT, attributes={**plain, **content})
 
 
 def _json(value: Any) -> str | None:

@@ -25,6 +25,7 @@ from llm_gateway.protocols.run import ExchangeRun
 from llm_gateway.telemetry.chat_attributes import (
     content_request_attributes,
     content_response_attributes,
+    inference_details_event,
     request_attributes,
     response_attributes,
 )
@@ -57,7 +58,11 @@ class ChatSpans:
     def __init__(self, telemetry: Telemetry, env: Mapping[str, str], sessions: SessionSpans) -> None:
         """`sessions` places each call in its session and agent, and gives its span's parent."""
         self._tracer = telemetry.tracer
-        self._capture = content_capture(env).on_spans
+        mode = content_capture(env)
+        self._capture = mode.on_spans
+        self._read_content = mode.captured  # for spans, events or both
+        # EVENT_ONLY / SPAN_AND_EVENT: each call's inference details event too
+        self._events = telemetry.logger if mode.on_events else None
         self._metrics = ChatMetrics(telemetry.meter)
         self._http_spans = http_span_mode(env)
         self._sessions = sessions
@@ -93,7 +98,7 @@ class ChatSpans:
         call.started = True
         route = flow.route
         assert route.protocol is not None
-        run = ExchangeRun(call.adapter, call.http_request, capture=self._capture)
+        run = ExchangeRun(call.adapter, call.http_request, capture=self._read_content)
         request = run.request
         provider = call.adapter.provider_name(call.http_request)
         attributes = request_attributes(request, provider, route.protocol.name, route.base_url)
@@ -156,6 +161,9 @@ class ChatSpans:
                 span.set_status(Status(StatusCode.ERROR, error_message or error_type))
             self._metrics.record(call.start_attributes or {}, attributes, (ended - flow.started_ns) / 1e9,
                                  run.chunk_gaps_ns)
+            if self._events is not None:
+                self._events.emit(inference_details_event(span, {**(call.start_attributes or {}), **attributes},
+                                                          record, ended))
             self._sessions.call_finished(call.exchange_id, record, ended, cost)
         except Exception:
             log.debug("chat span for %s %s failed", flow.method, flow.raw_path, exc_info=True)

@@ -13,10 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
 from opentelemetry.propagate import set_global_textmap
 from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -24,6 +27,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from llm_gateway import __version__
+from llm_gateway.telemetry.content import content_capture
 from llm_gateway.telemetry.ids import SessionIdGenerator
 from llm_gateway.telemetry.prices import check_price_file
 from llm_gateway.telemetry.upstream_spans import http_span_mode, url_without_credentials
@@ -47,6 +51,8 @@ class Telemetry:
     tracer_provider: TracerProvider
     meter_provider: MeterProvider | None
     destination: str  # for the startup line, e.g. "otlp http://127.0.0.1:4318/v1/traces"
+    #: events (log records): only when the content capture mode asks for the inference details events
+    logger_provider: LoggerProvider | None = None
 
     @property
     def tracer(self) -> trace.Tracer:
@@ -57,11 +63,19 @@ class Telemetry:
         provider = self.meter_provider or otel_metrics.NoOpMeterProvider()
         return provider.get_meter(INSTRUMENTATION_NAME, __version__)
 
+    @property
+    def logger(self) -> otel_logs.Logger | None:
+        if self.logger_provider is None:
+            return None
+        return self.logger_provider.get_logger(INSTRUMENTATION_NAME, __version__)
+
     def shutdown(self) -> None:
         """Flush what is pending and stop the exporters (bounded by OTEL_BSP_EXPORT_TIMEOUT)."""
         self.tracer_provider.shutdown()
         if self.meter_provider is not None:
             self.meter_provider.shutdown()
+        if self.logger_provider is not None:
+            self.logger_provider.shutdown()
 
 
 def _truthy(value: str | None) -> bool:
@@ -165,6 +179,31 @@ def _metric_reader(env: Mapping[str, str]) -> MetricReader | None:
     return PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=endpoint))
 
 
+def _logs_endpoint(env: Mapping[str, str]) -> str:
+    specific = env.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "").strip()
+    generic = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    return specific or (generic.rstrip("/") + "/v1/logs" if generic else "http://localhost:4318/v1/logs")
+
+
+def _log_exporter(name: str, env: Mapping[str, str]) -> LogRecordExporter:
+    if name == "console":
+        return ConsoleLogRecordExporter()
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+    return OTLPLogExporter(endpoint=_logs_endpoint(env))
+
+
+def _logger_provider(env: Mapping[str, str], resource: Resource, plan: list[tuple[str, str]]) -> LoggerProvider | None:
+    """Events go where the spans go (OTLP logs, or the console), and only when `EVENT_ONLY` or `SPAN_AND_EVENT`
+    asks for them: otherwise no logs pipeline is built."""
+    if not plan or not content_capture(env).on_events or env.get("OTEL_LOGS_EXPORTER", "").strip() == "none":
+        return None
+    provider = LoggerProvider(resource=resource)
+    for name, _ in plan:
+        provider.add_log_record_processor(BatchLogRecordProcessor(_log_exporter(name, env)))
+    return provider
+
+
 def configure(env: Mapping[str, str] | None = None, *, local: bool = False) -> Telemetry | None:
     """Build the SDK from the environment, or return None when nothing is to be exported. With `local`, a
     provider is built even with no exporter (the demo renders its trees from it), and exports nothing."""
@@ -181,7 +220,7 @@ def configure(env: Mapping[str, str] | None = None, *, local: bool = False) -> T
     if not env.get("OTEL_PROPAGATORS"):
         # The relay forwards requests byte for byte: no traceparent is added unless the user asks for it.
         set_global_textmap(CompositePropagator([]))
-    return Telemetry(provider, meter_provider, describe(plan))
+    return Telemetry(provider, meter_provider, describe(plan), _logger_provider(env, resource, plan))
 
 
 def describe(plan: list[tuple[str, str]]) -> str:

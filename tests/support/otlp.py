@@ -1,5 +1,5 @@
-"""A real OTLP/HTTP receiver on loopback: accepts protobuf exports at /v1/traces and /v1/metrics and keeps the
-spans as plain dicts for assertions."""
+"""A real OTLP/HTTP receiver on loopback: accepts protobuf exports at /v1/traces, /v1/metrics and /v1/logs and
+keeps the spans and log records (events) as plain dataclasses for assertions."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
@@ -48,12 +49,23 @@ class ReceivedSpan:
         return (self.end_ns - self.start_ns) / 1e9
 
 
+@dataclass
+class ReceivedLog:
+    event_name: str
+    trace_id: str
+    span_id: str
+    time_ns: int
+    severity_number: int
+    attributes: dict[str, Any]
+
+
 class OTLPReceiver:
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
         self.trace_headers: list[dict[str, str]] = []  # the HTTP headers of each trace export
         self.metric_names: set[str] = set()
         self.metrics: dict[str, list[Any]] = {}
+        self.logs: list[ReceivedLog] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
         self._arrived = asyncio.Event()
@@ -66,6 +78,7 @@ class OTLPReceiver:
         app = web.Application()
         app.router.add_post("/v1/traces", self._traces)
         app.router.add_post("/v1/metrics", self._metrics)
+        app.router.add_post("/v1/logs", self._logs)
         self._runner = web.AppRunner(app, access_log=None)
         self.port = await listen(self._runner, "127.0.0.1", 0)
         return self
@@ -98,6 +111,18 @@ class OTLPReceiver:
                 for m in sm.metrics:
                     self.metric_names.add(m.name)
                     self.metrics.setdefault(m.name, []).append(m)
+        return web.Response(content_type="application/x-protobuf")
+
+    async def _logs(self, request: web.Request) -> web.Response:
+        export = ExportLogsServiceRequest.FromString(await request.read())
+        for rl in export.resource_logs:
+            for sl in rl.scope_logs:
+                for r in sl.log_records:
+                    self.logs.append(ReceivedLog(
+                        event_name=r.event_name, trace_id=r.trace_id.hex(), span_id=r.span_id.hex(),
+                        time_ns=r.time_unix_nano, severity_number=r.severity_number,
+                        attributes={kv.key: _value(kv.value) for kv in r.attributes},
+                    ))
         return web.Response(content_type="application/x-protobuf")
 
     async def wait_for(self, predicate: Callable[[list[ReceivedSpan]], bool], timeout: float = 10.0
