@@ -129,6 +129,7 @@ async def test_recorded_exchange_relayed_whole_gives_the_adapters_chat_span(
         "server.port": URL(upstream.url).port,
         "http.response.status_code": status,
         **({"error.type": str(status)} if status >= 400 else {}),
+        **{k: span.attributes[k] for k in ("session.id", "gen_ai.conversation.id", "llm_gateway.session.key")},
     }
     assert span.start_ns <= http.start_ns <= http.end_ns <= span.end_ns
     assert http.status_code == (2 if status >= 400 else 0)

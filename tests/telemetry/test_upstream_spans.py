@@ -70,6 +70,7 @@ async def test_an_unreachable_upstream_gives_an_http_span_with_the_cause(receive
         "server.address": "127.0.0.1",
         "server.port": port,
         "error.type": "upstream_unreachable",
+        **{k: chat.attributes[k] for k in ("session.id", "gen_ai.conversation.id", "llm_gateway.session.key")},
     }
     assert http.status_code == 2 and chat.status_code == 2
 
