@@ -35,6 +35,7 @@ from llm_gateway.telemetry.cost import call_cost
 from llm_gateway.telemetry.prices import usable_price_table
 from llm_gateway.telemetry.session_spans import SESSION_IDS, SessionSpans
 from llm_gateway.telemetry.setup import Telemetry
+from llm_gateway.telemetry.trace_context import chat_parent, incoming_mode
 from llm_gateway.telemetry.upstream_spans import http_span_mode, record_upstream_span
 
 log = logging.getLogger("llm_gateway.telemetry")
@@ -67,6 +68,7 @@ class ChatSpans:
         self._http_spans = http_span_mode(env)
         self._sessions = sessions
         self._prices = usable_price_table(env)
+        self._incoming = incoming_mode(env)
 
     def __repr__(self) -> str:
         return f"ChatSpans(capture={self._capture})"
@@ -109,8 +111,9 @@ class ChatSpans:
         if self._capture:
             attributes.update(content_request_attributes(request))
         name = f"{request.operation} {request.model}" if request.model else request.operation
+        parent, links = chat_parent(self._incoming, flow.request_headers, parent)
         call.span = self._tracer.start_span(name, context=parent, kind=SpanKind.CLIENT, attributes=attributes,
-                                            start_time=flow.started_ns)
+                                            links=links, start_time=flow.started_ns)
         call.start_attributes, call.exchange_id = attributes, exchange_id
         if flow.status is not None:
             run.response_head(HttpResponseHead(flow.status, flow.response_headers or {}))

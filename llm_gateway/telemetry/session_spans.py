@@ -37,6 +37,7 @@ from llm_gateway.sessions.identity import identify
 from llm_gateway.sessions.tree import render
 from llm_gateway.telemetry.cost import CallCost, CostTotals
 from llm_gateway.telemetry.ids import session_trace_id, trace_id_for
+from llm_gateway.telemetry.trace_context import environment_parent
 
 log = logging.getLogger("llm_gateway.telemetry")
 
@@ -97,6 +98,7 @@ class SessionSpans:
         self._on_finished = on_finished
         self._redact_paths = env.get(ENV_REDACT_PATHS, "").lower() in ("1", "true", "yes")
         self._trace_per_turn = trace_per(env) == "turn"
+        self._outer = environment_parent(env)  # TRACEPARENT: sessions (or turns) become children of that span
         self._spans: dict[int, trace.Span] = {}  # id(state object) -> its open span
         self._costs: dict[int, CostTotals] = {}  # id(turn or session) -> its running cost
         self._ids = itertools.count(1)
@@ -158,7 +160,7 @@ class SessionSpans:
                 with trace_id_for(session_trace_id(session.key)):
                     span = self._tracer.start_span(
                         f"session {session.client}", kind=SpanKind.INTERNAL, start_time=session.started_ns,
-                        context=otel_context.Context(), attributes=self._session_attributes(session),
+                        context=self._outer or otel_context.Context(), attributes=self._session_attributes(session),
                     )
                 self._spans[id(session)] = span
             case tr.TurnStarted(session=session, turn=turn):
@@ -217,7 +219,7 @@ class SessionSpans:
             with trace_id_for(session_trace_id(f"{session.key}#{session.turns}")):
                 self._spans[id(turn)] = self._tracer.start_span(
                     f"invoke_agent {agent.name}", kind=SpanKind.INTERNAL, start_time=turn.started_ns,
-                    context=otel_context.Context(), attributes=attributes,
+                    context=self._outer or otel_context.Context(), attributes=attributes,
                 )
             return
         else:

@@ -43,6 +43,7 @@ class ReceivedSpan:
     status_code: int  # 0 unset, 1 ok, 2 error
     status_message: str
     resource: dict[str, Any] = field(default_factory=dict)
+    links: list[tuple[str, str]] = field(default_factory=list)  # (trace id, span id) of each linked span
 
     @property
     def duration_s(self) -> float:
@@ -100,6 +101,7 @@ class OTLPReceiver:
                         start_ns=s.start_time_unix_nano, end_ns=s.end_time_unix_nano,
                         attributes={kv.key: _value(kv.value) for kv in s.attributes},
                         status_code=s.status.code, status_message=s.status.message, resource=resource,
+                        links=[(link.trace_id.hex(), link.span_id.hex()) for link in s.links],
                     ))
         self._arrived.set()
         return web.Response(content_type="application/x-protobuf")
