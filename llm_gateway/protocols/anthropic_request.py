@@ -70,6 +70,8 @@ def parse_messages_body(doc: dict[str, Any], capture: bool) -> ChatRequest:
         tool_descriptions=tool_descriptions(tools),
         tool_results=_tool_results(messages, history, capture),
         continues_tool_loop=bool(messages) and any(_type(b) == "tool_result" for b in messages[-1].blocks),
+        prompt_ordinal=sum(1 for m in messages if m.role == "user"
+                           and not any(_type(b) == "tool_result" for b in m.blocks)) or None,
         history_tool_calls=history,
         hints=_hints(doc),
         conversation_fingerprint=fingerprint(system_text, _first_user_text(messages)),

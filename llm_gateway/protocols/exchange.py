@@ -74,6 +74,10 @@ class ChatRequest:
     tool_results: list[ToolResult] = field(default_factory=list)
     #: the newest message answers tool calls (the agent's loop goes on); False: it brings a new prompt
     continues_tool_loop: bool = False
+    #: how many user prompts the conversation holds up to the newest one (1 for the first): the same for every
+    #: request of one agent turn, across gateway restarts. None when the request does not carry the whole
+    #: conversation (a `previous_response_id` chain)
+    prompt_ordinal: int | None = None
     #: tool calls the history says the model made earlier, by call id (for pairing results with names)
     history_tool_calls: dict[str, str] = field(default_factory=dict)
     #: ids the body carries that name the conversation, session or agent, e.g. {"conversation_id": ...},

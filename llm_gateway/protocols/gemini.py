@@ -120,6 +120,7 @@ def _parse_request(request: HttpRequest, capture: bool) -> ChatRequest:
         tool_descriptions=tool_descriptions(tools),
         tool_results=_tool_results(contents, capture),  # only those after the model's last turn
         continues_tool_loop=any(True for c in contents[-1:] for _ in c.responses()),
+        prompt_ordinal=sum(1 for c in contents if c.role == "user" and not any(True for _ in c.responses())) or None,
         history_tool_calls=_history_tool_calls(contents),
         hints=_hints(doc, body) if wrapped else {},
         conversation_fingerprint=fingerprint(system_text, _first_user_text(contents)),

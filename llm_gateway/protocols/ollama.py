@@ -82,6 +82,7 @@ def _parse_request(request: HttpRequest, capture: bool) -> ChatRequest:
         tool_descriptions=tool_descriptions(tools),
         tool_results=_tool_results(messages, capture),
         continues_tool_loop=bool(messages) and messages[-1].role == "tool",
+        prompt_ordinal=sum(1 for m in messages if m.role == "user") or None,
         history_tool_calls=_history_tool_calls(messages),
         conversation_fingerprint=fingerprint(system, first_user),
         agent_fingerprint=fingerprint(system, sorted(tool_names)),

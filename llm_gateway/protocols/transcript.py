@@ -27,6 +27,7 @@ class Transcript:
     results: list[ToolResult] = field(default_factory=list)
     tools: list[dict[str, Any]] = field(default_factory=list)
     answers_tools: bool = False  # the newest message so far is a tool result
+    prompts: int = 0  # user messages so far
 
     def instruction(self, content: Any) -> None:
         body = content_text(content)
@@ -37,6 +38,8 @@ class Transcript:
 
     def message(self, role: str, content: Any) -> None:
         self.answers_tools = False
+        if role == "user":
+            self.prompts += 1
         if role == "user" and self.first_user is None:
             self.first_user = content_text(content)
         if self.capture:
@@ -81,6 +84,7 @@ class Transcript:
         request.tool_descriptions = tool_descriptions(self.tools)
         request.tool_results = self.results
         request.continues_tool_loop = self.answers_tools
+        request.prompt_ordinal = self.prompts or None
         request.history_tool_calls = self.calls
         request.conversation_fingerprint = fingerprint(system_text, self.first_user)
         request.agent_fingerprint = fingerprint(system_text, sorted(request.tool_names))

@@ -144,6 +144,9 @@ class TurnState:
     last_ns: int
     #: the tool run of the parent agent that started this subagent turn (its span's parent), if any
     spawned_by: ToolRun | None = None
+    #: the opening prompt's ordinal in the conversation (`ChatRequest.prompt_ordinal`) when a main call opened the
+    #: turn with the whole conversation: it names the turn across gateway restarts
+    prompt_ordinal: int | None = None
     phase: TurnPhase = TurnPhase.OPEN
     #: a main call took part (a turn opened by a side call waits for the prompt's main call to take it over)
     has_main_call: bool = False
@@ -319,6 +322,8 @@ class SessionTracker:
             turn = None
         if turn is None:
             turn = self._open_turn(session, agent, at_ns)
+            if not side and not request.hints.get("previous_response_id"):
+                turn.prompt_ordinal = request.prompt_ordinal
             events.append(TurnStarted(session, turn))
         turn.has_main_call = turn.has_main_call or not side
         turn.in_flight += 1

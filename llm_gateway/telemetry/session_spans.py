@@ -36,7 +36,7 @@ from llm_gateway.sessions.files import file_facts
 from llm_gateway.sessions.identity import identify
 from llm_gateway.sessions.tree import render
 from llm_gateway.telemetry.cost import CallCost, CostTotals
-from llm_gateway.telemetry.ids import session_trace_id, trace_id_for
+from llm_gateway.telemetry.ids import derived_span_id, session_trace_id, span_id_for, trace_id_for
 from llm_gateway.telemetry.trace_context import environment_parent
 
 log = logging.getLogger("llm_gateway.telemetry")
@@ -101,6 +101,7 @@ class SessionSpans:
         self._outer = environment_parent(env)  # TRACEPARENT: sessions (or turns) become children of that span
         self._spans: dict[int, trace.Span] = {}  # id(state object) -> its open span
         self._costs: dict[int, CostTotals] = {}  # id(turn or session) -> its running cost
+        self._named_turns: dict[int, set[tuple[str, str]]] = {}  # id(session) -> turns given a derived span id
         self._ids = itertools.count(1)
 
     def __repr__(self) -> str:
@@ -157,7 +158,7 @@ class SessionSpans:
             case tr.SessionStarted(session=session):
                 if self._trace_per_turn:
                     return
-                with trace_id_for(session_trace_id(session.key)):
+                with trace_id_for(session_trace_id(session.key)), span_id_for(derived_span_id(session.key)):
                     span = self._tracer.start_span(
                         f"session {session.client}", kind=SpanKind.INTERNAL, start_time=session.started_ns,
                         context=self._outer or otel_context.Context(), attributes=self._session_attributes(session),
@@ -198,10 +199,23 @@ class SessionSpans:
                         span.set_attribute(PROVIDERS, session.providers)
                     span.end(end_time=session.ended_ns)
                 self._costs.pop(id(session), None)
+                self._named_turns.pop(id(session), None)
                 if self._on_finished is not None:
                     self._on_finished(session)
 
     def _start_turn(self, session: tr.SessionState, turn: tr.TurnState) -> None:
+        # Named by its prompt, so that after a crash the restarted gateway emits the span the turn's earlier
+        # children point at; a second turn of the same prompt (a retry after a failed call) gets a random id.
+        name = (turn.agent.key or "", str(turn.prompt_ordinal))
+        named = self._named_turns.setdefault(id(session), set())
+        span_id = None
+        if turn.prompt_ordinal is not None and name not in named:
+            named.add(name)
+            span_id = derived_span_id(session.key, *name)
+        with span_id_for(span_id):
+            self._open_turn_span(session, turn)
+
+    def _open_turn_span(self, session: tr.SessionState, turn: tr.TurnState) -> None:
         agent = turn.agent
         attributes = {
             gen_ai.GEN_AI_OPERATION_NAME: "invoke_agent",
