@@ -55,7 +55,7 @@ class McpSpans:
         self._tracer = tracer
         self._capture = content_capture(env).on_spans
         self._sessions = sessions
-        self._parents: OrderedDict[tuple, otel_context.Context | None] = OrderedDict()
+        self._parents: OrderedDict[tuple, tuple[otel_context.Context, dict[str, Any]] | None] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"McpSpans(capture={self._capture}, in_flight={len(self._parents)})"
@@ -75,19 +75,21 @@ class McpSpans:
             self._parents.popitem(last=False)
 
     def _finished(self, report: CallReport, call: McpCall) -> None:
-        parent = None
+        found = None
         if call.method == "tools/call":
-            parent = self._parents.pop(_key(report, call), None) or self._parent(call.target, call.arguments)
+            found = self._parents.pop(_key(report, call), None) or self._parent(call.target, call.arguments)
+        parent, session_ids = found if found is not None else (otel_context.Context(), {})
         name = f"{call.method} {call.target}" if call.target and call.method in _NAMED_TARGETS else call.method
-        span = self._tracer.start_span(name, context=parent or otel_context.Context(), kind=SpanKind.CLIENT,
-                                       attributes=self._attributes(report, call, under_tool=parent is not None),
+        attributes = self._attributes(report, call, under_tool=found is not None)
+        attributes.update(session_ids)  # every span of a session carries its ids
+        span = self._tracer.start_span(name, context=parent, kind=SpanKind.CLIENT, attributes=attributes,
                                        start_time=call.started_ns)
         error_type = call.error_type
         if error_type:
             span.set_status(Status(StatusCode.ERROR, call.error_message or error_type))
         span.end(end_time=call.ended_ns)
 
-    def _parent(self, tool: str | None, arguments: Any) -> otel_context.Context | None:
+    def _parent(self, tool: str | None, arguments: Any) -> tuple[otel_context.Context, dict[str, Any]] | None:
         if self._sessions is None or tool is None:
             return None
         return self._sessions.pending_tool_context(tool, arguments)

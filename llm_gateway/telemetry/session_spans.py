@@ -101,6 +101,7 @@ class SessionSpans:
         self._outer = environment_parent(env)  # TRACEPARENT: sessions (or turns) become children of that span
         self._spans: dict[int, trace.Span] = {}  # id(state object) -> its open span
         self._costs: dict[int, CostTotals] = {}  # id(turn or session) -> its running cost
+        self._tool_sessions: dict[int, dict[str, Any]] = {}  # id(open tool run) -> its session's ids
         self._named_turns: dict[int, set[tuple[str, str]]] = {}  # id(session) -> turns given a derived span id
         self._ids = itertools.count(1)
 
@@ -122,12 +123,16 @@ class SessionSpans:
             attributes[AUXILIARY] = True
         return exchange_id, trace.set_span_in_context(parent), attributes
 
-    def pending_tool_context(self, tool_name: str, arguments: object = None) -> otel_context.Context | None:
+    def pending_tool_context(
+        self, tool_name: str, arguments: object = None
+    ) -> tuple[otel_context.Context, dict[str, Any]] | None:
         """The context of the open `execute_tool` span that an MCP call belongs to (`SessionTracker.pending_tool`
-        says which)."""
+        says which), and the session ids its spans carry."""
         run = self._tracker.pending_tool(tool_name, arguments)
         span = self._spans.get(id(run)) if run is not None else None
-        return trace.set_span_in_context(span) if span is not None else None
+        if span is None:
+            return None
+        return trace.set_span_in_context(span), self._tool_sessions.get(id(run), {})
 
     def call_finished(self, exchange_id: int, record: ChatRecord, at_ns: int, cost: CallCost | None = None) -> None:
         if cost is not None:
@@ -172,7 +177,9 @@ class SessionSpans:
                     f"execute_tool {tool.name}", kind=SpanKind.INTERNAL, start_time=tool.started_ns,
                     context=trace.set_span_in_context(parent), attributes=self._tool_attributes(session, tool),
                 )
+                self._tool_sessions[id(tool)] = _session_ids(session)
             case tr.ToolFinished(tool=tool):
+                self._tool_sessions.pop(id(tool), None)
                 span = self._spans.pop(id(tool))
                 span.set_attribute(TOOL_OUTCOME, tool.outcome or "unknown")
                 if tool.outcome == "error":  # a result that was never seen is no error: the status stays unset

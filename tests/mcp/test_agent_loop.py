@@ -59,3 +59,4 @@ async def test_mcp_tools_call_span_sits_under_the_agents_execute_tool_span(
     assert mcp_call.attributes["gen_ai.tool.name"] == tool
     assert mcp_call.attributes["llm_gateway.mcp.server"] == server
     assert mcp_call.kind == "CLIENT" and mcp_call.attributes["network.transport"] == "pipe"
+    assert mcp_call.attributes["session.id"] == turn.attributes["session.id"]  # every span of the session

@@ -154,7 +154,7 @@ class _Sessions:
 
     def pending_tool_context(self, tool_name, arguments=None):
         self.asked.append((tool_name, arguments))
-        return trace.set_span_in_context(self.tool_span) if self.open else None
+        return (trace.set_span_in_context(self.tool_span), {"session.id": "s-1"}) if self.open else None
 
 
 def _tracer() -> tuple[trace.Tracer, InMemorySpanExporter]:
