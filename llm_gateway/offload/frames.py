@@ -9,6 +9,8 @@ import struct
 from typing import BinaryIO
 
 _LENGTH = struct.Struct(">I")
+#: the telemetry process's acknowledgements, on a pipe of their own: the count of flows it has finished
+ACK = struct.Struct("<Q")
 
 
 def frame(payload: object) -> bytes:

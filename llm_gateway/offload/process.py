@@ -1,5 +1,6 @@
-"""The telemetry process seen from the relay's process: starting it (again, when it was lost), and the writing
-end of its pipe, which never blocks the event loop (see the package docstring for why it exists)."""
+"""The telemetry process seen from the relay's process: starting it (again, when it was lost), the writing end of
+its pipe, which never blocks the event loop (see the package docstring for why it exists), and the count of the
+flows that went untraced."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from llm_gateway.offload.flow_wire import Message, encode
-from llm_gateway.offload.frames import frame
+from llm_gateway.offload.frames import ACK, frame
 
 log = logging.getLogger("llm_gateway.telemetry")
 
@@ -59,19 +60,39 @@ class TelemetryProcess:
         self._writing = False  # a writer callback is registered
         self._gone = False
         self._lost_at = 0.0
-        self._child = self._spawn()
+        #: flows relayed untraced: shed while the process was behind or not running, or lost with a process
+        self.untraced = 0
+        self._untraced_while_down = 0
+        self._warned_at = 0.0
+        # Flows of the running process: a flow belongs to the process it was opened on (`generation`); those
+        # it had not finished (ended and acknowledged) when it was lost went untraced with it.
+        self.generation = 0
+        self._open = self._ended = self._acked = 0
+        self._acks = bytearray()
+        self._child, self._acks_fd = self._spawn()
         self._fd = self._pipe(self._child)
 
-    def _spawn(self) -> subprocess.Popen:
+    def _spawn(self) -> tuple[subprocess.Popen, int]:
+        """The child and the reading end of its acknowledgements pipe (whose end of file also says it is gone)."""
+        acks, child_acks = os.pipe()
         # Its own process group, so a Ctrl-C in the terminal reaches only the gateway (which then closes the pipe);
         # not its own session: where the kernel shares CPU between sessions (autogroups), a session of its own
         # would give it an equal share with the relay whatever its priority.
-        child = subprocess.Popen([sys.executable, "-c", _CHILD_MAIN], stdin=subprocess.PIPE,
-                                 env=child_environment(self._env), close_fds=True, process_group=0)
+        try:
+            child = subprocess.Popen([sys.executable, "-c", _CHILD_MAIN], stdin=subprocess.PIPE,
+                                     env=child_environment(self._env), close_fds=True, pass_fds=(child_acks,),
+                                     process_group=0)
+        except BaseException:
+            os.close(acks)
+            raise
+        finally:
+            os.close(child_acks)
         assert child.stdin is not None
-        child.stdin.write(frame({"env": self._env}))
+        child.stdin.write(frame({"env": self._env, "acks": child_acks}))
         child.stdin.flush()
-        return child
+        os.set_blocking(acks, False)
+        self._loop.add_reader(acks, self._read_acks)
+        return child, acks
 
     @staticmethod
     def _pipe(child: subprocess.Popen) -> int:
@@ -80,22 +101,65 @@ class TelemetryProcess:
         os.set_blocking(fd, False)
         return fd
 
-    def accepting(self) -> bool:
-        """Whether a new flow may be sent: the process runs (or was started again, RESTART_AFTER_S after it was
-        lost) and the backlog is under its bound."""
+    def open_flow(self) -> int | None:
+        """A new flow is to be sent: the generation to give `end_flow` with its end; None when it goes untraced
+        (counted) because the process is behind, or not running (it is started again RESTART_AFTER_S after it
+        was lost)."""
         if self._gone and time.monotonic() - self._lost_at >= RESTART_AFTER_S:
             self._restart()
-        return not self._gone and len(self._out) <= MAX_BACKLOG_BYTES
+        if self._gone or len(self._out) > MAX_BACKLOG_BYTES:
+            self._shed()
+            return None
+        self._open += 1
+        return self.generation
+
+    def end_flow(self, generation: int) -> bool:
+        """A flow of `generation` ended: True when its end is to be sent; False when the process it went to was
+        lost (it was counted as untraced then)."""
+        if generation != self.generation:
+            return False
+        self._open -= 1
+        self._ended += 1
+        return True
+
+    def _shed(self) -> None:
+        self.untraced += 1
+        if self._gone:
+            self._untraced_while_down += 1
+            return
+        now = time.monotonic()
+        if now - self._warned_at >= 60:
+            self._warned_at = now
+            log.warning("llm-gateway: the telemetry process is behind; %d requests relayed untraced so far",
+                        self.untraced)
 
     def _restart(self) -> None:
         try:
-            child = self._spawn()
+            self._child, self._acks_fd = self._spawn()
         except OSError as exc:
             self._lost_at = time.monotonic()
             log.error("llm-gateway: could not start the telemetry process again (%s)", exc)
             return
-        self._child, self._fd, self._gone = child, self._pipe(child), False
-        log.warning("llm-gateway: the telemetry process was started again; sessions begin anew")
+        self._fd, self._gone = self._pipe(self._child), False
+        log.warning("llm-gateway: the telemetry process was started again; %d requests went untraced while none "
+                    "ran; sessions begin anew", self._untraced_while_down)
+        self._untraced_while_down = 0
+
+    def _read_acks(self) -> None:
+        try:
+            data = os.read(self._acks_fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the child is gone: killed, or ended with an error
+            self._lost(EOFError("its pipe closed"))
+            return
+        self._acks += data
+        whole = len(self._acks) - len(self._acks) % ACK.size
+        if whole:
+            (self._acked,) = ACK.unpack_from(self._acks, whole - ACK.size)
+            del self._acks[:whole]
 
     @property
     def backlog_bytes(self) -> int:
@@ -135,22 +199,39 @@ class TelemetryProcess:
             self._writing = False
 
     def _lost(self, exc: BaseException) -> None:
+        if self._gone:
+            return
         self._gone, self._lost_at = True, time.monotonic()
+        lost = self._open + self._ended - self._acked
+        self.untraced += lost
+        self.generation += 1
+        self._open = self._ended = self._acked = 0
         self._out.clear()
+        self._stop_reading_acks()
         with contextlib.suppress(OSError):
             assert self._child.stdin is not None
             self._child.stdin.close()
         if self._writing:
             self._loop.remove_writer(self._fd)
             self._writing = False
-        log.error("llm-gateway: the telemetry process ended (%s, exit code %s); requests go untraced until it is "
-                  "started again in %.0f s", exc, self._child.poll(), RESTART_AFTER_S)
+        code = self._child.poll()
+        log.error("llm-gateway: the telemetry process ended (%s); %d requests went untraced with it, and new ones go "
+                  "untraced until it is started again in %.0f s", f"exit code {code}" if code is not None else exc,
+                  lost, RESTART_AFTER_S)
+
+    def _stop_reading_acks(self) -> None:
+        if self._acks_fd >= 0:
+            self._loop.remove_reader(self._acks_fd)
+            os.close(self._acks_fd)
+            self._acks_fd = -1
+        self._acks.clear()
 
     async def close(self, timeout_s: float = 30.0) -> None:
         """Send what is left, close the pipe (the child's signal to end its sessions and flush its spans), and
         wait up to `timeout_s` for it to finish. If it is still sending to a slow or dead backend then, it is left
         to finish on its own, bounded by its exporter's own timeouts, so nothing is lost and nobody waits."""
         self._flush()
+        self._stop_reading_acks()
         if self._writing:
             self._loop.remove_writer(self._fd)
             self._writing = False
@@ -159,6 +240,7 @@ class TelemetryProcess:
 
     def discard(self) -> None:
         """Ends the process at once, with nothing to flush: the gateway it was started for failed to start."""
+        self._stop_reading_acks()
         self._child.kill()
         with contextlib.suppress(OSError):
             assert self._child.stdin is not None

@@ -5,10 +5,15 @@ have called, ticks the addons once a second (idle sessions end), and at the end 
 sessions and flushes every span. `process.TelemetryProcess` starts it at the lowest CPU priority, in a process
 group of its own. It ignores SIGINT and SIGTERM: the gateway sends its last flows on shutdown and then closes
 stdin, the only signal to stop (also when the gateway itself was killed).
+
+On a second pipe it tells the gateway how many flows it has finished: their ends applied and their spans
+exported (or spooled). When the process is lost, the flows sent to it and not finished are the ones that went
+untraced with it, and the gateway counts them.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -16,11 +21,14 @@ import time
 
 from llm_gateway.addons import default_addons
 from llm_gateway.flow import Addon, call_hook, notify_chunk
-from llm_gateway.offload.flow_wire import FlowReplicas, Report, decode
-from llm_gateway.offload.frames import read_frame
-from llm_gateway.telemetry.setup import configure
+from llm_gateway.offload.flow_wire import Ended, FlowReplicas, Report, decode
+from llm_gateway.offload.frames import ACK, read_frame
+from llm_gateway.telemetry.setup import Telemetry, configure
 
 TICK_SECONDS = 1.0
+#: flows that end within this gather into one flush and one acknowledgement: the time, under traffic, for which a
+#: process that is killed may have exported spans it had not acknowledged yet (they are counted as untraced)
+ACK_GATHER_S = 0.25
 
 
 class Replayer:
@@ -30,6 +38,8 @@ class Replayer:
         self.addons = addons
         self.lock = threading.Lock()
         self._replicas = FlowReplicas()
+        self.ended = 0  # `Ended` messages applied
+        self.flows_ended = threading.Event()
 
     def apply(self, batch: list[tuple]) -> None:
         with self.lock:
@@ -37,6 +47,9 @@ class Replayer:
                 if isinstance(message, Report):  # an MCP call report, for the addon that has `report`
                     call_hook(self.addons, "report", message.report)
                     continue
+                if isinstance(message, Ended):
+                    self.ended += 1
+                    self.flows_ended.set()
                 for hook, flow, args in self._replicas.apply(message):
                     if hook == "chunk":
                         notify_chunk(flow.chunk_observers or (), *args)
@@ -50,6 +63,24 @@ class Replayer:
     def close(self) -> None:
         with self.lock:
             call_hook(self.addons, "close")
+
+
+def acknowledge(replayer: Replayer, telemetry: Telemetry, fd: int, stopped: threading.Event) -> None:
+    """Writes the count of finished flows to `fd` each time flows have ended: the spans of the flows applied so
+    far are flushed to the exporter first, so a count says that their spans are out."""
+    acked = 0
+    while replayer.flows_ended.wait() and not stopped.is_set():
+        time.sleep(ACK_GATHER_S)
+        replayer.flows_ended.clear()
+        ended = replayer.ended
+        if ended == acked:
+            continue
+        telemetry.tracer_provider.force_flush()
+        try:
+            os.write(fd, ACK.pack(ended))
+        except OSError:  # the gateway is gone
+            return
+        acked = ended
 
 
 def main() -> int:
@@ -72,12 +103,20 @@ def main() -> int:
 
     ticker = threading.Thread(target=tick_forever, name="llm-gateway-ticks", daemon=True)
     ticker.start()
+    acks = config.get("acks")
+    acker = threading.Thread(target=acknowledge, args=(replayer, telemetry, acks, stopped), name="llm-gateway-acks",
+                             daemon=True)
+    if acks is not None:
+        acker.start()
     try:
         while (batch := read_frame(stdin)) is not None:
             replayer.apply(batch)
     finally:
         stopped.set()
+        replayer.flows_ended.set()
         ticker.join()
+        if acker.is_alive():
+            acker.join()
         replayer.close()  # open sessions end at their last activity
         telemetry.shutdown()  # flush every span
     return 0
