@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from llm_gateway.config import ConfigError
+from llm_gateway.routing.providers import PROVIDERS
 
 ENV_INTERCEPT = "LLM_GATEWAY_INTERCEPT"
 #: the value of LLM_GATEWAY_INTERCEPT that drops the built-in hosts (the hosts listed with it are still read)
@@ -20,23 +21,9 @@ NONE = "none"
 #: the upstream name of a host added with LLM_GATEWAY_INTERCEPT: the catch-all upstream when set, else the host
 ADDED = "default"
 
-#: (host pattern, upstream name): the hosts of every provider the gateway understands. Sources: the clients'
-#: own default endpoints (shared notes on each agent's wire; Kiro's per operation and region).
-PROVIDER_HOSTS: tuple[tuple[str, str], ...] = (
-    ("api.anthropic.com", "anthropic"),
-    ("api.openai.com", "openai"),
-    ("chatgpt.com", "openai"),  # Codex signed in with ChatGPT: /backend-api/codex/responses
-    ("generativelanguage.googleapis.com", "gemini"),
-    ("aiplatform.googleapis.com", "gemini"),  # Vertex AI, global endpoint
-    ("*-aiplatform.googleapis.com", "gemini"),  # Vertex AI, regional: us-central1-aiplatform...
-    ("cloudcode-pa.googleapis.com", "gemini"),  # Gemini CLI signed in with Google (Code Assist)
-    ("bedrock-runtime.*.amazonaws.com", "bedrock"),
-    ("bedrock-runtime-fips.*.amazonaws.com", "bedrock"),
-    ("runtime.*.kiro.dev", "kiro"),  # Kiro model calls
-    ("management.*.kiro.dev", "kiro"),  # Kiro control plane: models, profiles, usage
-    ("q.*.amazonaws.com", "kiro"),  # Amazon Q / older Kiro: model calls, model lists, telemetry
-    ("codewhisperer.*.amazonaws.com", "kiro"),  # CodeWhisperer's older endpoint
-    ("cps.*.codewhisperer.ai.aws.dev", "kiro"),  # Kiro CLI's control plane in some versions
+#: (host pattern, upstream name): the hosts of every provider the gateway understands, from the provider table
+PROVIDER_HOSTS: tuple[tuple[str, str], ...] = tuple(
+    dict.fromkeys((host, provider.upstream) for provider in PROVIDERS for host in provider.hosts)
 )
 
 

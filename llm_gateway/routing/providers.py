@@ -64,6 +64,8 @@ class Provider:
     adapter: str | None = None
     #: builds an `UpstreamChooser` from the environment; None: every request goes to the upstream's one URL
     chooser: Callable[[Mapping[str, str]], UpstreamChooser] | None = None
+    #: the public hosts the HTTPS forward proxy reads for this upstream (`*` is part of one DNS label)
+    hosts: tuple[str, ...] = ()
 
 
 def _kiro_kind(method: str, path: str, headers: Mapping[str, str]) -> Kind | None:
@@ -151,13 +153,25 @@ _OPENAI = "https://api.openai.com"  # both OpenAI protocols go to one upstream: 
 # Order matters: header-routed Kiro first, then the specific paths, then the broad `/v1/` fallback of OpenAI, then
 # Ollama's `/api/` (after OpenAI, which owns `/api/v1/chat/completions`).
 PROVIDERS: tuple[Provider, ...] = (
-    Provider("kiro", "kiro", _kiro_kind, KIRO_HOSTS, "llm_gateway.protocols.kiro", chooser=KiroUpstream),
-    Provider("bedrock", "bedrock", _bedrock_kind, _bedrock_url, "llm_gateway.protocols.bedrock"),
+    Provider("kiro", "kiro", _kiro_kind, KIRO_HOSTS, "llm_gateway.protocols.kiro", chooser=KiroUpstream,
+             hosts=("runtime.*.kiro.dev",  # Kiro model calls
+                    "management.*.kiro.dev",  # Kiro control plane: models, profiles, usage
+                    "q.*.amazonaws.com",  # Amazon Q / older Kiro: model calls, model lists, telemetry
+                    "codewhisperer.*.amazonaws.com",  # CodeWhisperer's older endpoint
+                    "cps.*.codewhisperer.ai.aws.dev")),  # Kiro CLI's control plane in some versions
+    Provider("bedrock", "bedrock", _bedrock_kind, _bedrock_url, "llm_gateway.protocols.bedrock",
+             hosts=("bedrock-runtime.*.amazonaws.com", "bedrock-runtime-fips.*.amazonaws.com")),
     Provider("gemini", "gemini", _gemini_kind, "https://generativelanguage.googleapis.com",
-             "llm_gateway.protocols.gemini"),
+             "llm_gateway.protocols.gemini",
+             hosts=("generativelanguage.googleapis.com",
+                    "aiplatform.googleapis.com",  # Vertex AI, global endpoint
+                    "*-aiplatform.googleapis.com",  # Vertex AI, regional: us-central1-aiplatform...
+                    "cloudcode-pa.googleapis.com")),  # Gemini CLI signed in with Google (Code Assist)
     Provider("anthropic.messages", "anthropic", _anthropic_kind, "https://api.anthropic.com",
-             "llm_gateway.protocols.anthropic"),
-    Provider("openai.chat", "openai", _openai_chat_kind, _OPENAI, "llm_gateway.protocols.openai_chat"),
+             "llm_gateway.protocols.anthropic", hosts=("api.anthropic.com",)),
+    Provider("openai.chat", "openai", _openai_chat_kind, _OPENAI, "llm_gateway.protocols.openai_chat",
+             hosts=("api.openai.com",
+                    "chatgpt.com")),  # Codex signed in with ChatGPT: /backend-api/codex/responses
     Provider("openai.responses", "openai", _openai_responses_kind, _OPENAI, "llm_gateway.protocols.openai_responses"),
     Provider("ollama", "ollama", _ollama_kind, "http://127.0.0.1:11434", "llm_gateway.protocols.ollama"),
 )
