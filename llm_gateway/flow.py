@@ -5,6 +5,12 @@ in this order: `request`, then `response_headers` when the upstream answered, th
 `error`. Hooks are synchronous and must be cheap: they run on the request path. An addon that wants the response
 body as it streams adds a callable with `observe_chunks` in `request`; it is called with each chunk right after
 the chunk was written to the client.
+
+A WebSocket upgrade is a flow too (`websocket` set): `request` when the upgrade request was read, `response_headers`
+when the upstream answered it (101, or the status it refused with), then each relayed message to the callables
+added with `observe_messages` (right after the message went on to the other side), then `done` (the socket closed
+with a close handshake) or `error` (a side went away without one, or the upgrade failed). The model calls inside a
+socket become flows of their own (`socket` names the WebSocket flow), made by `addons/socket_calls.py`.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any, Protocol
 
 from multidict import CIMultiDictProxy
 
-from llm_gateway.protocols.base import Adapter, HttpRequest
+from llm_gateway.protocols.base import Adapter, HttpRequest, SocketMessage
 from llm_gateway.routing import Kind, Route, adapter_for
 
 log = logging.getLogger("llm_gateway.relay")
@@ -46,6 +52,14 @@ class Flow:
     error: str | None = None  # a cause class: "upstream_unreachable", "upstream_timeout", "client_gone", ...
     error_message: str | None = None
     scratch: dict[object, Any] | None = None  # per-flow state of addons, keyed by addon: see `state()`
+    #: the request upgraded to a WebSocket: messages follow the response head, never body chunks
+    websocket: bool = False
+    #: (time_ns, message) per relayed WebSocket message; None unless an addon asked for them in `request`
+    messages: list[tuple[int, SocketMessage]] | None = None
+    #: called with (time_ns, message) for each WebSocket message, after it went on (`observe_messages`)
+    message_observers: list[Callable[[int, SocketMessage], None]] | None = None
+    #: for a model call read from a WebSocket's messages: that WebSocket's flow (None for an HTTP exchange)
+    socket: Flow | None = None
 
     def state(self) -> dict[object, Any]:
         """The addons' per-flow state (key: the addon), made on first use."""
@@ -69,6 +83,14 @@ def observe_chunks(flow: Flow, observer: Callable[[int, bytes], None]) -> None:
     if flow.chunk_observers is None:
         flow.chunk_observers = []
     flow.chunk_observers.append(observer)
+
+
+def observe_messages(flow: Flow, observer: Callable[[int, SocketMessage], None]) -> None:
+    """Have `observer(time_ns, message)` called with each message of a WebSocket flow as it is relayed. Like a
+    chunk observer it runs between two sends: it must be quick, and what it raises is logged and dropped."""
+    if flow.message_observers is None:
+        flow.message_observers = []
+    flow.message_observers.append(observer)
 
 
 class Addon(Protocol):
@@ -107,3 +129,13 @@ def notify_chunk(observers: Sequence[Callable[[int, bytes], None]], at_ns: int, 
             observe(at_ns, data)
         except Exception:
             log.debug("chunk observer %r failed", observe, exc_info=True)
+
+
+def notify_message(observers: Sequence[Callable[[int, SocketMessage], None]], at_ns: int,
+                   message: SocketMessage) -> None:
+    """Hand a relayed WebSocket message to the flow's message observers, the same way."""
+    for observe in observers:
+        try:
+            observe(at_ns, message)
+        except Exception:
+            log.debug("message observer %r failed", observe, exc_info=True)

@@ -7,6 +7,7 @@ afterwards (see `flow.py`). A failing addon never breaks the relay.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,11 +20,12 @@ from yarl import URL
 
 from llm_gateway import __version__
 from llm_gateway.config import Settings
-from llm_gateway.flow import Addon, Flow, call_hook, notify_chunk
+from llm_gateway.flow import Addon, Flow, call_hook, notify_chunk, notify_message
+from llm_gateway.protocols.base import Opcode, SocketMessage
 from llm_gateway.proxy.connect import BadConnect
 from llm_gateway.proxy.forward import ForwardProxy
 from llm_gateway.proxy.intercept import ProxiedHost
-from llm_gateway.routing import Router
+from llm_gateway.routing import Route, Router
 
 log = logging.getLogger("llm_gateway.relay")
 
@@ -160,7 +162,7 @@ class Relay:
                 path=request.path,
             )
         if _is_websocket_upgrade(request):
-            return await self._relay_websocket(request, route.upstream_url(raw_path))
+            return await self._relay_websocket(request, route)
 
         limit = self.settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
@@ -289,63 +291,155 @@ class Relay:
         if self.addons:
             call_hook(self.addons, "error", flow)
 
-    async def _relay_websocket(self, request: web.BaseRequest, upstream_url: str) -> web.StreamResponse:
+    async def _relay_websocket(self, request: web.BaseRequest, route: Route) -> web.StreamResponse:
+        """Relay a WebSocket: the upgrade, then messages both ways, unchanged and in order, until a close.
+
+        The upgrade goes upstream with the client's headers (its extension offer aside: neither leg negotiates
+        permessage-deflate, so every message crosses as its exact payload) and the upstream's 101 headers come
+        back to the client. Addons see it as a flow whose messages they observe (see `flow.py`)."""
         assert self._session is not None
+        raw_path = request.raw_path
+        flow = Flow(method=request.method, raw_path=raw_path, request_headers=request.headers, request_body=b"",
+                    route=route, upstream_url=route.upstream_url(raw_path), started_ns=time.time_ns(),
+                    websocket=True)
+        if self.addons:
+            call_hook(self.addons, "request", flow)
         headers = forward_headers(request.raw_headers, _WS_HANDSHAKE | {"sec-websocket-protocol"})
         protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-        ws_url = URL(upstream_url, encoded=True)
+        ws_url = URL(flow.upstream_url, encoded=True)
         ws_url = ws_url.with_scheme("wss" if ws_url.scheme == "https" else "ws")
+        flow.upstream_started_ns = time.time_ns()
         try:
             upstream = await self._session.ws_connect(
                 ws_url, headers=headers, protocols=protocols, autoping=False, autoclose=False,
                 compress=0, max_msg_size=0,
             )
         except aiohttp.WSServerHandshakeError as exc:
+            flow.status, flow.response_started_ns = exc.status, time.time_ns()
+            flow.response_headers = CIMultiDictProxy(CIMultiDict(exc.headers or ()))
+            if self.addons:
+                call_hook(self.addons, "response_headers", flow)
+            self._fail(flow, "upstream_websocket_refused", f"{exc.status} {exc.message}")
             return error_response(
                 exc.status or 502, "upstream_websocket_refused",
                 f"llm-gateway: the upstream refused the WebSocket upgrade ({exc.status} {exc.message})",
-                upstream=upstream_url,
+                upstream=flow.upstream_url,
             )
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            self._fail(flow, "upstream_timeout", repr(exc))
             return error_response(504, "upstream_timeout", f"llm-gateway: WebSocket upstream timed out ({exc!r})")
         except aiohttp.ClientError as exc:
+            self._fail(flow, "upstream_unreachable", repr(exc))
             return error_response(502, "upstream_unreachable", f"llm-gateway: WebSocket upstream failed ({exc!r})")
+        # aiohttp keeps the upgrade's response on the socket, with the headers the client must see (Codex reads
+        # x-codex-turn-state, x-models-etag and openai-model there)
+        handshake: aiohttp.ClientResponse | None = getattr(upstream, "_response", None)
+        flow.status = handshake.status if handshake is not None else 101
+        flow.response_headers = handshake.headers if handshake is not None else CIMultiDictProxy(CIMultiDict())
+        flow.response_started_ns = time.time_ns()
+        if self.addons:
+            call_hook(self.addons, "response_headers", flow)
         client = web.WebSocketResponse(
             protocols=[upstream.protocol] if upstream.protocol else (), autoping=False, autoclose=False,
             compress=False, max_msg_size=0,
         )
-        await client.prepare(request)
+        if handshake is not None:
+            client.headers.extend(forward_headers(handshake.raw_headers, _WS_HANDSHAKE | {"sec-websocket-protocol"}))
+        ends: list[tuple[bool, _End]] = []
+        tap = _tap(flow)
         try:
-            await asyncio.gather(_pump(client, upstream), _pump(upstream, client))
+            await client.prepare(request)
+            await asyncio.gather(_pump(client, upstream, True, tap, ends), _pump(upstream, client, False, tap, ends))
+        except asyncio.CancelledError:
+            self._fail(flow, "client_gone", "the client closed the connection before the WebSocket closed")
+            raise
+        except BaseException as exc:
+            self._fail(flow, "gateway_error", repr(exc))
+            raise
         finally:
             await upstream.close()
             await client.close()
+        first = next(((from_client, end) for from_client, end in ends if end is not _End.CLOSING), None)
+        if first is not None and first[1] is _End.GONE:
+            if first[0]:
+                self._fail(flow, "client_gone", "the client went away without closing the WebSocket")
+            else:
+                self._fail(flow, "upstream_stream_cut", "the upstream went away without closing the WebSocket")
+        else:
+            flow.ended_ns = time.time_ns()
+            if self.addons:
+                call_hook(self.addons, "done", flow)
         return client
 
 
-async def _pump(source, sink) -> None:
-    """Copy WebSocket messages one way, unchanged, until a close, whose code and reason go along too.
+class _End(enum.Enum):
+    """How one direction of a relayed WebSocket ended."""
+
+    #: its side sent a close frame (passed on, and answered with the same code)
+    CLOSE = "close"
+    #: the other direction is closing this side and answers it
+    CLOSING = "closing"
+    #: its side went away without a close frame
+    GONE = "gone"
+
+
+_Tap = Callable[[bool, Opcode, bytes], None]
+
+
+def _tap(flow: Flow) -> _Tap | None:
+    """What hands each relayed message to the flow's addons; None when none asked for them."""
+    if flow.messages is None and flow.message_observers is None:
+        return None
+
+    def tap(from_client: bool, opcode: Opcode, payload: bytes) -> None:
+        at_ns = time.time_ns()
+        message = SocketMessage(from_client, opcode, payload)
+        if flow.messages is not None:
+            flow.messages.append((at_ns, message))
+        if flow.message_observers is not None:
+            notify_message(flow.message_observers, at_ns, message)
+
+    return tap
+
+
+async def _pump(source, sink, from_client: bool, tap: _Tap | None, ends: list[tuple[bool, _End]]) -> None:
+    """Copy WebSocket messages one way, unchanged, until a close, whose code and reason go along too. Each message
+    goes on before `tap` sees it; how this direction ended is appended to `ends`.
 
     `receive()`, not `async for`: the iterator stops silently at a CLOSE frame, which lost its code."""
     while True:
         msg = await source.receive()
-        if msg.type is WSMsgType.TEXT:
+        kind = msg.type
+        if kind is WSMsgType.TEXT:
             await sink.send_str(msg.data)
-        elif msg.type is WSMsgType.BINARY:
+            if tap is not None:
+                tap(from_client, Opcode.TEXT, msg.data.encode())
+        elif kind is WSMsgType.BINARY:
             await sink.send_bytes(msg.data)
-        elif msg.type is WSMsgType.PING:
+            if tap is not None:
+                tap(from_client, Opcode.BINARY, msg.data)
+        elif kind is WSMsgType.PING:
             await sink.ping(msg.data)
-        elif msg.type is WSMsgType.PONG:
+            if tap is not None:
+                tap(from_client, Opcode.PING, msg.data)
+        elif kind is WSMsgType.PONG:
             await sink.pong(msg.data)
-        elif msg.type is WSMsgType.CLOSE:
+            if tap is not None:
+                tap(from_client, Opcode.PONG, msg.data)
+        elif kind is WSMsgType.CLOSE:
             # Pass the close on, then answer the side that started it with the same code.
+            ends.append((from_client, _End.CLOSE))
             code, reason = msg.data or 1000, (msg.extra or "").encode()
             await sink.close(code=code, message=reason)
+            if tap is not None:
+                tap(from_client, Opcode.CLOSE, msg.data.to_bytes(2, "big") + reason if msg.data else b"")
             await source.close(code=code, message=reason)
             return
-        elif msg.type is WSMsgType.CLOSING:
+        elif kind is WSMsgType.CLOSING:
+            ends.append((from_client, _End.CLOSING))
             return  # the other pump is closing this side and answers it
         else:  # CLOSED / ERROR: this side is gone without a close handshake
+            ends.append((from_client, _End.GONE))
             break
     if not sink.closed:
         await sink.close()

@@ -31,7 +31,7 @@ CASES = [
     ("POST", "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21", {}, "openai.chat", CALL),
     # OpenAI Responses and the rest of OpenAI's API
     ("POST", "/v1/responses", {}, "openai.responses", CALL),
-    ("GET", "/v1/responses", {"Upgrade": "websocket"}, "openai.responses", RELAY),
+    ("GET", "/v1/responses", {"Upgrade": "websocket"}, "openai.responses", CALL),  # Responses over WebSocket
     ("POST", "/openai/v1/responses?api-version=preview", {}, "openai.responses", CALL),
     ("GET", "/v1/responses/resp_123", {}, "openai.responses", RELAY),
     ("POST", "/v1/responses/resp_123/cancel", {}, "openai.responses", RELAY),

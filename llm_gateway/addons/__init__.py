@@ -44,6 +44,7 @@ def default_addons(
 
         addons.append(Recorder(settings.record_dir))
     if isinstance(tracing, Telemetry):
+        from llm_gateway.addons.socket_calls import SocketCalls
         from llm_gateway.mcp.observer import McpObserver
         from llm_gateway.telemetry.chat_spans import ChatSpans
         from llm_gateway.telemetry.content import content_capture
@@ -53,7 +54,9 @@ def default_addons(
         capture = content_capture(env).on_spans
         sessions = SessionSpans(tracing.tracer, env, capture=capture, on_finished=on_session_finished)
         mcp = McpSpans(tracing.tracer, env, sessions)  # MCP tool calls nest under the agent's tool spans
-        addons += [sessions, ChatSpans(tracing, env, sessions), McpObserver(mcp.record, capture=capture)]
+        chats = ChatSpans(tracing, env, sessions)
+        # the calls inside WebSockets (Codex) reach the chat spans as flows of their own
+        addons += [sessions, chats, SocketCalls([chats]), McpObserver(mcp.record, capture=capture)]
     elif tracing is not None:
         addons.append(tracing)
     return addons

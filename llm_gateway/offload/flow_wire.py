@@ -1,9 +1,10 @@
 """A relayed flow as messages for the telemetry process, and the flow replicas built again from them.
 
 One message per addon hook: `Opened` (request), `Answered` (response_headers), `Chunk` (each relayed chunk),
-`Ended` (done or error); `Report` carries an MCP call report from an `llm-gateway mcp` wrapper. They are named
-tuples, cheap to build on the relay's path; on the pipe they travel as plain tuples led by a kind number
-(`encode` / `decode`). `FlowReplicas.apply` turns each message back into the hook to call.
+`Relayed` (each relayed WebSocket message), `Ended` (done or error); `Report` carries an MCP call report from an
+`llm-gateway mcp` wrapper. They are named tuples, cheap to build on the relay's path; on the pipe they travel as
+plain tuples led by a kind number (`encode` / `decode`). `FlowReplicas.apply` turns each message back into the
+hook to call.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from llm_gateway.flow import Flow
 from llm_gateway.mcp.report import CallReport
+from llm_gateway.protocols.base import Opcode, SocketMessage
 from llm_gateway.routing import Kind, Route, protocol_named
 
 Headers = list[tuple[str, str]]
@@ -35,6 +37,7 @@ class Opened(NamedTuple):
     prefix: str
     upstream_url: str
     started_ns: int
+    websocket: bool = False  # the request upgrades to a WebSocket
 
 
 class Answered(NamedTuple):
@@ -55,6 +58,16 @@ class Chunk(NamedTuple):
     data: bytes
 
 
+class Relayed(NamedTuple):
+    """A WebSocket message, after it went on to the other side."""
+
+    flow_id: int
+    at_ns: int
+    from_client: bool
+    opcode: int
+    payload: bytes
+
+
 class Ended(NamedTuple):
     """The flow is over: `done`, or `error` when `error` is set."""
 
@@ -71,8 +84,8 @@ class Report(NamedTuple):
     report: CallReport
 
 
-Message = Opened | Answered | Chunk | Ended | Report
-_KINDS: tuple[type[Message], ...] = (Opened, Answered, Chunk, Ended, Report)
+Message = Opened | Answered | Chunk | Ended | Report | Relayed
+_KINDS: tuple[type[Message], ...] = (Opened, Answered, Chunk, Ended, Report, Relayed)
 _KIND_NUMBERS = {kind: number for number, kind in enumerate(_KINDS)}
 
 
@@ -92,7 +105,11 @@ def opened(flow_id: int, flow: Flow) -> Opened:
     protocol = route.protocol
     return Opened(flow_id, flow.method, flow.raw_path, list(flow.request_headers.items()), flow.request_body,
                   protocol.name if protocol else None, protocol.upstream if protocol else None, route.kind.value,
-                  route.base_url, route.prefix, flow.upstream_url, flow.started_ns)
+                  route.base_url, route.prefix, flow.upstream_url, flow.started_ns, flow.websocket)
+
+
+def relayed(flow_id: int, at_ns: int, message: SocketMessage) -> Relayed:
+    return Relayed(flow_id, at_ns, message.from_client, int(message.opcode), message.payload)
 
 
 def answered(flow_id: int, flow: Flow) -> Answered:
@@ -118,7 +135,7 @@ class FlowReplicas:
     def __len__(self) -> int:
         return len(self._open)
 
-    def apply(self, message: Opened | Answered | Chunk | Ended) -> Iterator[tuple[str, Flow, tuple]]:
+    def apply(self, message: Opened | Answered | Chunk | Relayed | Ended) -> Iterator[tuple[str, Flow, tuple]]:
         if isinstance(message, Opened):
             yield "request", self._open_flow(message), ()
             return
@@ -136,6 +153,11 @@ class FlowReplicas:
                 if flow.chunks is not None:
                     flow.chunks.append((message.at_ns, message.data))
                 yield "chunk", flow, (message.at_ns, message.data)
+            case Relayed():
+                relayed = SocketMessage(message.from_client, Opcode(message.opcode), message.payload)
+                if flow.messages is not None:
+                    flow.messages.append((message.at_ns, relayed))
+                yield "message", flow, (message.at_ns, relayed)
             case Ended():
                 flow.upstream_started_ns, flow.ended_ns = message.upstream_started_ns, message.ended_ns
                 flow.error, flow.error_message = message.error, message.error_message
@@ -147,5 +169,5 @@ class FlowReplicas:
         route = Route(protocol, Kind(message.route_kind), message.base_url, message.prefix)
         flow = self._open[message.flow_id] = Flow(
             message.method, message.raw_path, _headers(message.request_headers), message.request_body, route,
-            message.upstream_url, message.started_ns)
+            message.upstream_url, message.started_ns, websocket=message.websocket)
         return flow

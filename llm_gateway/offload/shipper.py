@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from llm_gateway.flow import Flow, observe_chunks
+from llm_gateway.flow import Flow, observe_chunks, observe_messages
 from llm_gateway.mcp.report import CallReport
 from llm_gateway.offload import flow_wire
 from llm_gateway.offload.process import TelemetryProcess
@@ -29,7 +29,10 @@ class FlowShipper:
         flow_id = next(self._ids)
         flow.state()[self] = (generation, flow_id)
         process.send(flow_wire.opened(flow_id, flow))
-        observe_chunks(flow, lambda at_ns, data: process.send(flow_wire.Chunk(flow_id, at_ns, data)))
+        if flow.websocket:
+            observe_messages(flow, lambda at_ns, message: process.send(flow_wire.relayed(flow_id, at_ns, message)))
+        else:
+            observe_chunks(flow, lambda at_ns, data: process.send(flow_wire.Chunk(flow_id, at_ns, data)))
 
     def response_headers(self, flow: Flow) -> None:
         ours = flow.state().get(self)

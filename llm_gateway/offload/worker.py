@@ -20,7 +20,7 @@ import threading
 import time
 
 from llm_gateway.addons import default_addons
-from llm_gateway.flow import Addon, call_hook, notify_chunk
+from llm_gateway.flow import Addon, call_hook, notify_chunk, notify_message
 from llm_gateway.offload.flow_wire import Ended, FlowReplicas, Report, decode
 from llm_gateway.offload.frames import ACK, read_frame
 from llm_gateway.telemetry.setup import Telemetry, configure
@@ -53,6 +53,8 @@ class Replayer:
                 for hook, flow, args in self._replicas.apply(message):
                     if hook == "chunk":
                         notify_chunk(flow.chunk_observers or (), *args)
+                    elif hook == "message":
+                        notify_message(flow.message_observers or (), *args)
                     else:
                         call_hook(self.addons, hook, flow)
 

@@ -17,6 +17,8 @@ Decisions where the wire leaves room:
   runs them (type "function"), without one the provider does (type "server").
 - Codex sends tools inside `input` items of type `additional_tools`, grouped in `namespace` entries; their
   names count as offered tools like the top-level `tools`.
+- Over a WebSocket (Codex's default transport), `responses_socket.ResponsesSocket` turns the messages into calls
+  this adapter reads as POSTs (`socket_reader`).
 - History: `system`/`developer` message items join `instructions` as system instructions; `*_call` items
   with a `call_id` are earlier tool calls, `*_call_output` items are tool results.
 """
@@ -37,6 +39,7 @@ from llm_gateway.protocols._states import unexpected
 from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponseParser
 from llm_gateway.protocols.exchange import ChatRequest, RequestParams
 from llm_gateway.protocols.framing.sse import SSEEvent
+from llm_gateway.protocols.responses_socket import ResponsesSocket
 from llm_gateway.protocols.transcript import Transcript
 
 #: body field -> hint name
@@ -80,6 +83,10 @@ class ResponsesAdapter:
 
     def provider_name(self, request: HttpRequest) -> str:
         return provider_for_url(request.upstream_url)
+
+    def socket_reader(self, upgrade: HttpRequest) -> ResponsesSocket:
+        """The model calls inside a WebSocket opened with `upgrade` (Responses over WebSocket)."""
+        return ResponsesSocket(upgrade)
 
 
 ADAPTER = ResponsesAdapter()

@@ -123,8 +123,11 @@ def _openai_chat_kind(method: str, path: str, headers: Mapping[str, str]) -> Kin
 def _openai_responses_kind(method: str, path: str, headers: Mapping[str, str]) -> Kind | None:
     bare = _path_only(path)
     if bare.endswith("/responses"):
-        # Codex opens a WebSocket with GET on the same path: relayed, never a model call.
-        return Kind.CALL if method == "POST" else Kind.RELAY
+        # Codex opens a WebSocket with GET on the same path: its messages carry model calls
+        # (`protocols/responses_socket.py`).
+        if method == "POST" or headers.get("upgrade", "").lower() == "websocket":
+            return Kind.CALL
+        return Kind.RELAY
     if path.startswith(("/v1/", "/openai/")):
         return Kind.RELAY  # models, embeddings, files, response retrieval ...; /openai/ is Azure's prefix
     return None

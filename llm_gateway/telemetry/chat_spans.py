@@ -74,7 +74,8 @@ class ChatSpans:
         return f"ChatSpans(capture={self._capture})"
 
     def request(self, flow: Flow) -> None:
-        found = model_call(flow) if flow.route.protocol is not None else None
+        # A WebSocket's calls come as flows of their own (`addons/socket_calls.py`), not the upgrade.
+        found = model_call(flow) if flow.route.protocol is not None and not flow.websocket else None
         if found is None:
             if self._http_spans == "aiohttp":
                 # Not a model call: relayed untraced, and its upstream HTTP span would only be a stray root.
@@ -82,7 +83,7 @@ class ChatSpans:
             return
         call = _Call(*found)
         flow.state()[self] = call
-        if self._http_spans == "aiohttp":
+        if self._http_spans == "aiohttp" and flow.socket is None:  # a call in a socket makes no HTTP request
             self._start(flow, call)
             if call.span is not None:
                 call.token = context.attach(trace.set_span_in_context(call.span))
@@ -171,7 +172,7 @@ class ChatSpans:
         except Exception:
             log.debug("chat span for %s %s failed", flow.method, flow.raw_path, exc_info=True)
         finally:
-            if self._http_spans == "gateway":
+            if self._http_spans == "gateway" and flow.socket is None:  # a call in a socket had no HTTP request
                 self._upstream_span(flow, span, call.start_attributes)
             span.end(end_time=flow.ended_ns)
 
