@@ -350,8 +350,9 @@ class Relay:
         try:
             await client.prepare(request)
             await asyncio.gather(_pump(client, upstream, True, tap, ends), _pump(upstream, client, False, tap, ends))
-        except asyncio.CancelledError:
-            self._fail(flow, "client_gone", "the client closed the connection before the WebSocket closed")
+        except asyncio.CancelledError:  # the client's connection ended (its close handshake may have come first)
+            ends.append((True, _End.GONE))
+            self._socket_ended(flow, ends)
             raise
         except BaseException as exc:
             self._fail(flow, "gateway_error", repr(exc))
@@ -359,17 +360,21 @@ class Relay:
         finally:
             await upstream.close()
             await client.close()
+        self._socket_ended(flow, ends)
+        return client
+
+    def _socket_ended(self, flow: Flow, ends: list[tuple[bool, _End]]) -> None:
+        """`done` when the first side to end sent a close frame; else `error`, naming the side that went away."""
         first = next(((from_client, end) for from_client, end in ends if end is not _End.CLOSING), None)
         if first is not None and first[1] is _End.GONE:
             if first[0]:
                 self._fail(flow, "client_gone", "the client went away without closing the WebSocket")
             else:
                 self._fail(flow, "upstream_stream_cut", "the upstream went away without closing the WebSocket")
-        else:
+        elif flow.ended_ns is None:
             flow.ended_ns = time.time_ns()
             if self.addons:
                 call_hook(self.addons, "done", flow)
-        return client
 
 
 class _End(enum.Enum):

@@ -24,8 +24,8 @@ Decisions where the wire leaves room:
   error body.
 - The server answers creates in order: each server event belongs to the oldest open call. An event with no call
   open (rate-limit notices between calls) belongs to none.
-- The end of the socket ends the calls still open with the cause the caller gives (the relay's: `client_gone`,
-  `upstream_stream_cut`), or else with the side whose close frame came first.
+- The end of the socket ends the calls still open: `client_gone` or `upstream_stream_cut` as the side whose close
+  frame came first, or, when none came, the cause the caller gives (the relay's, for the side that went away).
 """
 
 from __future__ import annotations
@@ -142,12 +142,12 @@ class ResponsesSocket:
         return self._server(message.payload)
 
     def close(self, error: str | None = None, detail: str | None = None) -> list[SocketEvent]:
-        """The socket ended: the open calls end with `error` (else the first close frame's side says who cut
-        them), and `detail` or a sentence saying how."""
+        """The socket ended: the open calls end as the first close frame says (the side that sent it cut them),
+        else with the caller's `error` and `detail` (how the connection ended without one)."""
         if not self._open:
             return []
         self._open = False
-        if error is None:
+        if self._closed_by is not None or error is None:
             from_client, how = self._closed_by or (False, "")
             error = "client_gone" if from_client else "upstream_stream_cut"
             who = "client" if from_client else "upstream"

@@ -12,9 +12,15 @@ A fixture file is JSON (`format: "llm-gateway/fixture@1"`):
         "response": {"status": 200, "headers": [[...]],
                      "chunks": [{"at": 0.0, "text": "..."} | {"at": 0.012, "base64": "..."}]}}]}
 
+A WebSocket exchange (the request upgraded: status 101, no chunks) has its messages too, in the order they were
+relayed, each with its direction and opcode (RFC 6455: 1 text, 2 binary, 8 close, 9 ping, 10 pong):
+
+        "messages": [{"at": 0.004, "from": "client", "opcode": 1, "text": "{\"type\":\"response.create\",...}"},
+                     {"at": 0.131, "from": "server", "opcode": 1, "text": "..."}, ...]
+
 Bodies are text when they are valid UTF-8 and base64 otherwise, so each byte comes back exactly. `at` is the
-chunk's offset in seconds from the response head. Header lists keep order and repeated fields. Credentials
-are replaced by `REDACTED` when a fixture is written (see `SECRET_HEADERS`).
+chunk's (or message's) offset in seconds from the response head. Header lists keep order and repeated fields.
+Credentials are replaced by `REDACTED` when a fixture is written (see `SECRET_HEADERS`).
 
 A file is written whole to a temporary name and then renamed over the old one, so a crash never leaves half a
 file behind. A file cut short anyway (written by something else, or copied while being written) loads up to its
@@ -84,9 +90,25 @@ class RecordedResponse:
 
 
 @dataclass(slots=True)
+class RecordedMessage:
+    """A WebSocket message (whole: fragments joined), as relayed."""
+
+    at: float  # seconds after the response head (the 101)
+    from_client: bool
+    opcode: int
+    data: bytes  # a close message's: its code (2 bytes) and reason, empty when it gave no code
+
+
+@dataclass(slots=True)
 class Exchange:
     request: RecordedRequest
     response: RecordedResponse
+    #: the messages of a WebSocket exchange; None for an HTTP exchange
+    messages: list[RecordedMessage] | None = None
+
+    @property
+    def websocket(self) -> bool:
+        return self.messages is not None
 
 
 @dataclass(slots=True)
@@ -124,24 +146,29 @@ def to_json(fixture: Fixture) -> bytes:
         "format": FORMAT,
         "description": fixture.description,
         "source": fixture.source,
-        "exchanges": [
-            {
-                "request": {
-                    "method": ex.request.method,
-                    "path": ex.request.path,
-                    "headers": [list(h) for h in scrub(ex.request.headers)],
-                    "body": _body_to_json(ex.request.body),
-                },
-                "response": {
-                    "status": ex.response.status,
-                    "headers": [list(h) for h in scrub(ex.response.headers)],
-                    "chunks": [{"at": round(c.at, 6), **_body_to_json(c.data)} for c in ex.response.chunks],
-                },
-            }
-            for ex in fixture.exchanges
-        ],
+        "exchanges": [_exchange_to_json(ex) for ex in fixture.exchanges],
     }
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def _exchange_to_json(ex: Exchange) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "request": {
+            "method": ex.request.method,
+            "path": ex.request.path,
+            "headers": [list(h) for h in scrub(ex.request.headers)],
+            "body": _body_to_json(ex.request.body),
+        },
+        "response": {
+            "status": ex.response.status,
+            "headers": [list(h) for h in scrub(ex.response.headers)],
+            "chunks": [{"at": round(c.at, 6), **_body_to_json(c.data)} for c in ex.response.chunks],
+        },
+    }
+    if ex.messages is not None:
+        doc["messages"] = [{"at": round(m.at, 6), "from": "client" if m.from_client else "server",
+                            "opcode": m.opcode, **_body_to_json(m.data)} for m in ex.messages]
+    return doc
 
 
 def from_json(data: bytes, name: str = "", label: str = "") -> Fixture:
@@ -170,6 +197,9 @@ def from_json(data: bytes, name: str = "", label: str = "") -> Fixture:
                     [tuple(h) for h in resp["headers"]],
                     [Chunk(c["at"], _body_from_json(c)) for c in resp["chunks"]],
                 ),
+                None if "messages" not in ex else [
+                    RecordedMessage(m["at"], m["from"] == "client", m["opcode"], _body_from_json(m))
+                    for m in ex["messages"]],
             )
         )
     return Fixture(exchanges, doc.get("description", ""), doc.get("source", {}), name)

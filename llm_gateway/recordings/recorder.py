@@ -1,6 +1,7 @@
 """`serve --record DIR`: writes every relayed exchange into a fixture file per session (see `fixtures`).
 
-Credentials are scrubbed by the fixture writer; bodies are kept byte-exact, binary event streams included.
+Credentials are scrubbed by the fixture writer; bodies are kept byte-exact, binary event streams included. A
+WebSocket is one exchange with its messages both ways (see `fixtures`), written when it closes.
 The file is rewritten after each exchange (whole, then renamed over the old one), so a session on disk is always
 complete up to its last exchange, even after a crash.
 
@@ -20,8 +21,18 @@ from multidict import CIMultiDict
 
 from llm_gateway.config import ENV_RECORD_DIR, ConfigError
 from llm_gateway.flow import Flow, model_call
+from llm_gateway.protocols.base import Adapter, HttpRequest
+from llm_gateway.protocols.responses_socket import CallRequest
 from llm_gateway.protocols.run import ExchangeRun
-from llm_gateway.recordings.fixtures import Chunk, Exchange, Fixture, RecordedRequest, RecordedResponse, save
+from llm_gateway.recordings.fixtures import (
+    Chunk,
+    Exchange,
+    Fixture,
+    RecordedMessage,
+    RecordedRequest,
+    RecordedResponse,
+    save,
+)
 from llm_gateway.sessions.identity import identify
 
 log = logging.getLogger("llm_gateway.recorder")
@@ -49,6 +60,10 @@ class Recorder:
     def request(self, flow: Flow) -> None:
         if self.stopped is not None:
             return
+        if flow.websocket:
+            if flow.messages is None:
+                flow.messages = []
+            return
         if flow.chunks is None:
             flow.chunks = []
         flow.keep_chunks = True
@@ -65,9 +80,11 @@ class Recorder:
 
     def _session_name(self, flow: Flow) -> str:
         call = model_call(flow)
+        if call is not None and flow.websocket:
+            call = _first_call(call[0], call[1], flow)
         if call is None or flow.route.protocol is None:
             return "other-traffic"
-        who = identify(flow.request_headers, ExchangeRun(*call).request)
+        who = identify(call[1].headers, ExchangeRun(*call).request)
         return f"{flow.route.protocol.name}-{who.session_key}"
 
     def _write(self, flow: Flow) -> None:
@@ -83,6 +100,9 @@ class Recorder:
                     list((flow.response_headers or CIMultiDict()).items()),
                     [Chunk(max(0.0, (t - start) / 1e9), data) for t, data in flow.chunks or ()],
                 ),
+                None if not flow.websocket else [
+                    RecordedMessage(max(0.0, (t - start) / 1e9), m.from_client, int(m.opcode), m.payload)
+                    for t, m in flow.messages or ()],
             )
             fixture = self._sessions.setdefault(
                 name, Fixture([], f"recorded by llm-gateway serve --record ({name})",
@@ -102,3 +122,17 @@ class Recorder:
         self._sessions.clear()
         log.error("llm-gateway: recording to %s stopped: %s; requests are still relayed, not recorded",
                   self._dir, exc.strerror or exc)
+
+
+def _first_call(adapter: Adapter, upgrade: HttpRequest, flow: Flow) -> tuple[Adapter, HttpRequest] | None:
+    """The first model call a WebSocket carried (its session names the recording), read by the adapter's socket
+    reader; None when it carried none or the adapter reads no sockets."""
+    reader = getattr(adapter, "socket_reader", None)
+    if reader is None:
+        return None
+    socket = reader(upgrade)
+    for _, message in flow.messages or ():
+        for event in socket.message(message):
+            if isinstance(event, CallRequest):
+                return adapter, event.request
+    return None

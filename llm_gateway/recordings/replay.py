@@ -4,6 +4,11 @@ Matching: a request is answered by the first unused exchange with the same metho
 same (byte-equal or JSON-equal); failing that, by the next unused exchange with the same method and path in
 recording order (clients re-serialize bodies, so a replayed agent loop rarely sends the same bytes). A request
 that matches nothing gets a 409 JSON error that says what was asked and what is left.
+
+A recorded WebSocket (status 101, with messages) is replayed as one: the upgrade is accepted with the recorded
+headers, then the recorded messages are played in order, the server's sent (with the recorded timing) and the
+client's awaited, each in its turn; a recorded close from the server closes the socket, else it stays open until the
+client closes it.
 """
 
 from __future__ import annotations
@@ -14,11 +19,15 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 import orjson
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from multidict import CIMultiDictProxy
 
-from llm_gateway.recordings.fixtures import Exchange, Fixture, header
+from llm_gateway.protocols.base import Opcode
+from llm_gateway.recordings.fixtures import Exchange, Fixture, RecordedMessage, header
 from llm_gateway.relay import HOP_BY_HOP
+
+#: fields of a recorded upgrade's response that this server's own handshake sets
+_WS_HANDSHAKE = frozenset({"sec-websocket-accept", "sec-websocket-extensions", "sec-websocket-protocol"})
 
 
 def _json_or_none(body: bytes) -> object:
@@ -62,6 +71,8 @@ class ReplayUpstream:
         self._runner: web.ServerRunner | None = None
         self.port = 0
         self.requests: list[Received] = []  # what arrived, in order
+        #: the WebSocket messages the clients sent, in order, as (opcode, payload)
+        self.messages: list[tuple[int, bytes]] = []
 
     @property
     def url(self) -> str:
@@ -115,6 +126,8 @@ class ReplayUpstream:
                 status=409,
             )
         recorded = exchange.response
+        if exchange.messages is not None and recorded.status == 101:
+            return await self._socket(request, exchange)
         response = web.StreamResponse(status=recorded.status)
         for name, value in recorded.headers:
             if name.lower() not in HOP_BY_HOP:  # this server frames the body itself
@@ -133,3 +146,50 @@ class ReplayUpstream:
             await response.write(chunk.data)
         await response.write_eof()
         return response
+
+    async def _socket(self, request: web.BaseRequest, exchange: Exchange) -> web.StreamResponse:
+        recorded = exchange.response
+        protocol = header(recorded.headers, "sec-websocket-protocol")
+        ws = web.WebSocketResponse(protocols=(protocol,) if protocol else (), autoping=False)
+        for name, value in recorded.headers:
+            if name.lower() not in HOP_BY_HOP and name.lower() not in _WS_HANDSHAKE:
+                ws.headers.add(name, value)
+        await ws.prepare(request)
+        if await self._play(ws, exchange.messages or []):
+            async for message in ws:  # the recording ends with the socket open: the client closes it
+                self.messages.append((int(message.type), _payload(message.data)))
+        return ws
+
+    async def _play(self, ws: web.WebSocketResponse, messages: list[RecordedMessage]) -> bool:
+        """Play the recorded messages; False when the socket closed on the way."""
+        previous = 0.0
+        for message in messages:
+            if message.from_client:
+                received = await ws.receive()
+                if received.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                    return False
+                self.messages.append((int(received.type), _payload(received.data)))
+                continue
+            if self._speed > 0 and message.at > previous:
+                await asyncio.sleep((message.at - previous) / self._speed)
+            previous = message.at
+            opcode, data = message.opcode, message.data
+            if opcode == Opcode.TEXT:
+                await ws.send_str(data.decode("utf-8"))
+            elif opcode == Opcode.BINARY:
+                await ws.send_bytes(data)
+            elif opcode == Opcode.PING:
+                await ws.ping(data)
+            elif opcode == Opcode.PONG:
+                await ws.pong(data)
+            elif opcode == Opcode.CLOSE:
+                code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1000
+                await ws.close(code=code, message=data[2:])
+                return False
+        return True
+
+
+def _payload(data: object) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    return data.encode() if isinstance(data, str) else b""
