@@ -96,7 +96,7 @@ def observe_messages(flow: Flow, observer: Callable[[int, SocketMessage], None])
 class Addon(Protocol):
     def request(self, flow: Flow) -> None:
         """The request has been read and routed; the upstream has not been called. Set `flow.chunks = []`
-        here to receive the response bytes."""
+        here to receive the response bytes (`flow.messages = []`, a WebSocket's messages)."""
 
     def response_headers(self, flow: Flow) -> None:
         """The upstream answered with a status and headers; the body has not been relayed yet."""
