@@ -30,6 +30,7 @@ from llm_gateway import __version__
 from llm_gateway.telemetry.content import content_capture
 from llm_gateway.telemetry.ids import SessionIdGenerator
 from llm_gateway.telemetry.prices import check_price_file
+from llm_gateway.telemetry.spool import spool_bytes, spooled
 from llm_gateway.telemetry.upstream_spans import http_span_mode, url_without_credentials
 
 log = logging.getLogger("llm_gateway.telemetry")
@@ -149,8 +150,10 @@ def _span_exporter(name: str, env: Mapping[str, str]) -> SpanExporter:
         return ConsoleSpanExporter()
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    # The exporter reads headers, timeout, compression and certificates from the process environment.
-    return OTLPSpanExporter(endpoint=traces_endpoint(env) or _DEFAULT_TRACES_ENDPOINT)
+    # The exporter reads headers, timeout, compression and certificates from the process environment. What it
+    # cannot send while the backend is down is spooled to disk and sent later (`spool.py`).
+    endpoint = traces_endpoint(env) or _DEFAULT_TRACES_ENDPOINT
+    return spooled(OTLPSpanExporter(endpoint=endpoint), env, endpoint)
 
 
 def export_plan(env: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -161,6 +164,7 @@ def export_plan(env: Mapping[str, str]) -> list[tuple[str, str]]:
     if plan:
         try:
             http_span_mode(env)
+            spool_bytes(env)
             check_price_file(env)  # the spans' costs: a bad LLM_GATEWAY_PRICES stops serve here
         except ValueError as exc:
             raise TelemetryConfigError(str(exc)) from None

@@ -75,13 +75,15 @@ class OTLPReceiver:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> OTLPReceiver:
+    async def start(self, port: int = 0) -> OTLPReceiver:
+        """Serves on `port` (0: a free one); started again after `stop()` on its old port, it is a backend back
+        from an outage, with the spans it had."""
         app = web.Application()
         app.router.add_post("/v1/traces", self._traces)
         app.router.add_post("/v1/metrics", self._metrics)
         app.router.add_post("/v1/logs", self._logs)
         self._runner = web.AppRunner(app, access_log=None)
-        self.port = await listen(self._runner, "127.0.0.1", 0)
+        self.port = await listen(self._runner, "127.0.0.1", port)
         return self
 
     async def stop(self) -> None:
