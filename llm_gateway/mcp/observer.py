@@ -166,4 +166,5 @@ class McpObserver:
 
 def _is_mcp(flow: Flow) -> bool:
     protocol = flow.route.protocol
-    return protocol is not None and protocol.name == MCP_PROTOCOL
+    # MCP has no WebSocket transport: an upgrade on an MCP route is relayed unread
+    return protocol is not None and protocol.name == MCP_PROTOCOL and not flow.websocket
