@@ -66,11 +66,18 @@ def _connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> fro
     return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
 
 
+class HeaderNotUTF8(ValueError):
+    """A request header's value is not UTF-8: aiohttp's client writes header text as UTF-8, so those bytes could
+    only reach the upstream altered. The request is refused instead."""
+
+
 def forward_headers(
-    raw: Sequence[tuple[bytes, bytes]], extra_drop: frozenset[str] = frozenset()
+    raw: Sequence[tuple[bytes, bytes]], extra_drop: frozenset[str] = frozenset(), *, exact: bool = False
 ) -> CIMultiDict[str]:
-    """The end-to-end headers of a message, in order, repeated fields kept, names as sent."""
-    pairs = [(_header_text(k), _header_text(v)) for k, v in raw]
+    """The end-to-end headers of a message, in order, repeated fields kept, names as sent. With `exact`, a value
+    that is not UTF-8 raises HeaderNotUTF8 instead of passing as Latin-1 text."""
+    text = _exact_header_text if exact else _header_text
+    pairs = [(text(k), text(v)) for k, v in raw]
     listed = frozenset(
         t.strip().lower() for k, v in pairs if k.lower() == "connection" for t in v.split(",") if t.strip()
     )
@@ -85,6 +92,13 @@ def _header_text(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+def _exact_header_text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HeaderNotUTF8(raw) from None
 
 
 def error_response(status: int, error_type: str, message: str, **extra: str) -> web.Response:
@@ -137,6 +151,13 @@ class Relay:
 
     async def handle(self, request: web.BaseRequest, via: ProxiedHost | None = None) -> web.StreamResponse:
         """`via`: the host a request came for through the forward proxy (`proxy/`); None for direct requests."""
+        if request.method == "CONNECT":
+            # The proxy takes a CONNECT off the connection before aiohttp parses it, unless requests came before
+            # it. Relayed, it would reach the upstream as a CONNECT to the upstream's own address.
+            refused = error_response(400, "bad_request_target", "llm-gateway: a CONNECT must be the first request "
+                                     "on its connection")
+            refused.force_close()  # aiohttp reads what follows a CONNECT as a tunnel's bytes
+            return refused
         raw_path = request.raw_path
         if via is None:
             if raw_path == HEALTH_PATH:
@@ -161,6 +182,16 @@ class Relay:
                 "LLM_GATEWAY_UPSTREAM=URL.",
                 path=request.path,
             )
+        if _unknown_transfer_coding(request.headers):
+            refused = error_response(501, "transfer_coding_not_implemented", "llm-gateway takes request bodies "
+                                     "framed with Transfer-Encoding: chunked alone (RFC 9112, section 6.1)")
+            refused.force_close()  # where this body ends is a guess: nothing after it is read as a request
+            return refused
+        try:
+            headers = forward_headers(request.raw_headers, exact=True)
+        except HeaderNotUTF8:
+            return error_response(400, "header_not_utf8", "llm-gateway relays header values byte for byte and "
+                                  "cannot send one that is not UTF-8 (its HTTP client writes header text as UTF-8)")
         if _is_websocket_upgrade(request):
             return await self._relay_websocket(request, route)
 
@@ -184,7 +215,7 @@ class Relay:
         if self.addons:
             call_hook(self.addons, "request", flow)
         try:
-            response = await self._forward(request, flow)
+            response = await self._forward(request, flow, headers)
         except asyncio.CancelledError:
             self._fail(flow, "client_gone", "the client closed the connection before the response ended")
             raise
@@ -196,11 +227,9 @@ class Relay:
     async def _absolute_form(self, request: web.BaseRequest) -> web.StreamResponse:
         """A request for this gateway as a plain HTTP proxy (`POST http://host/path`): relayed like one the proxy
         read on that host (to the host itself when the proxy does not read it)."""
-        if self.proxy is None or request.method == "CONNECT":
-            # A CONNECT is taken off the connection before aiohttp parses it, unless requests came before it.
-            problem = "a CONNECT must be the first request on its connection" if request.method == "CONNECT" \
-                else "the request target is not a path, and this gateway is not a proxy"
-            return error_response(400, "bad_request_target", f"llm-gateway: {problem}")
+        if self.proxy is None:
+            return error_response(400, "bad_request_target", "llm-gateway: the request target is not a path, and "
+                                  "this gateway is not a proxy")
         sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
         try:
             via, path = self.proxy.absolute_target(request.raw_path, sockname)
@@ -208,9 +237,9 @@ class Relay:
             return error_response(400, "bad_request_target", f"llm-gateway: {exc}")
         return await self.handle(request.clone(rel_url=URL(path, encoded=True)), via)
 
-    async def _forward(self, request: web.BaseRequest, flow: Flow) -> web.StreamResponse:
+    async def _forward(self, request: web.BaseRequest, flow: Flow, headers: CIMultiDict[str]) -> web.StreamResponse:
+        """`headers`: the request's end-to-end headers (`forward_headers`)."""
         assert self._session is not None, "Relay.start() was not awaited"
-        headers = forward_headers(request.raw_headers)
         flow.upstream_started_ns = time.time_ns()
         try:
             upstream = await self._session.request(
@@ -450,10 +479,21 @@ async def _pump(source, sink, from_client: bool, tap: _Tap | None, ends: list[tu
         await sink.close()
 
 
+def _unknown_transfer_coding(headers: CIMultiDictProxy[str]) -> bool:
+    """A transfer coding besides chunked (`gzip, chunked`): its body would go on decoded of the chunks only, the
+    coding lost with the hop-by-hop field that named it."""
+    codings = headers.getall("Transfer-Encoding", ())
+    return bool(codings) and [c.strip().lower() for v in codings for c in v.split(",")] != ["chunked"]
+
+
 def _is_websocket_upgrade(request: web.BaseRequest) -> bool:
-    return request.headers.get("Upgrade", "").lower() == "websocket" and "upgrade" in _connection_tokens(
-        request.headers
-    )
+    """A client's WebSocket opening handshake (RFC 6455 section 4.1: a GET without a body, with a key). Anything
+    else that asks for an upgrade is relayed as the plain request it is (Upgrade is hop-by-hop): a POST must not
+    reach the upstream as a WebSocket GET, nor a body be dropped."""
+    headers = request.headers
+    return (request.method == "GET" and headers.get("Upgrade", "").lower() == "websocket"
+            and "upgrade" in _connection_tokens(headers) and "Sec-WebSocket-Key" in headers
+            and not request.body_exists)
 
 
 async def _read_body(request: web.BaseRequest, limit: int) -> bytes | None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from llm_gateway.proxy.ca import CAError
 from llm_gateway.proxy.connect import BadConnect, Target, read_connect, starts_connect
@@ -46,6 +47,7 @@ class ProxyServer(web.Server):
     """`web.Server(handler, ...)` plus the forward proxy. `handler(request, via=None)`."""
 
     def __init__(self, handler: ViaHandler, *, proxy: ForwardProxy, **kwargs: Any) -> None:
+        kwargs.setdefault("logger", RefusedRequests(logging.getLogger("aiohttp.server")))
         super().__init__(handler, **kwargs)
         self.proxy = proxy
         self._origins: dict[tuple[str, int], web.Server] = {}  # one aiohttp server per intercepted host
@@ -158,6 +160,20 @@ class ProxyServer(web.Server):
                 handler, handler_cancellation=self.handler_cancellation, loop=self._loop, **self._kwargs
             )
         return server
+
+
+class RefusedRequests(logging.LoggerAdapter):
+    """aiohttp's server logger, except for a request its parser refused (answered 400): that is a client's bytes,
+    not the gateway's fault, and aiohttp would log it as an error with a traceback and the offending bytes, where a
+    credential may be. It becomes one debug line without them: a broken or hostile client can neither flood the log
+    nor have its secrets written there."""
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            self.logger.debug("llm-gateway: answered %s to a request that is not valid HTTP/1.1 (%s)", exc_info.code,
+                              type(exc_info).__name__)
+            return
+        super().exception(msg, *args, exc_info=exc_info, **kwargs)
 
 
 class _FirstBytes(asyncio.Protocol):
