@@ -1,4 +1,4 @@
-"""The `llm-gateway` command: serve, mcp, ca, demo, replay, fixtures."""
+"""The `llm-gateway` command: serve, run, mcp, ca, demo, replay, fixtures."""
 
 from __future__ import annotations
 
@@ -27,18 +27,21 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the proxy")
     serve.add_argument("--host", help="address to bind (LLM_GATEWAY_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (LLM_GATEWAY_PORT, default 8787)")
-    serve.add_argument(
-        "--upstream", action="append", default=[], metavar="NAME=URL",
-        help=f"replace a default upstream ({', '.join(UPSTREAM_NAMES)}; "
-        "'default' for requests no protocol recognizes); repeatable",
+    _gateway_options(serve)
+
+    run = commands.add_parser(
+        "run", help="run a command (an agent) through a gateway started for it: run [OPTIONS] -- COMMAND [ARGS...]",
+        description="Starts a gateway on a free loopback port, runs COMMAND with every agent pointed at it (base "
+        "URLs, HTTPS_PROXY and the gateway's CA), and when COMMAND exits ends its sessions, flushes the spans and "
+        "exits with COMMAND's status. TRACEPARENT/TRACESTATE in the environment make every session a child of "
+        "that span. The last stderr line names the trace id(s).",
     )
-    serve.add_argument("--record", metavar="DIR",
-                       help="write every exchange to a fixture file per session in DIR (LLM_GATEWAY_RECORD_DIR)")
-    serve.add_argument(
-        "--mcp", action="append", default=[], metavar="NAME=URL",
-        help="relay /mcp/NAME to the streamable HTTP MCP server at URL and trace its calls "
-        "(LLM_GATEWAY_MCP_<NAME>=URL); repeatable",
-    )
+    run.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    run.add_argument("--port", type=int, help="port to listen on (default: a free one)")
+    _gateway_options(run)
+    run.add_argument("--log", metavar="FILE", help="write the gateway's lines to FILE (default: stderr, before "
+                     "COMMAND starts and after it exits)")
+    run.add_argument("agent_command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
 
     mcp = commands.add_parser(
         "mcp", help="run a stdio MCP server through the gateway's tracing: mcp [--name NAME] -- COMMAND [ARGS...]",
@@ -73,6 +76,36 @@ def _parser() -> argparse.ArgumentParser:
     vcr.add_argument("cassette")
     vcr.add_argument("-o", "--output", help="fixture file to write (default: the cassette's name, .json)")
     return parser
+
+
+def _gateway_options(command: argparse.ArgumentParser) -> None:
+    """The options `serve` and `run` share, besides the address."""
+    command.add_argument(
+        "--upstream", action="append", default=[], metavar="NAME=URL",
+        help=f"replace a default upstream ({', '.join(UPSTREAM_NAMES)}; "
+        "'default' for requests no protocol recognizes); repeatable",
+    )
+    command.add_argument("--record", metavar="DIR",
+                         help="write every exchange to a fixture file per session in DIR (LLM_GATEWAY_RECORD_DIR)")
+    command.add_argument(
+        "--mcp", action="append", default=[], metavar="NAME=URL",
+        help="relay /mcp/NAME to the streamable HTTP MCP server at URL and trace its calls "
+        "(LLM_GATEWAY_MCP_<NAME>=URL); repeatable",
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from llm_gateway.agent_run import main as run_main
+    from llm_gateway.config import DEFAULT_HOST
+
+    command = args.agent_command[1:] if args.agent_command[:1] == ["--"] else args.agent_command
+    if not command:
+        print("llm-gateway run: give the command after --, e.g. llm-gateway run -- claude", file=sys.stderr)
+        return 2
+    # Loopback and a free port unless chosen here: LLM_GATEWAY_HOST/PORT are serve's.
+    settings = load_settings(host=args.host or DEFAULT_HOST, port=args.port if args.port is not None else 0,
+                             upstream_flags=args.upstream, record_dir=args.record, mcp_flags=args.mcp)
+    return run_main(command, settings, log_path=args.log, verbose=args.verbose)
 
 
 async def _replay(paths: list[str], host: str, port: int, speed: float) -> None:
@@ -149,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
 
             run(load_settings(host=args.host, port=args.port, upstream_flags=args.upstream, record_dir=args.record,
                               mcp_flags=args.mcp))
+        elif args.command == "run":
+            return _run(args)
         elif args.command == "mcp":
             return _mcp(args.server_command, args.name)
         elif args.command == "demo":
