@@ -173,7 +173,7 @@ class TraceIds(SpanProcessor):
 
 
 class HeldLines(logging.Handler):
-    """Keeps log lines while the command owns the terminal; `release` writes them once it has exited."""
+    """Keeps log lines while the command owns the terminal; `write_to` writes them once it has exited."""
 
     def __init__(self, limit: int = HELD_LINES) -> None:
         super().__init__()
@@ -188,7 +188,7 @@ class HeldLines(logging.Handler):
         except Exception:
             self.handleError(record)
 
-    def release(self, out: TextIO) -> None:
+    def write_to(self, out: TextIO) -> None:
         if self.dropped:
             print(f"llm-gateway run: {self.dropped} earlier log lines dropped", file=out)
         for line in self.lines:
@@ -211,7 +211,7 @@ def _gateway_lines(log_file: TextIO | None) -> Iterator[None]:
         yield
     finally:
         root.handlers = saved
-        held.release(sys.stderr)
+        held.write_to(sys.stderr)
 
 
 def _terminal_sent(sig: int) -> bool:
@@ -334,7 +334,7 @@ async def run_agent(
             if verbose or log_file is not None:
                 print(gateway.describe(), file=out)
             where = gateway.telemetry.destination if gateway.telemetry is not None else "nowhere"
-            shown = shlex.join(command)
+            shown = " ".join(shlex.join(command).split())  # one line, however long the prompt in it
             shown = shown if len(shown) <= 120 else shown[:117] + "..."
             print(f"llm-gateway run: gateway on {url}, traces -> {where}; running {shown}", file=out, flush=True)
             with _gateway_lines(log_file):

@@ -56,9 +56,10 @@ class Ran:
         return self.stderr.rstrip("\n").rpartition("\n")[2]
 
 
-async def start_run(args: Sequence[str], env: dict[str, str]) -> asyncio.subprocess.Process:
+async def start_run(args: Sequence[str], env: dict[str, str], cwd: Path | None = None
+                    ) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        *CLI, "run", *args, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        *CLI, "run", *args, env=env, cwd=cwd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, start_new_session=True)
 
 
@@ -68,9 +69,9 @@ async def finish(process: asyncio.subprocess.Process, timeout: float = 120.0) ->
     return Ran(process.returncode, out.decode(), err.decode())
 
 
-async def run(args: Sequence[str], env: dict[str, str], timeout: float = 120.0) -> Ran:
+async def run(args: Sequence[str], env: dict[str, str], timeout: float = 120.0, cwd: Path | None = None) -> Ran:
     """`llm-gateway run ARGS` to its end, while this test's servers (upstreams, OTLP receiver) keep serving."""
-    return await finish(await start_run(args, env), timeout)
+    return await finish(await start_run(args, env, cwd), timeout)
 
 
 def python_command(code: str) -> list[str]:
