@@ -8,7 +8,6 @@ from __future__ import annotations
 import socket
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,14 +33,6 @@ except ssl.SSLCertVerificationError:
 import time; time.sleep(0.5)
 print("command: end", file=sys.stderr, flush=True)
 """
-
-
-@pytest.fixture
-def taken_port() -> Iterator[int]:
-    with socket.socket() as other:
-        other.bind(("127.0.0.1", 0))
-        other.listen()
-        yield other.getsockname()[1]
 
 
 async def test_the_gateways_log_lines_wait_until_the_command_has_exited(tmp_path: Path) -> None:
@@ -70,12 +61,12 @@ async def test_with_log_the_gateways_lines_go_to_the_file_and_the_last_line_to_s
     assert written.splitlines()[-1] == ran.last_line
 
 
-async def test_run_on_a_taken_port_says_so_in_one_line_and_never_starts_the_command(
-    tmp_path: Path, taken_port: int
-) -> None:
+async def test_run_on_a_taken_port_says_so_in_one_line_and_never_starts_the_command(tmp_path: Path) -> None:
     started = tmp_path / "started"
-    ran = await run(["--port", str(taken_port), "--", *python_command(f"open({str(started)!r}, 'w')")],
-                    run_env(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=closed_port_url()))
+    with socket.create_server(("127.0.0.1", 0)) as other:  # another server has the port
+        taken_port = other.getsockname()[1]
+        ran = await run(["--port", str(taken_port), "--", *python_command(f"open({str(started)!r}, 'w')")],
+                        run_env(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=closed_port_url()))
 
     assert ran.returncode != 0
     assert ran.stderr.splitlines() == [ran.last_line]
