@@ -14,15 +14,15 @@ MODEL = "claude-bench-1"
 # Marks the upstream's send time inside a text delta: `"text":"@t<ns>@ ..."`.
 _MARK = b'"@t'
 
-_SYSTEM = (
+SYSTEM_PROMPT = (
     "You are a coding agent working in a large repository. Read the files you are given, explain what you change "
     "and why, keep changes small, run the tests after each change and report their outcome. "
 ) * 2
-_USER = (
+USER_PROMPT = (
     "Here is the failing test output; find the cause, propose a fix, and show the diff. The test checks that the "
     "relay forwards each chunk before it parses it, and it times out after five seconds on a slow stream. "
 ) * 2
-_ANSWER = (
+ANSWER_TEXT = (
     "The relay awaits the parser before it writes the chunk, so a slow parse delays every byte that follows. "
     "Write first, then feed the parser a copy; the test then passes within its deadline. "
 ) * 4
@@ -33,8 +33,8 @@ def request_body(*, stream: bool, chunks: int = 0, interval_us: int = 0) -> byte
     body: dict[str, object] = {
         "model": MODEL,
         "max_tokens": 1024,
-        "system": _SYSTEM,
-        "messages": [{"role": "user", "content": _USER}],
+        "system": SYSTEM_PROMPT,
+        "messages": [{"role": "user", "content": USER_PROMPT}],
         "stream": stream,
     }
     if stream:
@@ -75,7 +75,7 @@ ANSWER_BODY = orjson.dumps(
         "type": "message",
         "role": "assistant",
         "model": MODEL,
-        "content": [{"type": "text", "text": _ANSWER}],
+        "content": [{"type": "text", "text": ANSWER_TEXT}],
         "stop_reason": "end_turn",
         "stop_sequence": None,
         "usage": {"input_tokens": 212, "output_tokens": 118, "cache_read_input_tokens": 0,

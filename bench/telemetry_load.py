@@ -1,0 +1,241 @@
+"""The telemetry process alone, fed as fast as it reads: tracing CPU per call and memory per session.
+
+`python -m bench.telemetry_load --sessions 100,1000,10000 --calls-per-session 3`
+
+For each level it starts the gateway's real telemetry process (the same command and environment the gateway
+uses, exporting over OTLP/HTTP to `bench.sink`), writes into its pipe the messages the relay's shipper would
+write for `sessions` x `calls_per_session` Anthropic Messages calls (the bench's request and answer; each session
+its own first user message, each later call the conversation so far plus a new prompt), and measures, from
+/proc: the child's CPU time from the first message until every span reached the sink (per call), and its RSS
+when idle before, while every session is open (per session), and after the sessions expired (idle again).
+
+The child runs on the server CPU, everything else on the harness CPUs, as in the main bench.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+
+from bench import wire
+from bench.proc import LOOPBACK, Managed, cpu_plan, free_port, pin, port_open, wait_until
+from llm_gateway.config import Settings
+from llm_gateway.flow import Flow
+from llm_gateway.offload import flow_wire
+from llm_gateway.offload.frames import frame
+from llm_gateway.offload.process import child_command, child_environment
+from llm_gateway.routing import Router
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+UPSTREAM = "http://127.0.0.1:9"  # never called: only its name goes on the spans
+#: messages per pipe write: about what the relay's shipper gathers in its 10 ms window at c=32
+BATCH = 64
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _idle(pid: int, at_least_s: float = 0.5, limit_s: float = 60.0) -> None:
+    """Until the process used under 1% of a CPU for half a second (at least `at_least_s`)."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        before = _cpu_s(pid)
+        time.sleep(0.5)
+        if time.monotonic() - started >= at_least_s and _cpu_s(pid) - before < 0.005:
+            return
+
+
+def _sink_spans(url: str) -> int:
+    with urllib.request.urlopen(f"{url}/stats", timeout=30) as response:
+        return orjson.loads(response.read())["spans"]
+
+
+def _stable(sink_url: str, quiet_s: float = 1.0, limit_s: float = 120.0) -> None:
+    """Until the sink's span count stayed the same for `quiet_s`."""
+    deadline = time.monotonic() + limit_s
+    last = -1
+    while time.monotonic() < deadline:
+        now = _sink_spans(sink_url)
+        if now == last:
+            return
+        last = now
+        time.sleep(quiet_s)
+
+
+class Calls:
+    """The flow messages of the bench's exchange, one session after another, as the shipper builds them."""
+
+    def __init__(self, stream_chunks: int) -> None:
+        self._router = Router(Settings(upstreams={"anthropic": UPSTREAM}), {})
+        self._headers = {k: v for k, v in wire.request_headers("127.0.0.1", 8787)}
+        self._chunks = stream_chunks
+        self._ids = 0
+
+    def messages(self, session: int, call: int) -> list[flow_wire.Message]:
+        body = _conversation(session, call, stream=self._chunks > 0)
+        from multidict import CIMultiDict, CIMultiDictProxy
+
+        headers = CIMultiDictProxy(CIMultiDict({**self._headers, "Content-Length": str(len(body))}))
+        route = self._router.resolve("POST", wire.MESSAGES_PATH, headers)
+        assert route is not None
+        now = time.time_ns()
+        flow = Flow("POST", wire.MESSAGES_PATH, headers, body, route, route.upstream_url(wire.MESSAGES_PATH), now)
+        self._ids += 1
+        flow_id = self._ids
+        out: list[flow_wire.Message] = [flow_wire.opened(flow_id, flow)]
+        flow.upstream_started_ns, flow.status = now + 20_000, 200
+        flow.response_started_ns = now + 200_000
+        if self._chunks:
+            flow.response_headers = CIMultiDictProxy(CIMultiDict({"Content-Type": "text/event-stream"}))
+            out.append(flow_wire.answered(flow_id, flow))
+            out += [flow_wire.Chunk(flow_id, now + 200_000 + i * 2_000_000, wire.stream_chunk(i, self._chunks, 0))
+                    for i in range(self._chunks)]
+            flow.ended_ns = now + 200_000 + self._chunks * 2_000_000
+        else:
+            flow.response_headers = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json"}))
+            out.append(flow_wire.answered(flow_id, flow))
+            out.append(flow_wire.Chunk(flow_id, now + 250_000, wire.ANSWER_BODY))
+            flow.ended_ns = now + 260_000
+        out.append(flow_wire.ended(flow_id, flow))
+        return out
+
+
+def _conversation(session: int, call: int, *, stream: bool) -> bytes:
+    """Call `call` of session `session`: the session's first prompt, then for each earlier call its answer and a
+    next prompt (a conversation that grows, as an agent's does)."""
+    messages: list[dict] = [{"role": "user", "content": f"session {session}: " + wire.USER_PROMPT}]
+    for n in range(call):
+        messages += [{"role": "assistant", "content": wire.ANSWER_TEXT},
+                     {"role": "user", "content": f"next step {n + 1}"}]
+    body = {"model": wire.MODEL, "max_tokens": 1024, "system": wire.SYSTEM_PROMPT, "messages": messages,
+            "stream": stream}
+    return orjson.dumps(body)
+
+
+def run_level(sessions: int, calls_per_session: int, stream_chunks: int, sink_url: str, cpus: set[int] | None,
+              idle_s: float, profile: Path | None = None) -> dict:
+    """One level: a fresh telemetry process, `sessions` x `calls_per_session` calls, then the sessions expire."""
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink_url, "LLM_GATEWAY_SESSION_IDLE_SECONDS": str(idle_s),
+           "OTEL_BSP_SCHEDULE_DELAY": "200",
+           "LLM_GATEWAY_MAX_SESSIONS": str(max(1000, sessions * 2))}
+    child = subprocess.Popen(child_command(), stdin=subprocess.PIPE, env=child_environment(env),
+                             preexec_fn=pin(cpus), cwd=str(REPO_ROOT))
+    assert child.stdin is not None
+    spans_before = _sink_spans(sink_url)
+    try:
+        child.stdin.write(frame({"env": env}))
+        child.stdin.flush()
+        calls = Calls(stream_chunks)
+        # One call first: what the child loads on its first call (adapters, the price table) is start-up, not load.
+        child.stdin.write(frame(flow_wire.encode(calls.messages(-1, 0))))
+        child.stdin.flush()
+        wait_until(lambda: _sink_spans(sink_url) >= spans_before + 2, 60)
+        _idle(child.pid, at_least_s=1.0)
+        _stable(sink_url)
+        spans_before = _sink_spans(sink_url)
+        rss_idle = _rss_kib(child.pid)
+        spy = None
+        if profile is not None:
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(child.pid),
+                                    "--rate", "250", "--format", "raw", "--threads", "--full-filenames",
+                                    "--nonblocking", "--output", str(profile)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            time.sleep(1.0)
+        cpu_before = _cpu_s(child.pid)
+        started = time.monotonic()
+        batch: list[flow_wire.Message] = []
+        # Calls interleave across sessions (session 0 call 0, session 1 call 0, ...), so all are open at once.
+        for call in range(calls_per_session):
+            for session in range(sessions):
+                batch += calls.messages(session, call)
+                if len(batch) >= BATCH:
+                    child.stdin.write(frame(flow_wire.encode(batch)))
+                    batch = []
+        if batch:
+            child.stdin.write(frame(flow_wire.encode(batch)))
+        child.stdin.flush()
+        total_calls = sessions * calls_per_session
+        # At least every chat span and its upstream HTTP span (and the turns that ended), then until no more come.
+        expected = spans_before + 2 * total_calls
+        wait_until(lambda: _sink_spans(sink_url) >= expected, 600)
+        _idle(child.pid)
+        _stable(sink_url)
+        wall_s = time.monotonic() - started
+        cpu_s = _cpu_s(child.pid) - cpu_before
+        rss_open = _rss_kib(child.pid)
+        received = _sink_spans(sink_url) - spans_before
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
+        # The sessions end after `idle_s` of no activity (the child's ticker), their spans go out.
+        time.sleep(idle_s + 2)
+        _idle(child.pid)
+        _stable(sink_url)
+        rss_after = _rss_kib(child.pid)
+        return {
+            "sessions": sessions, "calls": total_calls, "stream_chunks": stream_chunks,
+            "cpu_us_per_call": round(cpu_s * 1e6 / total_calls, 1), "wall_s": round(wall_s, 2),
+            "calls_per_s": round(total_calls / wall_s), "spans_expected_before_expiry": expected - spans_before,
+            "spans_received_before_expiry": received, "spans_received_total": _sink_spans(sink_url) - spans_before,
+            "rss_idle_kib": rss_idle, "rss_sessions_open_kib": rss_open, "rss_after_expiry_kib": rss_after,
+            "rss_per_session_kib": round((rss_open - rss_idle) / sessions, 2),
+        }
+    finally:
+        child.stdin.close()
+        child.wait(60)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.telemetry_load", description=__doc__.split("\n")[0])
+    parser.add_argument("--sessions", default="100,1000,10000", help="comma-separated levels")
+    parser.add_argument("--calls-per-session", type=int, default=3)
+    parser.add_argument("--stream-chunks", type=int, default=0, help="0: non-streamed answers")
+    parser.add_argument("--idle-s", type=float, default=5.0, help="LLM_GATEWAY_SESSION_IDLE_SECONDS of the child")
+    parser.add_argument("--profile", type=Path, help="py-spy raw stacks of the child to this file (last level)")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    server, harness, _ = cpu_plan()
+    if harness:
+        os.sched_setaffinity(0, harness)
+    with __import__("tempfile").TemporaryDirectory() as tmp:
+        port = free_port()
+        sink = Managed.start("sink", [sys.executable, "-m", "bench.sink", "--port", str(port)], Path(tmp),
+                             cpus=harness, cwd=str(REPO_ROOT))
+        try:
+            if not wait_until(lambda: port_open(port), 20, sink):
+                raise SystemExit(f"bench.sink did not start: {sink.log_tail()}")
+            levels = [int(n) for n in args.sessions.split(",") if n.strip()]
+            results = []
+            for index, sessions in enumerate(levels):
+                profile = args.profile if index == len(levels) - 1 else None
+                result = run_level(sessions, args.calls_per_session, args.stream_chunks, f"http://{LOOPBACK}:{port}",
+                                   server, args.idle_s, profile)
+                print(orjson.dumps(result).decode(), flush=True)
+                results.append(result)
+        finally:
+            sink.stop()
+    if args.out:
+        args.out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
