@@ -284,6 +284,19 @@ def _client_url(settings: Settings, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def _startup_lines(command: Sequence[str], gateway: Gateway, url: str, env: Mapping[str, str],
+                   trust: Trust | None) -> str:
+    where = gateway.telemetry.destination if gateway.telemetry is not None else "nowhere"
+    shown = " ".join(shlex.join(command).split())  # one line, however long the prompt in it
+    shown = shown if len(shown) <= 120 else shown[:117] + "..."
+    lines = [f"llm-gateway run: gateway on {url}, traces -> {where}; running {shown}"]
+    theirs = next((env[v] for v in PROXY_VARIABLES if env.get(v)), None)
+    if trust is not None and theirs:
+        lines.append(f"llm-gateway run: the proxy you set ({theirs}) is kept: agents without a base-URL setting "
+                     "reach their providers through it, untraced")
+    return "\n".join(lines)
+
+
 def _status_text(status: int) -> str:
     if status > 128 and 0 < status - 128 < signal.NSIG:
         with contextlib.suppress(ValueError):
@@ -330,13 +343,11 @@ async def run_agent(
             gateway.telemetry.tracer_provider.add_span_processor(trace_ids)
         with tempfile.TemporaryDirectory(prefix="llm-gateway-run-") as workdir:
             url = _client_url(settings, gateway.port)
-            child_env = agent_environment(env, url, _trust(gateway, Path(workdir)))
+            trust = _trust(gateway, Path(workdir))
+            child_env = agent_environment(env, url, trust)
             if verbose or log_file is not None:
                 print(gateway.describe(), file=out)
-            where = gateway.telemetry.destination if gateway.telemetry is not None else "nowhere"
-            shown = " ".join(shlex.join(command).split())  # one line, however long the prompt in it
-            shown = shown if len(shown) <= 120 else shown[:117] + "..."
-            print(f"llm-gateway run: gateway on {url}, traces -> {where}; running {shown}", file=out, flush=True)
+            print(_startup_lines(command, gateway, url, env, trust), file=out, flush=True)
             with _gateway_lines(log_file):
                 status = await _run_command(command, child_env)
     finally:
@@ -355,7 +366,7 @@ def main(command: Sequence[str], settings: Settings, *, log_path: str | None = N
     if log_path is None:
         return asyncio.run(run_agent(command, settings, verbose=verbose))
     try:
-        log_file = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - it also takes the logging handler
+        log_file = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed by the with below
     except OSError as exc:
         raise ConfigError(f"--log {log_path}: {exc.strerror}") from None
     with log_file:

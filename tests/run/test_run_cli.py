@@ -103,3 +103,11 @@ async def test_a_trace_backend_that_is_down_holds_the_exit_only_for_the_exporter
                      f"try:\n {code}\nexcept Exception: pass"], env)
     assert ran.returncode == 0, ran.stderr
     assert time.monotonic() - began < 15
+
+
+async def test_a_proxy_the_user_set_is_kept_and_run_says_so_before_the_command_starts(tmp_path: Path) -> None:
+    code = "import os; print(os.environ['https_proxy'], 'HTTPS_PROXY' in os.environ)"
+    ran = await run(["--", *python_command(code)], run_env(tmp_path, https_proxy="http://proxy.example:3128"))
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "http://proxy.example:3128 False\n"
+    assert "the proxy you set (http://proxy.example:3128) is kept" in ran.stderr.splitlines()[1]
