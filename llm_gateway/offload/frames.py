@@ -9,8 +9,9 @@ import struct
 from typing import BinaryIO
 
 _LENGTH = struct.Struct(">I")
-#: the telemetry process's acknowledgements, on a pipe of their own: the count of flows it has finished
-ACK = struct.Struct("<Q")
+#: the telemetry process's acknowledgements, on a pipe of their own: the count of flows it has finished, and the
+#: spans it has lost so far (a full batch queue, a failed export: `telemetry.span_losses`)
+ACK = struct.Struct("<QQQ")
 
 
 def frame(payload: object) -> bytes:

@@ -21,6 +21,8 @@ log = logging.getLogger("llm_gateway.telemetry")
 
 #: bytes waiting for the telemetry process beyond which new flows go untraced
 MAX_BACKLOG_BYTES = 64 * 1024 * 1024
+#: why a telemetry process lost spans (what it acknowledges after the count of flows it finished)
+SPAN_LOSS_CAUSES = ("queue_full", "export_failed")
 #: after the telemetry process was lost, how long until a new one is started (a broken setup must not fork in a loop)
 RESTART_AFTER_S = 5.0
 #: how long messages gather before one pipe write: the child then wakes up a hundred times a second at most,
@@ -82,6 +84,9 @@ class TelemetryProcess:
         self.generation = 0
         self._open = self._ended = self._acked = 0
         self._acks = bytearray()
+        #: spans the telemetry processes lost (cause -> count): those of the running one, and of those before it
+        self._spans_lost = self._spans_lost_before = dict.fromkeys(SPAN_LOSS_CAUSES, 0)
+        self._lost_warned_at = 0.0
         self._child, self._acks_fd = self._spawn()
         self._fd = self._pipe(self._child)
 
@@ -170,8 +175,25 @@ class TelemetryProcess:
         self._acks += data
         whole = len(self._acks) - len(self._acks) % ACK.size
         if whole:
-            (self._acked,) = ACK.unpack_from(self._acks, whole - ACK.size)
+            self._acked, *lost = ACK.unpack_from(self._acks, whole - ACK.size)
+            self._note_span_losses(*lost)
             del self._acks[:whole]
+
+    def _note_span_losses(self, *counts: int) -> None:
+        """The running process's spans lost so far, by cause (SPAN_LOSS_CAUSES), from its acknowledgement."""
+        before = sum(self.spans_lost.values())
+        self._spans_lost = dict(zip(SPAN_LOSS_CAUSES, counts, strict=True))
+        now = time.monotonic()
+        lost = self.spans_lost
+        if sum(lost.values()) > before and now - self._lost_warned_at >= 60:
+            self._lost_warned_at = now
+            log.warning("llm-gateway: %d spans lost so far (%d with the telemetry process's batch queue full, %d in "
+                        "exports that failed)", sum(lost.values()), lost["queue_full"], lost["export_failed"])
+
+    @property
+    def spans_lost(self) -> dict[str, int]:
+        """Spans lost by every telemetry process so far, by cause."""
+        return {cause: self._spans_lost_before[cause] + self._spans_lost[cause] for cause in SPAN_LOSS_CAUSES}
 
     @property
     def backlog_bytes(self) -> int:
@@ -216,6 +238,7 @@ class TelemetryProcess:
         self._gone, self._lost_at = True, time.monotonic()
         lost = self._open + self._ended - self._acked
         self.untraced += lost
+        self._spans_lost_before, self._spans_lost = self.spans_lost, dict.fromkeys(SPAN_LOSS_CAUSES, 0)
         self.generation += 1
         self._open = self._ended = self._acked = 0
         self._out.clear()

@@ -78,8 +78,10 @@ def acknowledge(replayer: Replayer, telemetry: Telemetry, fd: int, stopped: thre
         if ended == acked:
             continue
         telemetry.tracer_provider.force_flush()
+        losses = telemetry.span_losses
+        lost = (losses.queue_full, losses.export_failed) if losses is not None else (0, 0)
         try:
-            os.write(fd, ACK.pack(ended))
+            os.write(fd, ACK.pack(ended, *lost))
         except OSError:  # the gateway is gone
             return
         acked = ended
@@ -93,7 +95,7 @@ def main() -> int:
     if not isinstance(config, dict):
         return 0
     env = config["env"]
-    telemetry = configure(env)
+    telemetry = configure(env, wait_for_room=True)  # backpressure: never drop a span for a full queue
     if telemetry is None:
         return 0
     replayer = Replayer(default_addons(env, tracing=telemetry, relaying=False))
@@ -121,6 +123,10 @@ def main() -> int:
             acker.join()
         replayer.close()  # open sessions end at their last activity
         telemetry.shutdown()  # flush every span
+        losses = telemetry.span_losses
+        if losses is not None and losses.lost:
+            print(f"llm-gateway: the telemetry process lost {losses.lost} spans ({losses.queue_full} with its batch "
+                  f"queue full, {losses.export_failed} in exports that failed)", file=sys.stderr, flush=True)
     return 0
 
 

@@ -30,6 +30,7 @@ from llm_gateway import __version__
 from llm_gateway.telemetry.content import content_capture
 from llm_gateway.telemetry.ids import SessionIdGenerator
 from llm_gateway.telemetry.prices import check_price_file
+from llm_gateway.telemetry.span_losses import SpanLosses, WaitingBatchSpanProcessor
 from llm_gateway.telemetry.spool import spool_bytes, spooled
 from llm_gateway.telemetry.upstream_spans import http_span_mode, url_without_credentials
 
@@ -54,6 +55,8 @@ class Telemetry:
     destination: str  # for the startup line, e.g. "otlp http://127.0.0.1:4318/v1/traces"
     #: events (log records): only when the content capture mode asks for the inference details events
     logger_provider: LoggerProvider | None = None
+    #: spans lost by cause, with `configure(wait_for_room=True)` (the telemetry process)
+    span_losses: SpanLosses | None = None
 
     @property
     def tracer(self) -> trace.Tracer:
@@ -208,23 +211,29 @@ def _logger_provider(env: Mapping[str, str], resource: Resource, plan: list[tupl
     return provider
 
 
-def configure(env: Mapping[str, str] | None = None, *, local: bool = False) -> Telemetry | None:
+def configure(env: Mapping[str, str] | None = None, *, local: bool = False,
+              wait_for_room: bool = False) -> Telemetry | None:
     """Build the SDK from the environment, or return None when nothing is to be exported. With `local`, a
-    provider is built even with no exporter (the demo renders its trees from it), and exports nothing."""
+    provider is built even with no exporter (the demo renders its trees from it), and exports nothing. With
+    `wait_for_room` (the telemetry process, whose threads may block), ending a span waits for room in a full
+    batch queue instead of dropping a span, and lost spans are counted (`span_losses.py`)."""
     env = os.environ if env is None else env
     plan = export_plan(env)
     if not plan and not local:
         return None
     resource = _resource(env)
     provider = TracerProvider(resource=resource, id_generator=SessionIdGenerator())
+    losses = SpanLosses() if wait_for_room else None
     for name, _ in plan:
-        provider.add_span_processor(BatchSpanProcessor(_span_exporter(name, env)))
+        exporter = _span_exporter(name, env)
+        processor = WaitingBatchSpanProcessor(exporter, losses) if losses is not None else BatchSpanProcessor(exporter)
+        provider.add_span_processor(processor)
     reader = _metric_reader(env) if plan else None
     meter_provider = MeterProvider(resource=resource, metric_readers=[reader]) if reader else None
     if not env.get("OTEL_PROPAGATORS"):
         # The relay forwards requests byte for byte: no traceparent is added unless the user asks for it.
         set_global_textmap(CompositePropagator([]))
-    return Telemetry(provider, meter_provider, describe(plan), _logger_provider(env, resource, plan))
+    return Telemetry(provider, meter_provider, describe(plan), _logger_provider(env, resource, plan), losses)
 
 
 def describe(plan: list[tuple[str, str]]) -> str:
