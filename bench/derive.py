@@ -60,6 +60,7 @@ def figures_of(m: Mapping[str, Any], name: str, reference: bool = False) -> dict
         "rss_fresh_mib": round(rss_fresh / 1024, 1) if rss_fresh else None,
         "rss_idle_mib": round(rss_idle / 1024, 1) if rss_idle else None,
         "rss_per_stream_kib": per_stream,
+        "telemetry_cpu_us_per_request": _get(m, "throughput", name, "telemetry_cpu_us_per_request"),
     }
 
 
@@ -124,6 +125,43 @@ def targets(figures: Mapping[str, Mapping[str, Any]], added: Mapping[str, Mappin
     return [t.as_dict() for t in items]
 
 
+def _minus_or_none(a: Any, b: Any) -> float | None:
+    return round(a - b, 4) if a is not None and b is not None else None
+
+
+def tracing_targets(figures: Mapping[str, Mapping[str, Any]], added: Mapping[str, Mapping[str, Any]],
+                    telemetry: Mapping[str, Any] | None, sink_spans: int | None) -> list[dict]:
+    """Issue 19's targets: tracing invisible in the relay's latency (on minus off, same run), the relay near nginx,
+    every request traced, tracing CPU per call, memory."""
+    on, off, nginx = (added.get(name, {}) for name in (GATEWAY_ON, GATEWAY_OFF, NGINX))
+    mine = figures.get(GATEWAY_ON, {})
+    both_idle = mine.get("rss_idle_mib")
+    telemetry = telemetry or {}
+    lost = telemetry.get("spans_lost")
+    items = [
+        Target("tracing on minus off: p50 (warm, c=1)", _minus_or_none(on.get("warm_p50_ms"), off.get("warm_p50_ms")),
+               0.02, False, "ms"),
+        Target("tracing on minus off: p99 (warm, c=1)", _minus_or_none(on.get("warm_p99_ms"), off.get("warm_p99_ms")),
+               0.1, False, "ms"),
+        Target("tracing on minus off: TTFB p99 (SSE)", _minus_or_none(on.get("ttfb_p99_ms"), off.get("ttfb_p99_ms")),
+               0.05, False, "ms"),
+        Target("per-chunk delay p99 over nginx's",
+               _minus_or_none(on.get("chunk_delay_p99_us"), nginx.get("chunk_delay_p99_us")), 20.0, False, "us"),
+        Target("TTFB p99 over nginx's", _minus_or_none(on.get("ttfb_p99_ms"), nginx.get("ttfb_p99_ms")), 0.2, False,
+               "ms"),
+        Target("requests relayed untraced (c=32 and every other test)", telemetry.get("untraced_requests"), 0, False,
+               "requests"),
+        Target("spans lost by the telemetry process (queue full, failed export)",
+               sum(lost.values()) if isinstance(lost, Mapping) else None, 0, False, "spans",
+               f"{sink_spans} spans reached the sink" if sink_spans is not None else None),
+        Target("tracing CPU per traced call (telemetry process, c=32 run and its settling)",
+               _get(figures, GATEWAY_ON, "telemetry_cpu_us_per_request"), 25.0, False, "us"),
+        Target("RSS idle, relay and telemetry process together", both_idle, 60.0, False, "MiB"),
+        Target("RSS per open stream", mine.get("rss_per_stream_kib"), 20.0, False, "KiB"),
+    ]
+    return [t.as_dict() for t in items]
+
+
 def derive(results: Mapping[str, Any]) -> dict[str, Any]:
     measurements = results.get("measurements", {})
     names = [name for name, path in results.get("paths", {}).items() if path.get("status") == "ok"]
@@ -135,5 +173,7 @@ def derive(results: Mapping[str, Any]) -> dict[str, Any]:
         for gateway in (GATEWAY_OFF, GATEWAY_ON)
         if gateway in figures
     }
+    sink_spans = _get(results, "otlp_sink", "spans")
     return {"figures": figures, "added_vs_direct": added_table, "gateway_vs": gateway_vs,
-            "targets": targets(figures, added_table)}
+            "targets": targets(figures, added_table),
+            "tracing_targets": tracing_targets(figures, added_table, results.get("gateway_on_telemetry"), sink_spans)}

@@ -205,8 +205,18 @@ def tree_rss_kib(pid: int) -> int:
 
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU time of `pid` and its descendants so far."""
+    return tree_cpu_seconds_of(tree(pid))
+
+
+def children_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the descendants of `pid` (the gateway's telemetry process) so far."""
+    return tree_cpu_seconds(pid) - tree_cpu_seconds_of([pid])
+
+
+def tree_cpu_seconds_of(pids: list[int]) -> float:
+    """User + system CPU time of exactly these processes so far."""
     total = 0
-    for p in tree(pid):
+    for p in pids:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:

@@ -83,14 +83,14 @@ def _deltas(title: str, comparisons: Mapping[str, Mapping[str, Any]]) -> list[st
     )
 
 
-def _targets(items: Sequence[Mapping[str, Any]]) -> list[str]:
+def _targets(items: Sequence[Mapping[str, Any]], title: str = "target (gateway, tracing on)") -> list[str]:
     rows = []
     for t in items:
         met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
         sign = ">=" if t["unit"] in ("streams", "x") else "<="
         value = _num(t["value"], 3) + ("" if t["value"] is None else f" {t['unit']}")
         rows.append([t["target"], f"{sign} {_num(t['limit'])} {t['unit']}", value, met, t.get("note") or ""])
-    return _table(["target (gateway, tracing on)", "limit", "measured", "met", "note"], rows)
+    return _table([title, "limit", "measured", "met", "note"], rows)
 
 
 def _profile(profile: Mapping[str, Any]) -> list[str]:
@@ -149,6 +149,9 @@ def markdown(results: Mapping[str, Any]) -> str:
             lines += ["", f"## {gateway} against each path (gateway minus other; req/s gateway / other)", "",
                       *_deltas("other", derived["gateway_vs"][gateway])]
     lines += ["", "## Targets", "", *_targets(derived.get("targets", []))]
+    if derived.get("tracing_targets"):
+        lines += ["", "## Issue 19's targets (tracing that keeps up)", "",
+                  *_targets(derived["tracing_targets"], "target")]
     direct_rps = derived.get("figures", {}).get("direct", {}).get("rps")
     if direct_rps:
         lines += ["", f"Requests/s of every path are bounded by the harness CPU (upstream and wrk share it): direct "
@@ -163,7 +166,8 @@ def markdown(results: Mapping[str, Any]) -> str:
     if telemetry:
         lines += ["", f"gateway-on relayed {telemetry.get('untraced_requests')} requests untraced because its "
                       "telemetry process had fallen behind (backlog over its bound; traffic is never slowed for "
-                      f"tracing); telemetry process running at the end: {telemetry.get('process_running')}."]
+                      f"tracing); its telemetry process lost spans: {telemetry.get('spans_lost')}; telemetry process "
+                      f"running at the end: {telemetry.get('process_running')}."]
     if results.get("profile"):
         lines += ["", "## Profile (py-spy)", *_profile(results["profile"])]
     return "\n".join(lines) + "\n"

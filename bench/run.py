@@ -33,6 +33,7 @@ from bench.proc import (
     LOOPBACK,
     NICE,
     Managed,
+    children_cpu_seconds,
     cpu_plan,
     free_port,
     pin,
@@ -249,8 +250,16 @@ class Bench:
         for path in order:
             assert path.target is not None
             self.log(f"throughput: {path.name}, {p.rps_concurrency} connections, {p.rps_duration_s} s")
+            pid = path.pid if path.name != DIRECT else None
+            children_before = children_cpu_seconds(pid) if pid else 0.0
             with self.only(path, settle_s=p.settle_s):
-                out[path.name] = self._one_throughput(path, wrk, self.wrk_script)
+                out[path.name] = result = self._one_throughput(path, wrk, self.wrk_script)
+            # The gateway's telemetry process: its CPU over the warm-up, the run and the settling (it drains what
+            # the run left queued), per request relayed in that time.
+            relayed = result.get("requests", 0) + result.get("warmup_requests", 0)
+            if pid and path.name == GATEWAY_ON and relayed:
+                result["telemetry_cpu_us_per_request"] = round(
+                    (children_cpu_seconds(pid) - children_before) * 1e6 / relayed, 1)
         return out
 
     def _one_throughput(self, path: PathRun, wrk: install.Found | None, script: Path, duration: float | None = None,
@@ -268,10 +277,10 @@ class Bench:
             return loadgen(spec, self.cpus.harness, seconds + 120)
 
         warmup = p.rps_warmup_s if warmup is None else warmup
-        if warmup:
-            measure(warmup)
+        warmup_requests = measure(warmup).get("requests", 0) if warmup else 0
         cpu_before = tree_cpu_seconds(pid) if pid else None
         result = measure(p.rps_duration_s if duration is None else duration)
+        result["warmup_requests"] = warmup_requests
         if pid and cpu_before is not None and result.get("requests"):
             result["server_cpu_ms_per_request"] = round(
                 (tree_cpu_seconds(pid) - cpu_before) * 1000 / result["requests"], 4
