@@ -74,8 +74,9 @@ async def test_a_telemetry_process_killed_under_traffic_costs_no_call_and_says_w
     assert max(around) < slack + percentile(before, 0.99), (percentile(before, 0.99), sorted(around)[-5:])
 
     # Every call is either traced or counted as untraced. The count may be higher by the calls whose spans were
-    # exported in the moment before the kill and not yet acknowledged (ACK_GATHER_S, longer when the machine is
-    # loaded: 0.56 s of calls was seen with other test runs beside this one), and those in flight.
+    # exported before the kill and not yet acknowledged (ACK_GATHER_S when the child keeps up; with the child at
+    # SCHED_IDLE on a busy machine its backlog grows: up to 1.6 s of calls was seen with other test runs beside this
+    # one), and those in flight. The count is never lower than the truth.
     assert health["process_running"] is True
     traced = {s.attributes.get("gen_ai.response.id") for s in chat_spans(receiver.spans)}
     untraced = len(calls) - len(traced)
@@ -84,7 +85,7 @@ async def test_a_telemetry_process_killed_under_traffic_costs_no_call_and_says_w
           f"before {percentile(before, 0.99) * 1e3:.1f} ms (max {max(before) * 1e3:.1f}), around the kill p99 "
           f"{percentile(around, 0.99) * 1e3:.1f} max {max(around) * 1e3:.1f} ms")
     assert health["untraced_requests"] >= untraced > 0
-    assert health["untraced_requests"] - untraced <= traffic.clients + per_s * max(2 * ACK_GATHER_S, 1.0)
+    assert health["untraced_requests"] - untraced <= traffic.clients + per_s * max(2 * ACK_GATHER_S, 2.0)
     # ... and tracing resumed by itself: the calls begun a second after the restart are all traced.
     later = [c for c in calls if c.started > restarted_at + 1.0]
     answered_later = {f"msg_{upstream.answers.index(c.answer) + 1}" for c in later}
