@@ -173,7 +173,7 @@ def run_level(sessions: int, calls_per_session: int, stream_chunks: int, sink_ur
             child.stdin.write(frame(flow_wire.encode(batch)))
         child.stdin.flush()
         total_calls = sessions * calls_per_session
-        # At least every chat span and its upstream HTTP span (and the turns that ended), then until no more come.
+        # At least every chat span and its upstream HTTP span, then until no more come.
         expected = spans_before + 2 * total_calls
         wait_until(lambda: _sink_spans(sink_url) >= expected, 600)
         _idle(child.pid)
@@ -182,6 +182,7 @@ def run_level(sessions: int, calls_per_session: int, stream_chunks: int, sink_ur
         cpu_s = _cpu_s(child.pid) - cpu_before
         rss_open = _rss_kib(child.pid)
         received = _sink_spans(sink_url) - spans_before
+        expired_already = wall_s > idle_s
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
@@ -193,8 +194,9 @@ def run_level(sessions: int, calls_per_session: int, stream_chunks: int, sink_ur
         return {
             "sessions": sessions, "calls": total_calls, "stream_chunks": stream_chunks,
             "cpu_us_per_call": round(cpu_s * 1e6 / total_calls, 1), "wall_s": round(wall_s, 2),
-            "calls_per_s": round(total_calls / wall_s), "spans_expected_before_expiry": expected - spans_before,
-            "spans_received_before_expiry": received, "spans_received_total": _sink_spans(sink_url) - spans_before,
+            "calls_per_s": round(total_calls / wall_s), "spans_at_least": expected - spans_before,
+            "spans_received_after_calls": received, "spans_received_after_expiry": _sink_spans(sink_url) - spans_before,
+            "sessions_expired_during_calls": expired_already,
             "rss_idle_kib": rss_idle, "rss_sessions_open_kib": rss_open, "rss_after_expiry_kib": rss_after,
             "rss_per_session_kib": round((rss_open - rss_idle) / sessions, 2),
         }
@@ -203,12 +205,33 @@ def run_level(sessions: int, calls_per_session: int, stream_chunks: int, sink_ur
         child.wait(60)
 
 
+def markdown(results: list[dict], profile: dict | None = None) -> str:
+    """The levels as a table (and the profile's top functions, when one was taken)."""
+    lines = ["| sessions | calls | CPU per call us | calls/s | spans received | RSS idle MiB | RSS open MiB | "
+             "per session KiB | RSS after expiry MiB |", "|" + "---|" * 9]
+    for r in results:
+        lines.append(f"| {r['sessions']} | {r['calls']} | {r['cpu_us_per_call']} | {r['calls_per_s']} | "
+                     f"{r['spans_received_after_expiry']} | {r['rss_idle_kib'] / 1024:.1f} | "
+                     f"{r['rss_sessions_open_kib'] / 1024:.1f} | {r['rss_per_session_kib']} | "
+                     f"{r['rss_after_expiry_kib'] / 1024:.1f} |")
+    if profile:
+        lines += ["", f"py-spy of the last level ({profile['samples']} samples), inclusive and self shares:", "",
+                  "| function | inclusive | self |", "|---|---|---|"]
+        self_share = {row["what"]: row["share"] for row in profile["top_self"]}
+        for row in profile["top_inclusive"]:
+            lines.append(f"| `{row['what']}` | {row['share'] * 100:.1f}% | "
+                         f"{self_share.get(row['what'], 0) * 100:.1f}% |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.telemetry_load", description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", default="100,1000,10000", help="comma-separated levels")
     parser.add_argument("--calls-per-session", type=int, default=3)
     parser.add_argument("--stream-chunks", type=int, default=0, help="0: non-streamed answers")
-    parser.add_argument("--idle-s", type=float, default=5.0, help="LLM_GATEWAY_SESSION_IDLE_SECONDS of the child")
+    parser.add_argument("--idle-s", type=float, default=120.0,
+                        help="LLM_GATEWAY_SESSION_IDLE_SECONDS of the child: longer than a level's calls take, so that "
+                             "every session is open when the memory is read")
     parser.add_argument("--profile", type=Path, help="py-spy raw stacks of the child to this file (last level)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
@@ -232,8 +255,14 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(result)
         finally:
             sink.stop()
+    summary = None
+    if args.profile is not None and args.profile.exists():
+        from bench.profile import summarize_stacks
+
+        summary = summarize_stacks(args.profile.read_text().splitlines(), top=30)
     if args.out:
-        args.out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+        args.out.write_bytes(orjson.dumps({"levels": results, "profile": summary}, option=orjson.OPT_INDENT_2))
+        args.out.with_suffix(".md").write_text(markdown(results, summary))
     return 0
 
 
