@@ -8,11 +8,14 @@ LLM_GATEWAY_TEST_OUTAGE_S sets how long the backend is down (the issue's 2 minut
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import time
 from pathlib import Path
 from statistics import median
+
+import anthropic
 
 from tests.reliability.support import AnthropicUpstream, ask, clean_env, cli_process
 from tests.reliability.traffic import SteadyTraffic, children, percentile
@@ -23,7 +26,7 @@ from tests.support.servers import running_upstream
 OUTAGE_S = float(os.environ.get("LLM_GATEWAY_TEST_OUTAGE_S", "15"))
 # After the backend is back: the spool's next attempt (RETRY_S, plus the exporter's own retries within its timeout)
 DELIVERED_WITHIN_S = 30.0
-CALLS = 200
+CALLS = 300
 
 
 def _gateway_env(receiver: OTLPReceiver, state: Path, **extra: str) -> dict[str, str]:
@@ -55,7 +58,12 @@ async def _ended(pid: int, within_s: float = 30.0) -> None:
 
 
 def _spooled_bytes(state: Path) -> int:
-    return sum(f.stat().st_size for f in state.rglob("*.otlp"))
+    """What the spool holds now (the gateway adds and removes files meanwhile)."""
+    total = 0
+    for file in state.rglob("*.otlp"):
+        with contextlib.suppress(FileNotFoundError):
+            total += file.stat().st_size
+    return total
 
 
 async def test_spans_made_during_a_backend_outage_are_delivered_after_it_and_the_relay_never_slows(tmp_path: Path):
@@ -145,18 +153,21 @@ async def test_past_the_spool_bound_the_oldest_spans_are_dropped_and_counted(tmp
     upstream = AnthropicUpstream()
     receiver = await OTLPReceiver().start()
     state = tmp_path / "state"
-    bound = 128 * 1024  # the turn spans, which end a moment after their calls, and the last calls' spans
+    bound = 256 * 1024  # the turn spans, exported a moment after their calls, and the last calls' spans
     env = _gateway_env(receiver, state, LLM_GATEWAY_SPOOL_BYTES=str(bound))
     async with running_upstream(upstream.handle) as upstream_url, cli_process(
         "serve", "--port", "0", "--upstream", f"anthropic={upstream_url}", env=env, log=tmp_path / "gateway.log",
     ) as gateway:
         await receiver.stop()
         most = 0
-        for i in range(CALLS):
-            await ask(gateway.url, f"question {i}", f"session-{i}")
-            most = max(most, _spooled_bytes(state))
-            while i == 0 and not _spooled_bytes(state):  # the first failed export takes the exporter's retries
-                await asyncio.sleep(0.1)
+        async with anthropic.AsyncAnthropic(base_url=gateway.url, api_key="sk-ant-test", max_retries=0) as client:
+            for i in range(CALLS):
+                async with client.messages.stream(model="claude-sonnet-4-5", max_tokens=1024, messages=[
+                        {"role": "user", "content": f"question {i}"}], extra_headers={"x-session-id": f"{i}"}) as call:
+                    await call.get_final_text()
+                most = max(most, _spooled_bytes(state))
+                while i == 0 and not _spooled_bytes(state):  # the first failed export takes the exporter's timeout
+                    await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)
         most = max(most, _spooled_bytes(state))
         await receiver.start(receiver.port)
@@ -178,4 +189,4 @@ async def test_past_the_spool_bound_the_oldest_spans_are_dropped_and_counted(tmp
     (dropped,) = re.findall(r"took the \d+ spans spooled while it was down; (\d+) older ones were dropped",
                             gateway.stderr())
     assert int(dropped) >= 2 * missing  # ... and counted (a chat span and its HTTP span at least, per call)
-    assert "is full (131072 bytes, LLM_GATEWAY_SPOOL_BYTES): dropped the oldest" in gateway.stderr()
+    assert "is full (262144 bytes, LLM_GATEWAY_SPOOL_BYTES): dropped the oldest" in gateway.stderr()
