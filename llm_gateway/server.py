@@ -187,6 +187,11 @@ class Gateway:
 
 
 async def serve(settings: Settings) -> None:
+    # Ctrl-C or SIGTERM from here on, even during startup, ends the gateway the same orderly way.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     gateway = await Gateway.start(settings)
     # Everything alive now lives as long as the process: keep the cyclic collector from walking it again and
     # again. On a 2-core machine a full collection over the SDK's and aiohttp's objects stalled live streams
@@ -195,10 +200,6 @@ async def serve(settings: Settings) -> None:
     gc.freeze()
     gc.set_threshold(10_000, 50, 100)  # fewer, cheaper young collections under load (measured in bench/)
     print(gateway.describe(), file=sys.stderr, flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
         print("llm-gateway: shutting down, finishing in-flight streams", file=sys.stderr, flush=True)
