@@ -76,30 +76,27 @@ def test_replay_on_a_taken_port_says_which(taken_port: int) -> None:
               f"127.0.0.1:{taken_port}", "already in use", "--port")
 
 
-def test_serve_recording_under_a_file_says_which_directory(tmp_path: Path) -> None:
+# each directory setting, and what its line names besides the directory and the OS's reason
+_DIRECTORIES = {
+    "LLM_GATEWAY_RECORD_DIR": ("--record", "LLM_GATEWAY_RECORD_DIR"),
+    "LLM_GATEWAY_CA_DIR": ("LLM_GATEWAY_CA_DIR", "LLM_GATEWAY_INTERCEPT=none"),  # both ways out
+}
+
+
+@pytest.mark.parametrize("variable", list(_DIRECTORIES))
+def test_serve_with_a_directory_under_a_file_says_which(tmp_path: Path, variable: str) -> None:
     (tmp_path / "file").write_text("")
-    target = tmp_path / "file" / "recordings"
-    _one_line(run_cli("serve", "--port", "0", "--record", str(target), env=clean_env()),
-              str(target), "Not a directory", "--record", "LLM_GATEWAY_RECORD_DIR")
+    target = tmp_path / "file" / "directory"
+    _one_line(run_cli("serve", "--port", "0", env=clean_env(**{variable: str(target)})),
+              str(target), "Not a directory", *_DIRECTORIES[variable])
 
 
-def test_serve_recording_to_a_read_only_directory_says_which(read_only_dir: ReadOnlyDirectory) -> None:
+@pytest.mark.parametrize("variable", list(_DIRECTORIES))
+def test_serve_with_a_read_only_directory_says_which(read_only_dir: ReadOnlyDirectory, variable: str) -> None:
+    """For the CA: a read-only directory without a CA in it (one that holds a CA is fine)."""
     read_only_dir.make_read_only()
-    env = clean_env(LLM_GATEWAY_RECORD_DIR=str(read_only_dir.path))
-    _one_line(run_cli("serve", "--port", "0", env=env), str(read_only_dir.path), read_only_dir.reason)
-
-
-def test_serve_with_a_ca_directory_it_cannot_make_says_which_and_both_ways_out(tmp_path: Path) -> None:
-    (tmp_path / "file").write_text("")
-    target = tmp_path / "file" / "ca"
-    _one_line(run_cli("serve", "--port", "0", env=clean_env(LLM_GATEWAY_CA_DIR=str(target))),
-              str(target), "Not a directory", "LLM_GATEWAY_CA_DIR", "LLM_GATEWAY_INTERCEPT=none")
-
-
-def test_serve_with_a_read_only_ca_directory_and_no_ca_in_it_says_which(read_only_dir: ReadOnlyDirectory) -> None:
-    read_only_dir.make_read_only()
-    env = clean_env(LLM_GATEWAY_CA_DIR=str(read_only_dir.path))
-    _one_line(run_cli("serve", "--port", "0", env=env), str(read_only_dir.path), read_only_dir.reason)
+    _one_line(run_cli("serve", "--port", "0", env=clean_env(**{variable: str(read_only_dir.path)})),
+              str(read_only_dir.path), read_only_dir.reason, *_DIRECTORIES[variable])
 
 
 def test_serve_with_a_ca_that_is_not_pem_says_which_files(tmp_path: Path) -> None:
