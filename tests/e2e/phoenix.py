@@ -1,19 +1,27 @@
-"""Arize Phoenix, a real OTLP backend, on loopback for end-to-end tests (facts: shared/backends.md).
+"""Arize Phoenix, a real OTLP backend, on loopback for end-to-end tests, and what its own APIs show.
 
 Phoenix lives in its own virtual environment (.venv-phoenix at the repository root), created on first use and
 kept as a cache. Its gRPC listener would bind every interface; a small wrapper pins it to loopback.
+
+Phoenix groups traces into sessions by the `session.id` of their spans, and counts a session's tokens over its LLM
+spans (spans whose `gen_ai.operation.name` is a model call). Its UI's sessions page shows the GraphQL field
+`ProjectSession.tokenUsage`; the REST API's session list (`/v1/projects/{p}/sessions`) has the same sums as
+`token_count_*`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv-phoenix"
@@ -28,6 +36,17 @@ _s.Server.add_insecure_port = lambda self, a: _orig(self, a.replace("[::]", "127
 from phoenix.server.main import main
 sys.argv = ["phoenix", "serve"]
 sys.exit(main())
+"""
+
+
+_SESSION_QUERY = """
+query ($sessionId: String!) {
+  getProjectSessionById(sessionId: $sessionId) {
+    sessionId
+    numTraces
+    tokenUsage { prompt completion total }
+  }
+}
 """
 
 
@@ -92,3 +111,33 @@ class Phoenix:
                 self._process.kill()
                 self._process.wait()
         self._process = None
+
+    def _get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.url}{path}", timeout=5) as response:
+            return json.loads(response.read())
+
+    def spans(self, project: str) -> list[dict[str, Any]]:
+        """The project's spans as the REST API gives them (none while the project does not exist yet)."""
+        try:
+            return self._get(f"/v1/projects/{urllib.parse.quote(project)}/spans?limit=1000")["data"]
+        except OSError:
+            return []
+
+    def sessions(self, project: str) -> list[dict[str, Any]]:
+        """The project's sessions from the REST API, each with its traces and `token_count_prompt`, `_completion`
+        and `_total`."""
+        try:
+            return self._get(f"/v1/projects/{urllib.parse.quote(project)}/sessions")["data"]
+        except OSError:
+            return []
+
+    def session(self, session_id: str) -> dict[str, Any] | None:
+        """A session as the UI reads it over GraphQL: `sessionId`, `numTraces`, `tokenUsage {prompt completion
+        total}`."""
+        body = json.dumps({"query": _SESSION_QUERY, "variables": {"sessionId": session_id}}).encode()
+        request = urllib.request.Request(f"{self.url}/graphql", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            answer = json.loads(response.read())
+        assert not answer.get("errors"), answer["errors"]
+        return answer["data"]["getProjectSessionById"]
