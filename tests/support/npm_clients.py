@@ -14,6 +14,7 @@ CLIENTS_DIR = REPO / ".proxy-clients"
 CLAUDE_CODE = {"@anthropic-ai/claude-code": "2.1.332"}
 #: Codex's npm package is a launcher; the native binary comes in a platform package it names as an optional dependency
 CODEX = {"@openai/codex": "0.169.0"}
+GEMINI_CLI = {"@google/gemini-cli": "0.61.0"}
 
 
 def installed(packages: dict[str, str], entry: str) -> Path:
