@@ -130,6 +130,9 @@ class CallNode:
     auxiliary: bool
     ended_ns: int | None = None
     record: ChatRecord | None = None
+    #: what the call cost, set by whoever finishes it (the tracker prices nothing): USD when priced, Kiro's credits
+    cost_usd: float | None = None
+    kiro_credits: float | None = None
 
     @property
     def agent(self) -> AgentState:

@@ -138,6 +138,7 @@ class SessionSpans:
         if cost is not None:
             placed = self._tracker.placement(exchange_id)
             if placed is not None:
+                placed.call.cost_usd, placed.call.kiro_credits = cost.usd, cost.kiro_credits  # for the tree
                 for owner in (placed.call.turn, placed.session):
                     self._costs.setdefault(id(owner), CostTotals()).add(cost)
         self._apply(self._tracker.call_finished(exchange_id, record, at_ns))

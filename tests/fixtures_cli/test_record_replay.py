@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import pytest
 import yaml
 
 from llm_gateway.config import Settings
@@ -20,6 +21,7 @@ from llm_gateway.recordings.replay import ReplayUpstream
 from llm_gateway.routing import UPSTREAM_NAMES
 from llm_gateway.server import Gateway
 from tests.support import FIXTURES
+from tests.support.chat_spans import event_frames
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -129,6 +131,15 @@ def test_demo_replays_the_bundled_kiro_session_offline_and_prints_its_tree():
     conversation = orjson.loads(fixture.exchanges[1].request.body)["conversationState"]["conversationId"]
     assert "[session] Kiro Agent session" in out and f"conversation={conversation}" in out
     assert "[invoke_agent] Kiro Agent" in out and "[execute_tool] read" in out
+    # Kiro bills in credits: each call shows the credits its stream reported, the session their sum.
+    calls = [e for e in fixture.exchanges
+             if (header(e.request.headers, "x-amz-target") or "").endswith("GenerateAssistantResponse")]
+    credits = [p["usage"] for e in calls for kind, p in event_frames(e.response.body) if kind == "meteringEvent"]
+    chats = [line for line in out.splitlines() if "[chat]" in line]
+    assert len(chats) == len(credits) and all("credits=" in line for line in chats)
+    (session,) = [line for line in out.splitlines() if line.startswith("[session]")]
+    assert float(session.rpartition("credits=")[2]) == pytest.approx(sum(credits), rel=5e-3)
+    assert "cost=$" not in out
 
 
 class socket_port:

@@ -86,3 +86,69 @@ def test_lines_keep_start_order_with_a_tool_run_before_a_subagent_started_with_i
         "[chat] m", "[execute_tool] Task", "[invoke_agent] Claude Code #1", "[chat] m", "[chat] m",
     ]
     assert lines[-1] == "    [chat] m (5ms)"
+
+
+def _priced(tracker: tr.SessionTracker, exchange_id: int, identity: Identity, request: ChatRequest, record: ChatRecord,
+            start_ns: int, end_ns: int, usd: float | None = None, credits: float | None = None) -> None:
+    """A call finished as the span builder finishes it: its cost figures set on its node."""
+    place, _ = tracker.call_started(exchange_id, identity, request, "anthropic", start_ns)
+    place.call.cost_usd, place.call.kiro_credits = usd, credits
+    tracker.call_finished(exchange_id, record, end_ns)
+
+
+def test_cost_per_call_and_sums_per_turn_and_session_with_the_unpriced_calls_counted() -> None:
+    t = tr.SessionTracker(idle_ns=300 * S)
+    tools = ChatRequest(model="claude-sonnet-4", tool_names=["Task"])
+    _priced(t, 1, _identity(), tools, _record(ToolCall("c1", "Task", "{}"), input_tokens=900, output_tokens=20),
+            0, S, usd=0.0123)
+    _priced(t, 2, _identity("sub", "main"), ChatRequest(model="claude-haiku", tool_names=["Grep"]),
+            _record(input_tokens=90, output_tokens=7), S, 2 * S, usd=0.000456)
+    _priced(t, 3, _identity(aux=True), ChatRequest(model="custom-model"), _record(input_tokens=5, output_tokens=2),
+            2 * S, 2 * S + 50 * MS)  # a model the price table does not know
+    results = ChatRequest(model="claude-sonnet-4", tool_names=["Task"], tool_results=[ToolResult("c1")],
+                          continues_tool_loop=True)
+    _priced(t, 4, _identity(), results, _record(input_tokens=1000, output_tokens=30), 3 * S, 4 * S, usd=1.5)
+
+    lines = render(_finished(t)).splitlines()
+    assert lines[0].endswith("tokens in=1995 out=59  cost=$1.51 (1 unpriced)")
+    assert lines[1].endswith("tokens in=1905 out=52  cost=$1.51 (1 unpriced)")  # its own calls, not its subagent's
+    assert lines[2:] == [
+        "    [chat] claude-sonnet-4 (1.0s)  tokens in=900 out=20  cost=$0.0123",
+        "    [execute_tool] Task (2.0s)  ok",
+        "    [invoke_agent] Claude Code #1 (1.0s)  claude-haiku  tokens in=90 out=7  cost=$0.000456",
+        "      [chat] claude-haiku (1.0s)  tokens in=90 out=7  cost=$0.000456",
+        "    [chat] custom-model (50ms)  tokens in=5 out=2  (auxiliary)",
+        "    [chat] claude-sonnet-4 (1.0s)  tokens in=1000 out=30  cost=$1.50",
+    ]
+
+
+def test_kiro_credits_per_call_and_summed_without_usd() -> None:
+    t = tr.SessionTracker(idle_ns=300 * S)
+    kiro = ChatRequest(model="auto", tool_names=["read"])
+    _priced(t, 1, _identity(), kiro, _record(ToolCall("t1", "read", "{}")), 0, S, credits=0.0731)
+    results = ChatRequest(model="auto", tool_names=["read"], tool_results=[ToolResult("t1")], continues_tool_loop=True)
+    _priced(t, 2, _identity(), results, _record(), 2 * S, 3 * S, credits=0.184)
+    _priced(t, 3, _identity(), ChatRequest(model="auto", tool_names=["read"]), _record(), 4 * S, 5 * S, credits=0.5)
+
+    assert render(_finished(t)).splitlines() == [
+        "[session] Claude Code session (5.0s)  conversation=conv-1  calls=3  turns=2  tokens not reported  "
+        "credits=0.757",
+        "  [invoke_agent] Claude Code #1 (3.0s)  auto  tokens not reported  credits=0.257",
+        "    [chat] auto (1.0s)  credits=0.0731",
+        "    [execute_tool] read (1.0s)  ok",
+        "    [chat] auto (1.0s)  credits=0.184",
+        "  [invoke_agent] Claude Code #2 (1.0s)  auto  tokens not reported  credits=0.500",
+        "    [chat] auto (1.0s)  credits=0.500",
+    ]
+
+
+def test_a_sum_over_fewer_calls_than_counted_says_it_is_a_lower_bound(monkeypatch) -> None:
+    monkeypatch.setattr(tr, "KEPT_PER_AGENT", 2)  # the turn keeps its last two items
+    t = tr.SessionTracker(idle_ns=300 * S)
+    request = ChatRequest(model="m", tool_names=["Read"])
+    _priced(t, 1, _identity(), request, _record(ToolCall("a", "Read", "{}")), 0, S, usd=1.0)
+    loop = ChatRequest(model="m", tool_names=["Read"], tool_results=[ToolResult("a")], continues_tool_loop=True)
+    _priced(t, 2, _identity(), loop, _record(), 2 * S, 3 * S, usd=0.25)
+
+    head, turn, *_ = render(_finished(t)).splitlines()
+    assert head.endswith("cost=>=$0.250") and turn.endswith("cost=>=$0.250")
