@@ -5,7 +5,8 @@ prompt, today's date, its tool list). This upstream answers any `/v1/messages` r
 in a one-tool task, and keeps what it sent so that a test reads its expectations from the upstream's own log:
 
 - tools offered and no tool result in the last user message: a `tool_use` of `Read` on `read_path`
-  (when the agent offers Read and a path was given), else a final text;
+  (when the agent offers Read and a path was given), else a final text; an agent whose read tool has another name
+  or argument (opencode: `read`, `filePath`) says so with `read_tool` and `path_argument`;
 - a tool result in the last user message, or no tools offered (titles, summaries, classifiers): a final text.
 
 Streams are Server-Sent Events in the Messages API's event order; token counts are derived from the request
@@ -34,12 +35,16 @@ class Answer:
     output_tokens: int
     cache_read: int
     tool_use_id: str | None
+    message_id: str
 
 
 class FakeAnthropic:
-    def __init__(self, read_path: str | None = None, final_text: str = "Done.") -> None:
+    def __init__(self, read_path: str | None = None, final_text: str = "Done.", *, read_tool: str = "Read",
+                 path_argument: str = "file_path") -> None:
         self.read_path = read_path
         self.final_text = final_text
+        self.read_tool = read_tool
+        self.path_argument = path_argument
         self.answers: list[Answer] = []
         self.other_requests: list[str] = []  # paths of requests that were not model calls
         self._ids = itertools.count(1)
@@ -61,17 +66,18 @@ class FakeAnthropic:
             tool_use_id = f"toolu_fake{n:04d}"
             content: list[dict[str, Any]] = [
                 {"type": "text", "text": "Reading the file."},
-                {"type": "tool_use", "id": tool_use_id, "name": "Read", "input": {"file_path": self.read_path}},
+                {"type": "tool_use", "id": tool_use_id, "name": self.read_tool,
+                 "input": {self.path_argument: self.read_path}},
             ]
             stop = "tool_use"
         else:
             content = [{"type": "text", "text": self.final_text}]
             stop = "end_turn"
         answer = Answer(path, dict(request.headers), doc, stop, 1 + len(body) // 40, 5 + n, (n % 3) * 7,
-                        tool_use_id)
+                        tool_use_id, f"msg_fake{n:04d}")
         self.answers.append(answer)
         message = {
-            "id": f"msg_fake{n:04d}", "type": "message", "role": "assistant", "model": doc.get("model", "claude"),
+            "id": answer.message_id, "type": "message", "role": "assistant", "model": doc.get("model", "claude"),
             "content": content, "stop_reason": stop, "stop_sequence": None,
             "usage": {"input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens,
                       "cache_read_input_tokens": answer.cache_read, "cache_creation_input_tokens": 0},
@@ -82,7 +88,7 @@ class FakeAnthropic:
 
     def _wants_tool(self, doc: dict[str, Any]) -> bool:
         offered = {t.get("name") for t in doc.get("tools") or () if isinstance(t, dict)}
-        if self.read_path is None or "Read" not in offered:
+        if self.read_path is None or self.read_tool not in offered:
             return False
         messages = doc.get("messages") or []
         last = messages[-1] if messages else {}

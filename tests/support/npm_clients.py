@@ -15,6 +15,8 @@ CLAUDE_CODE = {"@anthropic-ai/claude-code": "2.1.332"}
 #: Codex's npm package is a launcher; the native binary comes in a platform package it names as an optional dependency
 CODEX = {"@openai/codex": "0.169.0"}
 GEMINI_CLI = {"@google/gemini-cli": "0.61.0"}
+#: like Codex, a launcher of a native binary from a platform package
+OPENCODE = {"opencode-ai": "1.18.33"}
 
 
 def installed(packages: dict[str, str], entry: str) -> Path:
