@@ -24,45 +24,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from llm_gateway.config import Settings
 from llm_gateway.server import Gateway
+from tests.support.cli_runs import CliRun, run_cli, traced_prompts
 from tests.support.fake_gemini import Answer, FakeGemini
 from tests.support.npm_clients import GEMINI_CLI, installed
-from tests.support.otlp import OTLPReceiver, ReceivedSpan
-from tests.support.servers import LOOPBACK, running_upstream
+from tests.support.otlp import ReceivedSpan
 
 PROMPTS = (("-p", "read notes.txt"), ("--resume", "latest", "-p", "read it again"))
 
 
-@dataclass(frozen=True, slots=True)
-class Run:
-    spans: list[ReceivedSpan]
-    prompts: list[list[Answer]]  # the model calls each prompt made, as the upstream answered them
-
-    def named(self, prefix: str) -> list[ReceivedSpan]:
-        return sorted((s for s in self.spans if s.name.startswith(prefix)), key=lambda s: s.start_ns)
+class Run(CliRun[Answer]):
+    __slots__ = ()
 
     def chat(self, answer: Answer) -> ReceivedSpan:
         (span,) = [s for s in self.named("generate_content ")
                    if s.attributes.get("gen_ai.response.id") == answer.response_id]
         return span
-
-
-async def _gemini(gemini: Path, gateway: Gateway, home: Path, work: Path, *args: str) -> None:
-    env = {"PATH": os.environ["PATH"], "HOME": str(home), "GEMINI_API_KEY": "k-test",
-           "GOOGLE_GEMINI_BASE_URL": gateway.url, "GEMINI_CLI_TRUST_WORKSPACE": "true"}
-    process = await asyncio.create_subprocess_exec(str(gemini), *args, cwd=work, env=env, stdin=subprocess.DEVNULL,
-                                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(), 180)
-    assert process.returncode == 0, err.decode()[-3000:]
-    assert out.decode().strip() == "Done."
 
 
 async def _run(gemini: Path, tmp: Path) -> Run:
@@ -76,27 +57,15 @@ async def _run(gemini: Path, tmp: Path) -> Run:
         "privacy": {"usageStatisticsEnabled": False},
     }))
     fake = FakeGemini(read_path="notes.txt")
-    prompts: list[list[Answer]] = []
-    receiver = await OTLPReceiver().start()
-    try:
-        async with running_upstream(fake.handle) as upstream:
-            env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_SERVICE_NAME": "llm-gateway-test",
-                   "OTEL_BSP_SCHEDULE_DELAY": "100"}
-            gateway = await Gateway.start(Settings(host=LOOPBACK, port=0, upstreams={"gemini": upstream}), env)
-            try:
-                for args in PROMPTS:
-                    before = len(fake.answers)
-                    await _gemini(gemini, gateway, home, work, *args)
-                    prompts.append(fake.answers[before:])
-            finally:
-                await gateway.stop()  # the session ends: everything is exported
-        spans = await receiver.wait_for(lambda s: any(x.name.startswith("session ") for x in s))
-        await asyncio.sleep(0.5)  # any span of a second session comes in the same flush
-        spans = list(receiver.spans)
-    finally:
-        await receiver.stop()
+
+    async def prompt(gateway: Gateway, args: tuple[str, ...]) -> None:
+        env = {"HOME": str(home), "GEMINI_API_KEY": "k-test", "GOOGLE_GEMINI_BASE_URL": gateway.url,
+               "GEMINI_CLI_TRUST_WORKSPACE": "true"}
+        assert (await run_cli([gemini, *args], work, env)).strip() == "Done."
+
+    done = await traced_prompts("gemini", fake.handle, fake.answers, PROMPTS, prompt)
     assert not fake.other_requests
-    return Run(spans, prompts)
+    return Run(done.spans, done.prompts)
 
 
 @pytest.fixture(scope="module")

@@ -14,44 +14,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from llm_gateway.config import Settings
 from llm_gateway.server import Gateway
+from tests.support.cli_runs import CliRun, run_cli, traced_prompts
 from tests.support.fake_anthropic import Answer, FakeAnthropic
 from tests.support.npm_clients import OPENCODE, installed
-from tests.support.otlp import OTLPReceiver, ReceivedSpan
-from tests.support.servers import LOOPBACK, running_upstream
+from tests.support.otlp import ReceivedSpan
 
 PROMPTS = (("read notes.txt",), ("--continue", "read it again"))
 
 
-@dataclass(frozen=True, slots=True)
-class Run:
-    spans: list[ReceivedSpan]
-    prompts: list[list[Answer]]  # the model calls each prompt made, as the upstream answered them
-
-    def named(self, prefix: str) -> list[ReceivedSpan]:
-        return sorted((s for s in self.spans if s.name.startswith(prefix)), key=lambda s: s.start_ns)
+class Run(CliRun[Answer]):
+    __slots__ = ()
 
     def chat(self, answer: Answer) -> ReceivedSpan:
         (span,) = [s for s in self.named("chat ") if s.attributes.get("gen_ai.response.id") == answer.message_id]
         return span
-
-
-async def _opencode(opencode: Path, home: Path, work: Path, *args: str) -> None:
-    env = {"PATH": os.environ["PATH"], "HOME": str(home)}
-    process = await asyncio.create_subprocess_exec(str(opencode), "run", *args, cwd=work, env=env,
-                                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                                   stderr=subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(), 180)
-    assert process.returncode == 0, err.decode()[-3000:]
-    assert out.decode().strip().endswith("Done.")
 
 
 async def _run(opencode: Path, tmp: Path) -> Run:
@@ -60,32 +41,18 @@ async def _run(opencode: Path, tmp: Path) -> Run:
     work.mkdir()
     (work / "notes.txt").write_text("the file opencode reads\n")
     fake = FakeAnthropic(read_path="notes.txt", read_tool="read", path_argument="filePath")
-    prompts: list[list[Answer]] = []
-    receiver = await OTLPReceiver().start()
-    try:
-        async with running_upstream(fake.handle) as upstream:
-            env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_SERVICE_NAME": "llm-gateway-test",
-                   "OTEL_BSP_SCHEDULE_DELAY": "100"}
-            gateway = await Gateway.start(Settings(host=LOOPBACK, port=0, upstreams={"anthropic": upstream}), env)
-            (home / ".config" / "opencode" / "opencode.json").write_text(json.dumps({
-                "provider": {"anthropic": {"options": {"baseURL": f"{gateway.url}/v1", "apiKey": "sk-test"}}},
-                "model": "anthropic/claude-sonnet-4-5", "small_model": "anthropic/claude-haiku-4-5",
-                "autoupdate": False, "share": "disabled",
-            }))
-            try:
-                for args in PROMPTS:
-                    before = len(fake.answers)
-                    await _opencode(opencode, home, work, *args)
-                    prompts.append(fake.answers[before:])
-            finally:
-                await gateway.stop()  # the session ends: everything is exported
-        await receiver.wait_for(lambda s: any(x.name.startswith("session ") for x in s))
-        await asyncio.sleep(0.5)  # any span of a second session comes in the same flush
-        spans = list(receiver.spans)
-    finally:
-        await receiver.stop()
+
+    async def prompt(gateway: Gateway, args: tuple[str, ...]) -> None:
+        (home / ".config" / "opencode" / "opencode.json").write_text(json.dumps({
+            "provider": {"anthropic": {"options": {"baseURL": f"{gateway.url}/v1", "apiKey": "sk-test"}}},
+            "model": "anthropic/claude-sonnet-4-5", "small_model": "anthropic/claude-haiku-4-5",
+            "autoupdate": False, "share": "disabled",
+        }))
+        assert (await run_cli([opencode, "run", *args], work, {"HOME": str(home)})).strip().endswith("Done.")
+
+    done = await traced_prompts("anthropic", fake.handle, fake.answers, PROMPTS, prompt)
     assert not fake.other_requests
-    return Run(spans, prompts)
+    return Run(done.spans, done.prompts)
 
 
 @pytest.fixture(scope="module")
