@@ -39,6 +39,14 @@ class Identity:
     parent_agent_key: str | None
     client: str  # the agent's product name, e.g. "Claude Code"
     auxiliary: bool  # a side call (title, summary, checkpoint): no tools while the session's agents have some
+    #: the client is a coding agent the gateway knows (not an SDK or an unknown program): a call of it without
+    #: tools is a side call even before its main loop offered any (a title call that starts first)
+    agentic: bool = False
+
+
+#: the products `client_name` knows as agents, whose tool-less calls serve a main loop
+AGENT_CLIENTS = frozenset({"Claude Code", "Codex", "Gemini CLI", "opencode", "Goose", "Kiro IDE", "Kiro Agent",
+                           "Amazon Q CLI", "Aider"})
 
 
 def client_name(headers: Mapping[str, str], request: ChatRequest) -> str:
@@ -49,7 +57,7 @@ def client_name(headers: Mapping[str, str], request: ChatRequest) -> str:
         return "Claude Code"
     if "codex" in low or headers.get("originator", "").startswith("codex"):
         return "Codex"
-    if "geminicli/" in low:
+    if "geminicli" in low:  # GeminiCLI/ and, from 0.61, GeminiCLI-tui/
         return "Gemini CLI"
     if "opencode/" in low:
         return "opencode"
@@ -120,7 +128,8 @@ def session_key(headers: Mapping[str, str], request: ChatRequest, client: str) -
 
 
 def identify(headers: Mapping[str, str], request: ChatRequest, *, agent_name: str | None = None) -> Identity:
-    client = agent_name or client_name(headers, request)
+    product = client_name(headers, request)
+    client = agent_name or product
     key, source, explicit = session_key(headers, request, client)
     parent: str | None = None
     agent = headers.get("x-claude-code-agent-id")
@@ -135,4 +144,4 @@ def identify(headers: Mapping[str, str], request: ChatRequest, *, agent_name: st
     else:
         agent = "fp-" + (request.agent_fingerprint or fingerprint(client))
     auxiliary = not request.tool_names and not request.tool_results
-    return Identity(key, source, explicit, agent, parent, client, auxiliary)
+    return Identity(key, source, explicit, agent, parent, client, auxiliary, product in AGENT_CLIENTS)

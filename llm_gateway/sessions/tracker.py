@@ -17,7 +17,9 @@ clock, no I/O and no OpenTelemetry here, so every transition is testable with pl
 - A **side call** (no tools offered, no tool result carried: titles, summaries, classifiers, routing) joins the
   turn of the main agent it serves, and never becomes an agent of its own. One that names no session of its own
   joins the most recently active agent session of the same client. A side call that arrives before any main call
-  opens a turn the next main call then takes over.
+  opens a turn the next main call then takes over, and when it named no session either (Gemini CLI's router), a
+  session the client's next main call without a session id of its own takes over too. A side call that starts
+  right after a turn ended (`AFTERWORD_NS`, e.g. Gemini CLI's next-speaker check) serves that turn.
 - **Tool runs** are inferred from the wire: a tool call in response N starts a run when that response ends; the
   result carried by a later request ends it. A subagent whose parent agent has a tool run waiting (the tool that
   started it) nests under that run.
@@ -45,8 +47,12 @@ log = logging.getLogger("llm_gateway.sessions")
 
 #: calls, tool runs and turns an agent keeps for its tree; a session of 50k calls must not hold 50k records
 KEPT_PER_AGENT = 500
+#: responses per session a later request may name as the one it continues (`previous_response_id`)
+KEPT_RESPONSES = 64
 #: how long a turn that only side calls opened waits for the prompt's main call before it ends on its own
 SIDE_TURN_GRACE_NS = 2_000_000_000
+#: a side call this soon after its agent's turn ended serves that turn (a check of the answer), not a new prompt
+AFTERWORD_NS = 1_000_000_000
 
 
 class SessionPhase(Enum):
@@ -198,6 +204,8 @@ class SessionState:
     calls: int = 0
     turns: int = 0
     response_ids: deque[str] = field(default_factory=deque)  # responses a later request may continue from
+    #: session keys of other calls that joined it (a main call that took over a session its side calls opened)
+    aliases: list[str] = field(default_factory=list)
     ended_ns: int | None = None
 
     @property
@@ -258,10 +266,18 @@ class Placement:
 
 
 class SessionTracker:
-    def __init__(self, *, idle_ns: int, max_sessions: int = 1000) -> None:
+    def __init__(self, *, idle_ns: int, max_sessions: int = 1000, keep_history: bool = True) -> None:
+        """`keep_history`: keep each turn's calls and each agent's ended turns (up to KEPT_PER_AGENT) for the
+        tree; without it a session holds only its open turns' tool runs, however long it lives."""
         self._idle_ns = idle_ns
         self._max_sessions = max_sessions
+        self._keep_history = keep_history
         self._sessions: dict[str, SessionState] = {}  # in order of last activity (oldest first)
+        self._aliases: dict[str, str] = {}  # another key a session goes by -> its key
+        # client -> its most recently active session whose main agent runs a tool loop (what its side calls serve),
+        # and its most recent session that only side calls opened so far (what its next main call takes over)
+        self._tool_loops: dict[str, SessionState] = {}
+        self._side_opened: dict[str, SessionState] = {}
         self._calls: dict[int, tuple[SessionState, CallNode]] = {}
         # response id -> (session, agent): a request that names the response it continues
         # (`previous_response_id`, an Anthropic thread) belongs to that conversation and agent
@@ -299,14 +315,16 @@ class SessionTracker:
         if linked is not None:
             identity = replace(identity, session_key=linked[0].key, agent_key=linked[1].key or identity.agent_key,
                                auxiliary=False)
-        session = self._sessions.pop(identity.session_key, None)
-        if session is None and identity.auxiliary and not identity.explicit:
-            session = self._served_session(identity.client)
+        session = self._sessions.pop(self._aliases.get(identity.session_key, identity.session_key), None)
+        if session is None and not identity.explicit:
+            session = self._served_session(identity) if identity.auxiliary else self._taken_over(identity)
         if session is None:
             events += self._evict_for_room()
             session = SessionState(identity.session_key, identity.session_source, identity.explicit,
                                    identity.client, at_ns, at_ns)
             events.append(SessionStarted(session))
+            if identity.auxiliary and not identity.explicit:
+                self._side_opened[identity.client] = session
         self._sessions[session.key] = session  # most recent last
         session.last_ns = at_ns
         session.in_flight += 1
@@ -318,11 +336,17 @@ class SessionTracker:
 
         agent, side = self._agent_for(session, identity, bool(request.tool_names), at_ns)
         agent.last_ns = at_ns
+        if session.main is not None and session.main.has_tools:
+            self._tool_loops[session.client] = session
         turn = agent.turn
         if (turn is not None and not side and turn.has_main_call and not request.continues_tool_loop
                 and turn.in_flight == 0):
             events += self._end_turn(session, turn)  # a new prompt while tool runs waited: the turn was interrupted
             turn = None
+        answered = agent.last_turn
+        if (turn is None and side and answered is not None and answered.has_main_call
+                and at_ns - (answered.ended_ns or at_ns) <= AFTERWORD_NS):
+            turn = answered  # a check of the answer just given: it serves that turn, whose span already ended
         if turn is None:
             turn = self._open_turn(session, agent, at_ns)
             if not side and not request.hints.get("previous_response_id"):
@@ -337,8 +361,9 @@ class SessionTracker:
             _add_once(turn.models, model)
             _add_once(agent.models, model)
             _add_once(session.models, model)
-        call = CallNode(exchange_id, turn, model, at_ns, side and agent.has_tools)
-        turn.items.append(call)
+        call = CallNode(exchange_id, turn, model, at_ns, side and (agent.has_tools or identity.agentic))
+        if self._keep_history:
+            turn.items.append(call)
         self._calls[exchange_id] = (session, call)
         return Placement(session, call), events
 
@@ -355,7 +380,8 @@ class SessionTracker:
             session.phase = SessionPhase.IDLE
         session.last_ns = max(session.last_ns, at_ns)
         call.ended_ns = at_ns
-        call.record = record
+        if self._keep_history:
+            call.record = record
         turn, agent = call.turn, call.agent
         agent.last_ns = max(agent.last_ns, at_ns)
         turn.last_ns = max(turn.last_ns, at_ns)
@@ -368,7 +394,7 @@ class SessionTracker:
         if record.response_id and record.response_id not in self._responses:
             self._responses[record.response_id] = (session, agent)
             session.response_ids.append(record.response_id)
-            if len(session.response_ids) > KEPT_PER_AGENT:  # only recent responses get continued
+            if len(session.response_ids) > KEPT_RESPONSES:  # only recent responses get continued
                 self._responses.pop(session.response_ids.popleft(), None)
         events: list[Event] = []
         succeeded = record.status is not None and 200 <= record.status < 300 and not record.error_type
@@ -380,7 +406,7 @@ class SessionTracker:
                 turn.pending.append(run)
                 turn.items.append(run)
                 events.append(ToolStarted(session, run))
-        if turn.has_main_call:
+        if turn.phase is TurnPhase.OPEN and turn.has_main_call:
             turn.error_type = None if succeeded else (record.error_type or str(record.status or "error"))
         if turn.phase is TurnPhase.OPEN and turn.has_main_call and turn.in_flight == 0 and not turn.pending:
             events += self._end_turn(session, turn)  # the final answer (or a failure the agent may retry)
@@ -406,14 +432,29 @@ class SessionTracker:
         """Shutdown (or the agent exited): every session ends at its last activity."""
         return [e for s in list(self._sessions.values()) for e in self._close(s)]
 
-    def _served_session(self, client: str) -> SessionState | None:
+    def _served_session(self, identity: Identity) -> SessionState | None:
         """The session a side call without a session id of its own serves: the most recently active one of the
         same client whose main agent runs a tool loop."""
-        for session in reversed(self._sessions.values()):
-            if session.client == client and session.main is not None and session.main.has_tools:
-                del self._sessions[session.key]
-                return session
-        return None
+        session = self._tool_loops.get(identity.client)
+        if session is None or session.phase is SessionPhase.ENDED:
+            return None
+        del self._sessions[session.key]
+        return session
+
+    def _taken_over(self, identity: Identity) -> SessionState | None:
+        """The session a main call without a session id, and in no session yet, takes over: the client's latest
+        one that only side calls opened (a router call before the prompt's first main call), while its turn still
+        waits for the main call. The main call's key then names that session too."""
+        session = self._side_opened.pop(identity.client, None)
+        if session is None or session.phase is SessionPhase.ENDED or session.main is None:
+            return None
+        turn = session.main.turn
+        if session.main.key is not None or turn is None or turn.has_main_call:
+            return None
+        del self._sessions[session.key]
+        session.aliases.append(identity.session_key)
+        self._aliases[identity.session_key] = session.key
+        return session
 
     def _agent_for(
         self, session: SessionState, identity: Identity, has_tools: bool, at_ns: int
@@ -448,7 +489,8 @@ class SessionTracker:
         session.turns += 1
         turn = TurnState(agent, agent.turn_count, at_ns, at_ns, spawned_by)
         agent.turn = turn
-        agent.turns.append(turn)
+        if self._keep_history:
+            agent.turns.append(turn)
         if parent_turn is not None:
             parent_turn.items.append(turn)
         return turn
@@ -466,6 +508,8 @@ class SessionTracker:
         # A turn ends at its last activity, or later if one of its tool runs or subagent turns ended later.
         turn.ended_ns = max([turn.last_ns]
                             + [i.ended_ns for i in turn.items if not isinstance(i, CallNode) and i.ended_ns])
+        if not self._keep_history:
+            turn.items.clear()  # its tool runs and subagent turns were kept only for the line above
         agent = turn.agent
         if agent.turn is turn:
             agent.turn = None
@@ -504,6 +548,11 @@ class SessionTracker:
         self._sessions.pop(session.key, None)
         for response_id in session.response_ids:
             self._responses.pop(response_id, None)
+        for alias in session.aliases:
+            self._aliases.pop(alias, None)
+        for index in (self._tool_loops, self._side_opened):
+            if index.get(session.client) is session:
+                del index[session.client]
         events: list[Event] = []
         # Subagents first, so a subagent's turn ends before the turn that spawned it.
         for agent in sorted(session.all_agents, key=_depth, reverse=True):

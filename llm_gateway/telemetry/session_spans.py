@@ -90,16 +90,20 @@ class SessionSpans:
         self._tracer = tracer
         self._capture = capture
         idle = float(env.get(ENV_IDLE_SECONDS) or 300)
-        self._tracker = tr.SessionTracker(idle_ns=int(idle * 1e9),
-                                          max_sessions=int(env.get(ENV_MAX_SESSIONS) or 1000))
-        self._agent_name = env.get(ENV_AGENT_NAME) or None
         if on_finished is None and env.get(ENV_PRINT, "").lower() == "tree":
             on_finished = _print_tree
         self._on_finished = on_finished
+        # the calls and ended turns of a session are kept only for a tree someone prints
+        self._tracker = tr.SessionTracker(idle_ns=int(idle * 1e9),
+                                          max_sessions=int(env.get(ENV_MAX_SESSIONS) or 1000),
+                                          keep_history=on_finished is not None)
+        self._agent_name = env.get(ENV_AGENT_NAME) or None
         self._redact_paths = env.get(ENV_REDACT_PATHS, "").lower() in ("1", "true", "yes")
         self._trace_per_turn = trace_per(env) == "turn"
         self._outer = environment_parent(env)  # TRACEPARENT: sessions (or turns) become children of that span
         self._spans: dict[int, trace.Span] = {}  # id(state object) -> its open span
+        # id(agent) -> its last ended turn and that span's context: a check of the answer joins the turn late
+        self._answered: dict[int, tuple[tr.TurnState, trace.Span]] = {}
         self._costs: dict[int, CostTotals] = {}  # id(turn or session) -> its running cost
         self._tool_sessions: dict[int, dict[str, Any]] = {}  # id(open tool run) -> its session's ids
         self._named_turns: dict[int, set[tuple[str, str]]] = {}  # id(session) -> turns given a derived span id
@@ -117,7 +121,10 @@ class SessionSpans:
         identity = identify(headers, request, agent_name=self._agent_name)
         placement, events = self._tracker.call_started(exchange_id, identity, request, provider, at_ns)
         self._apply(events)
-        parent = self._spans[id(placement.call.turn)]
+        turn = placement.call.turn
+        parent = self._spans.get(id(turn))
+        if parent is None:  # the turn had ended: the call checks its answer (`tracker.AFTERWORD_NS`)
+            parent = self._answered[id(turn.agent)][1]
         attributes = _session_ids(placement.session)
         if placement.call.auxiliary:
             attributes[AUXILIARY] = True
@@ -197,6 +204,7 @@ class SessionSpans:
                     span.set_attribute(err.ERROR_TYPE, turn.error_type)
                     span.set_status(Status(StatusCode.ERROR, turn.error_type))
                 span.end(end_time=turn.ended_ns)
+                self._answered[id(turn.agent)] = (turn, trace.NonRecordingSpan(span.get_span_context()))
             case tr.SessionFinished(session=session):
                 span = self._spans.pop(id(session), None)
                 if span is not None:
@@ -208,6 +216,8 @@ class SessionSpans:
                     span.end(end_time=session.ended_ns)
                 self._costs.pop(id(session), None)
                 self._named_turns.pop(id(session), None)
+                for agent in session.all_agents:
+                    self._answered.pop(id(agent), None)
                 if self._on_finished is not None:
                     self._on_finished(session)
 

@@ -99,10 +99,6 @@ def test_one_trace_a_turn_per_prompt_and_a_chat_span_per_model_call(run: Run) ->
     assert session.attributes["llm_gateway.usage.cost"] == pytest.approx(sum(costs), rel=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a side call before the session's first main call is placed in the turn the main call takes over, but is not "
-    "marked auxiliary: the tracker decides the flag when the call starts, before any agent of the session has "
-    "offered tools"))
 def test_the_title_call_is_an_auxiliary_chat_span(run: Run) -> None:
     answers = [a for p in run.prompts for a in p]
     assert [run.chat(a).attributes.get("llm_gateway.call.auxiliary", False) for a in answers] == [

@@ -52,3 +52,17 @@ def test_no_id_falls_back_to_a_stable_fingerprint_of_the_conversation():
 def test_configured_agent_name_overrides_the_client_name():
     assert identify(_headers(), ChatRequest(), agent_name="My Bot").client == "My Bot"
     assert client_name(_headers(user_agent="GeminiCLI/0.9/gemini-2.5-pro"), ChatRequest()) == "Gemini CLI"
+
+
+def test_gemini_cli_is_named_by_both_user_agent_forms():
+    # 0.61's own User-Agent, as tests/e2e/test_gemini_cli.py records it from the real CLI
+    for user_agent in ("GeminiCLI/0.9/gemini-2.5-pro", "GeminiCLI-tui/0.61.0/gemini-3.8-flash (linux; x64; terminal)"):
+        assert client_name(_headers(user_agent=user_agent), ChatRequest()) == "Gemini CLI"
+
+
+def test_a_known_agent_is_agentic_even_when_renamed_and_an_sdk_is_not():
+    agent = identify(_headers(user_agent="opencode/1.18.0"), ChatRequest(), agent_name="My Bot")
+    sdk = identify(_headers(user_agent="OpenAI/Python 1"), ChatRequest())
+    unknown = identify(_headers(user_agent="my-script/2"), ChatRequest())
+    assert (agent.client, agent.agentic) == ("My Bot", True)
+    assert not sdk.agentic and not unknown.agentic

@@ -260,3 +260,30 @@ def test_subagent_turn_nests_under_the_tool_run_that_started_it():
     assert _kinds(events) == ["ToolFinished"]
     (main_ended,) = t.call_finished(3, _record(), 5 * S)
     assert sub.call.turn in main_ended.turn.items and main_ended.turn.ended_ns == 5 * S
+
+
+def test_without_history_a_long_session_holds_no_calls_and_no_ended_turns():
+    t = tr.SessionTracker(idle_ns=300 * S, keep_history=False)
+    for n in range(0, 3000, 3):  # a thousand prompts, each a tool call and its answer, and a side call
+        t.call_started(n, _identity(), _request(), "p", n * S)
+        t.call_finished(n, _record(ToolCall(f"c{n}", "Read")), n * S + 1)
+        t.call_started(n + 1, _identity(), _request(results=[ToolResult(f"c{n}")]), "p", n * S + 2)
+        t.call_started(n + 2, _identity(agent="title", aux=True), _request(tools=()), "p", n * S + 3)
+        t.call_finished(n + 2, _record(), n * S + 4)
+        t.call_finished(n + 1, ChatRecord(request=ChatRequest(), status=200, response_id=f"r{n}"), n * S + 5)
+    (session,) = t.sessions.values()
+    assert (session.calls, session.turns) == (3000, 1000)
+    (agent,) = session.all_agents
+    assert agent.turn is None and not agent.turns and not agent.last_turn.items
+    assert len(session.response_ids) == tr.KEPT_RESPONSES
+
+
+def test_with_history_the_tree_keeps_each_turns_calls_and_tool_runs():
+    t = tr.SessionTracker(idle_ns=300 * S)
+    t.call_started(1, _identity(), _request(), "p", 0)
+    t.call_finished(1, _record(ToolCall("c1", "Read")), S)
+    t.call_started(2, _identity(), _request(results=[ToolResult("c1")]), "p", 2 * S)
+    t.call_finished(2, _record(), 3 * S)
+    (turn,) = t.sessions["s1"].main.turns
+    assert [type(i).__name__ for i in turn.items] == ["CallNode", "ToolRun", "CallNode"]
+    assert all(i.record is not None for i in turn.items if isinstance(i, tr.CallNode))
