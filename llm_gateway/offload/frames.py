@@ -9,9 +9,12 @@ import struct
 from typing import BinaryIO
 
 _LENGTH = struct.Struct(">I")
-#: the telemetry process's acknowledgements, on a pipe of their own: the count of flows it has finished, and the
-#: spans it has lost so far (a full batch queue, a failed export: `telemetry.span_losses`)
-ACK = struct.Struct("<QQQ")
+#: what the telemetry process tells with each acknowledgement, after the count of flows it has finished: the spans
+#: it has lost so far by cause (a full batch queue, a failed export: `telemetry.span_losses`; dropped from a full
+#: spool), and what its trace spool holds and has delivered (`telemetry.spool`)
+TALLY = ("queue_full", "export_failed", "spool_dropped", "spooled_spans", "spooled_bytes", "spool_delivered")
+#: an acknowledgement, on a pipe of its own: the count of finished flows, then the TALLY
+ACK = struct.Struct("<Q" + "Q" * len(TALLY))
 
 
 def frame(payload: object) -> bytes:

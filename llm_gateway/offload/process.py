@@ -15,14 +15,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from llm_gateway.offload.flow_wire import Message, encode
-from llm_gateway.offload.frames import ACK, frame
+from llm_gateway.offload.frames import ACK, TALLY, frame
 
 log = logging.getLogger("llm_gateway.telemetry")
 
 #: bytes waiting for the telemetry process beyond which new flows go untraced
 MAX_BACKLOG_BYTES = 64 * 1024 * 1024
-#: why a telemetry process lost spans (what it acknowledges after the count of flows it finished)
-SPAN_LOSS_CAUSES = ("queue_full", "export_failed")
+#: why a telemetry process lost spans: the first counts of its acknowledgements' tally
+SPAN_LOSS_CAUSES = ("queue_full", "export_failed", "spool_dropped")
 #: after the telemetry process was lost, how long until a new one is started (a broken setup must not fork in a loop)
 RESTART_AFTER_S = 5.0
 #: how long messages gather before one pipe write: the child then wakes up a hundred times a second at most,
@@ -87,6 +87,8 @@ class TelemetryProcess:
         #: spans the telemetry processes lost (cause -> count): those of the running one, and of those before it
         self._spans_lost = self._spans_lost_before = dict.fromkeys(SPAN_LOSS_CAUSES, 0)
         self._lost_warned_at = 0.0
+        #: the running process's trace spool: spans and bytes waiting for the backend, spans delivered from it
+        self.spool = {"spans_waiting": 0, "bytes_waiting": 0, "spans_delivered": 0}
         self._child, self._acks_fd = self._spawn()
         self._fd = self._pipe(self._child)
 
@@ -175,8 +177,11 @@ class TelemetryProcess:
         self._acks += data
         whole = len(self._acks) - len(self._acks) % ACK.size
         if whole:
-            self._acked, *lost = ACK.unpack_from(self._acks, whole - ACK.size)
-            self._note_span_losses(*lost)
+            self._acked, *counts = ACK.unpack_from(self._acks, whole - ACK.size)
+            told = dict(zip(TALLY, counts, strict=True))
+            self._note_span_losses(*(told[cause] for cause in SPAN_LOSS_CAUSES))
+            self.spool = {"spans_waiting": told["spooled_spans"], "bytes_waiting": told["spooled_bytes"],
+                          "spans_delivered": told["spool_delivered"]}
             del self._acks[:whole]
 
     def _note_span_losses(self, *counts: int) -> None:
@@ -188,7 +193,8 @@ class TelemetryProcess:
         if sum(lost.values()) > before and now - self._lost_warned_at >= 60:
             self._lost_warned_at = now
             log.warning("llm-gateway: %d spans lost so far (%d with the telemetry process's batch queue full, %d in "
-                        "exports that failed)", sum(lost.values()), lost["queue_full"], lost["export_failed"])
+                        "exports that failed, %d dropped from a full spool)", sum(lost.values()), lost["queue_full"],
+                        lost["export_failed"], lost["spool_dropped"])
 
     @property
     def spans_lost(self) -> dict[str, int]:

@@ -55,7 +55,7 @@ class FlowShipper:
         process = self._process
         return {"telemetry": {"destination": process.destination, "process_running": process.running,
                               "backlog_bytes": process.backlog_bytes, "untraced_requests": process.untraced,
-                              "spans_lost": process.spans_lost}}
+                              "spans_lost": process.spans_lost, "spool": process.spool}}
 
     def report(self, report: CallReport) -> None:
         """An MCP call report from an `llm-gateway mcp` wrapper (`POST /_gateway/mcp/calls`)."""

@@ -24,11 +24,15 @@ from llm_gateway.flow import Addon, call_hook, notify_chunk, notify_message
 from llm_gateway.offload.flow_wire import Ended, FlowReplicas, Report, decode
 from llm_gateway.offload.frames import ACK, read_frame
 from llm_gateway.telemetry.setup import Telemetry, configure
+from llm_gateway.telemetry.span_losses import SpanLosses
+from llm_gateway.telemetry.spool import SpoolState
 
 TICK_SECONDS = 1.0
 #: flows that end within this gather into one flush and one acknowledgement: the time, under traffic, for which a
 #: process that is killed may have exported spans it had not acknowledged yet (they are counted as untraced)
 ACK_GATHER_S = 0.25
+#: with no flow ending, how often the tally (spans lost, the spool) is looked at again
+TALLY_EVERY_S = 1.0
 
 
 class Replayer:
@@ -67,24 +71,35 @@ class Replayer:
             call_hook(self.addons, "close")
 
 
+def tally(telemetry: Telemetry) -> tuple[int, ...]:
+    """The counts an acknowledgement carries after the finished flows, in the order of `frames.TALLY`."""
+    losses = telemetry.span_losses or SpanLosses()
+    spool = telemetry.spool.state() if telemetry.spool is not None else SpoolState()
+    return losses.queue_full, losses.export_failed, spool.dropped, spool.spans, spool.bytes, spool.delivered
+
+
 def acknowledge(replayer: Replayer, telemetry: Telemetry, fd: int, stopped: threading.Event) -> None:
     """Writes the count of finished flows to `fd` each time flows have ended: the spans of the flows applied so
-    far are flushed to the exporter first, so a count says that their spans are out."""
-    acked = 0
-    while replayer.flows_ended.wait() and not stopped.is_set():
-        time.sleep(ACK_GATHER_S)
-        replayer.flows_ended.clear()
+    far are flushed to the exporter first, so a count says that their spans are out. Also at least every
+    TALLY_EVERY_S when the tally changed without traffic (a spool sent after an outage)."""
+    acked, told = 0, tally(telemetry)
+    while not stopped.is_set():
+        if replayer.flows_ended.wait(TALLY_EVERY_S):
+            time.sleep(ACK_GATHER_S)
+            replayer.flows_ended.clear()
+        if stopped.is_set():
+            return
         ended = replayer.ended
-        if ended == acked:
+        if ended != acked:
+            telemetry.tracer_provider.force_flush()
+        counts = tally(telemetry)
+        if ended == acked and counts == told:
             continue
-        telemetry.tracer_provider.force_flush()
-        losses = telemetry.span_losses
-        lost = (losses.queue_full, losses.export_failed) if losses is not None else (0, 0)
         try:
-            os.write(fd, ACK.pack(ended, *lost))
+            os.write(fd, ACK.pack(ended, *counts))
         except OSError:  # the gateway is gone
             return
-        acked = ended
+        acked, told = ended, counts
 
 
 def main() -> int:

@@ -31,7 +31,7 @@ from llm_gateway.telemetry.content import content_capture
 from llm_gateway.telemetry.ids import SessionIdGenerator
 from llm_gateway.telemetry.prices import check_price_file
 from llm_gateway.telemetry.span_losses import SpanLosses, WaitingBatchSpanProcessor
-from llm_gateway.telemetry.spool import spool_bytes, spooled
+from llm_gateway.telemetry.spool import SpanSpool, SpoolingSpanExporter, spool_bytes, spooled
 from llm_gateway.telemetry.upstream_spans import http_span_mode, url_without_credentials
 
 log = logging.getLogger("llm_gateway.telemetry")
@@ -57,6 +57,8 @@ class Telemetry:
     logger_provider: LoggerProvider | None = None
     #: spans lost by cause, with `configure(wait_for_room=True)` (the telemetry process)
     span_losses: SpanLosses | None = None
+    #: where spans wait while the trace backend is down (`spool.py`); None when nothing spools
+    spool: SpanSpool | None = None
 
     @property
     def tracer(self) -> trace.Tracer:
@@ -224,8 +226,11 @@ def configure(env: Mapping[str, str] | None = None, *, local: bool = False,
     resource = _resource(env)
     provider = TracerProvider(resource=resource, id_generator=SessionIdGenerator())
     losses = SpanLosses() if wait_for_room else None
+    spool = None
     for name, _ in plan:
         exporter = _span_exporter(name, env)
+        if isinstance(exporter, SpoolingSpanExporter):
+            spool = exporter.spool
         processor = WaitingBatchSpanProcessor(exporter, losses) if losses is not None else BatchSpanProcessor(exporter)
         provider.add_span_processor(processor)
     reader = _metric_reader(env) if plan else None
@@ -233,7 +238,8 @@ def configure(env: Mapping[str, str] | None = None, *, local: bool = False,
     if not env.get("OTEL_PROPAGATORS"):
         # The relay forwards requests byte for byte: no traceparent is added unless the user asks for it.
         set_global_textmap(CompositePropagator([]))
-    return Telemetry(provider, meter_provider, describe(plan), _logger_provider(env, resource, plan), losses)
+    return Telemetry(provider, meter_provider, describe(plan), _logger_provider(env, resource, plan), losses,
+                     spool)
 
 
 def describe(plan: list[tuple[str, str]]) -> str:

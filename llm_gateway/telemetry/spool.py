@@ -80,6 +80,16 @@ class Batch:
     spans: int
 
 
+@dataclass(frozen=True, slots=True)
+class SpoolState:
+    """For `/_gateway/health`: spans and bytes waiting in the spool, spooled spans delivered and dropped."""
+
+    spans: int = 0
+    bytes: int = 0
+    delivered: int = 0
+    dropped: int = 0
+
+
 class SpanSpool:
     """Encoded batches as files in one directory, at most `limit` bytes. Any process may add batches; one at a time
     sends them (`claim`)."""
@@ -88,6 +98,7 @@ class SpanSpool:
         self.directory = directory
         self.limit = limit
         self.dropped = 0  # spans dropped by this process: the spool was full, or the backend refused them
+        self.delivered = 0  # spooled spans this process sent to the backend
         self._numbers = itertools.count()
         self._lock_fd = -1
 
@@ -134,6 +145,16 @@ class SpanSpool:
 
     def remove(self, batch: Batch) -> None:
         (self.directory / batch.name).unlink(missing_ok=True)
+
+    def deliver(self, batch: Batch) -> None:
+        """`batch` reached the backend."""
+        self.remove(batch)
+        self.delivered += batch.spans
+
+    def state(self) -> SpoolState:
+        """What the spool holds now, and what this process delivered from it and dropped."""
+        held = self.batches()
+        return SpoolState(sum(b.spans for b in held), sum(b.size for b in held), self.delivered, self.dropped)
 
     def drop(self, batch: Batch) -> None:
         self.remove(batch)
@@ -246,6 +267,10 @@ class SpoolingSpanExporter(SpanExporter):
     def __repr__(self) -> str:
         return f"SpoolingSpanExporter({self._inner!r}, {self._spool!r})"
 
+    @property
+    def spool(self) -> SpanSpool:
+        return self._spool
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         # One batch at a time (the SDK exports from its own thread and from whoever flushes): a batch that waits
         # here while the one before it fails is spooled after it, not sent or spooled out of order.
@@ -346,7 +371,7 @@ class SpoolingSpanExporter(SpanExporter):
                 if sent is Sent.RETRY:
                     return False
                 if sent is Sent.OK:
-                    self._spool.remove(batch)
+                    self._spool.deliver(batch)
                     self._sent += batch.spans
                 else:
                     self._spool.drop(batch)

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import anthropic
 import orjson
 import pytest
@@ -32,6 +33,22 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLM_GATEWAY_"))}
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # no .pyc written by the gateway may run into a test's file-size limit
     return {**env, **extra}
+
+
+async def telemetry_health(url: str) -> dict:
+    """The `telemetry` part of the gateway's `/_gateway/health`."""
+    async with aiohttp.ClientSession() as client, client.get(url + "/_gateway/health") as response:
+        return (await response.json())["telemetry"]
+
+
+async def telemetry_health_when(url: str, holds: Callable[[dict], bool], within_s: float = 10.0) -> dict:
+    """The first `telemetry_health` that `holds` for (the telemetry process tells its counts a second apart)."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not holds(health := await telemetry_health(url)):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"the gateway's health never became as expected: {health}")
+        await asyncio.sleep(0.2)
+    return health
 
 
 def run_cli(*args: str, env: dict[str, str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

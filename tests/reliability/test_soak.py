@@ -15,11 +15,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from tests.reliability.soak import Agents, SoakUpstream
-from tests.reliability.support import clean_env, cli_process
+from tests.reliability.support import clean_env, cli_process, telemetry_health
 from tests.reliability.traffic import children
 from tests.support.otlp import OTLPReceiver
 from tests.support.servers import closed_port_url, running_upstream
@@ -107,8 +106,7 @@ async def test_a_soak_of_mixed_traffic_leaves_memory_and_descriptors_flat_every_
             while chats.count < agents.tally.total and time.monotonic() < deadline:
                 await asyncio.sleep(0.5)
                 chats.absorb()
-            async with aiohttp.ClientSession() as client, client.get(gateway.url + "/_gateway/health") as answer:
-                health = (await answer.json())["telemetry"]
+            health = await telemetry_health(gateway.url)
             assert await gateway.stop() == 0
     finally:
         await receiver.stop()

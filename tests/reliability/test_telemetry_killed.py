@@ -11,22 +11,15 @@ import signal
 import time
 from pathlib import Path
 
-import aiohttp
-
 from llm_gateway.offload.process import RESTART_AFTER_S
 from llm_gateway.offload.worker import ACK_GATHER_S
-from tests.reliability.support import AnthropicUpstream, clean_env, cli_process
+from tests.reliability.support import AnthropicUpstream, clean_env, cli_process, telemetry_health
 from tests.reliability.traffic import SteadyTraffic, children, percentile
 from tests.support.chat_spans import chat_spans
 from tests.support.otlp import OTLPReceiver
 from tests.support.servers import running_upstream
 
 WARM_UP_S = 3.0
-
-
-async def _health(url: str) -> dict:
-    async with aiohttp.ClientSession() as client, client.get(url + "/_gateway/health") as response:
-        return (await response.json())["telemetry"]
 
 
 async def _child_of(pid: int, other_than: int | None = None, within_s: float = 20.0) -> int:
@@ -56,7 +49,7 @@ async def test_a_telemetry_process_killed_under_traffic_costs_no_call_and_says_w
                 second = await _child_of(gateway.process.pid, other_than=first, within_s=RESTART_AFTER_S + 10)
                 restarted_at = time.monotonic()
                 await asyncio.sleep(3.0)  # traffic that the new process traces
-            health = await _health(gateway.url)
+            health = await telemetry_health(gateway.url)
             assert await gateway.stop() == 0
     finally:
         await receiver.stop()

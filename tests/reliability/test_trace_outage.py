@@ -17,7 +17,7 @@ from statistics import median
 
 import anthropic
 
-from tests.reliability.support import AnthropicUpstream, ask, clean_env, cli_process
+from tests.reliability.support import AnthropicUpstream, ask, clean_env, cli_process, telemetry_health_when
 from tests.reliability.traffic import SteadyTraffic, children, percentile
 from tests.support.chat_spans import chat_spans
 from tests.support.otlp import OTLPReceiver
@@ -83,11 +83,14 @@ async def test_spans_made_during_a_backend_outage_are_delivered_after_it_and_the
                 down_at = time.monotonic()
                 await asyncio.sleep(OUTAGE_S)
                 spooled = _spooled_bytes(state)
+                # /_gateway/health tells what waits in the spool (as of the telemetry process's last count).
+                waiting = (await telemetry_health_when(gateway.url, lambda h: h["spool"]["spans_waiting"] > 0))["spool"]
                 await receiver.start(receiver.port)
                 up_at = time.monotonic()
                 await asyncio.sleep(1.0)
             await _all_arrive(receiver, {f"msg_{i + 1}" for i in range(len(upstream.answers))})
             delivered_after_s = time.monotonic() - up_at
+            health = await telemetry_health_when(gateway.url, lambda h: h["spool"]["spans_waiting"] == 0)
             assert await gateway.stop() == 0
             stderr = gateway.stderr()
     finally:
@@ -111,7 +114,10 @@ async def test_spans_made_during_a_backend_outage_are_delivered_after_it_and_the
     assert {h.get("x-tenant") for h in receiver.trace_headers} == {"acme"}
     assert _spooled_bytes(state) == 0
     assert "cannot take spans; they are spooled to" in stderr
-    assert re.search(r"took the \d+ spans spooled while it was down", stderr), stderr
+    (sent,) = re.findall(r"took the (\d+) spans spooled while it was down", stderr)
+    assert waiting["bytes_waiting"] > 0 and 0 < waiting["spans_waiting"] <= int(sent)
+    assert health["spool"] == {"spans_waiting": 0, "bytes_waiting": 0, "spans_delivered": int(sent)}
+    assert health["spans_lost"] == {"queue_full": 0, "export_failed": 0, "spool_dropped": 0}
     assert "Traceback" not in stderr
 
 
@@ -175,6 +181,7 @@ async def test_past_the_spool_bound_the_oldest_spans_are_dropped_and_counted(tmp
             deadline = time.monotonic() + DELIVERED_WITHIN_S
             while "spooled while it was down" not in gateway.stderr() and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
+            health = await telemetry_health_when(gateway.url, lambda h: h["spool"]["spans_waiting"] == 0)
             assert await gateway.stop() == 0
         finally:
             await receiver.stop()
@@ -189,4 +196,5 @@ async def test_past_the_spool_bound_the_oldest_spans_are_dropped_and_counted(tmp
     (dropped,) = re.findall(r"took the \d+ spans spooled while it was down; (\d+) older ones were dropped",
                             gateway.stderr())
     assert int(dropped) >= 2 * missing  # ... and counted (a chat span and its HTTP span at least, per call)
+    assert health["spans_lost"]["spool_dropped"] == int(dropped)  # ... in /_gateway/health too
     assert "is full (262144 bytes, LLM_GATEWAY_SPOOL_BYTES): dropped the oldest" in gateway.stderr()

@@ -15,7 +15,14 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from llm_gateway.telemetry import TelemetryConfigError, spool
 from llm_gateway.telemetry.setup import export_plan
-from llm_gateway.telemetry.spool import Sent, SpanSpool, SpoolingSpanExporter, spool_bytes, spool_directory
+from llm_gateway.telemetry.spool import (
+    Sent,
+    SpanSpool,
+    SpoolingSpanExporter,
+    SpoolState,
+    spool_bytes,
+    spool_directory,
+)
 
 
 def _spans(*names: str) -> list[ReadableSpan]:
@@ -74,6 +81,7 @@ def test_past_its_limit_the_spool_drops_its_oldest_batches_and_counts_their_span
     assert directory.put(b"e" * 100, 5) == 5  # fits only alone
     assert [(b.size, b.spans) for b in directory.batches()] == [(100, 5)]
     assert directory.dropped == 1 + 4 + 2 + 3
+    assert directory.state() == SpoolState(spans=5, bytes=100, delivered=0, dropped=10)
 
 
 def test_one_process_at_a_time_sends_from_a_spool_directory(tmp_path: Path):
@@ -111,6 +119,7 @@ def test_batches_made_while_the_backend_is_down_are_sent_after_it_in_order(tmp_p
         for name in "bcd":
             assert exporter.export(_spans(name)) is SpanExportResult.SUCCESS  # spooled
         assert len(list(tmp_path.glob("*.otlp"))) == 3
+        assert exporter.spool.state().spans == 3
         backend.up = True
         assert exporter.export(_spans("e")) is SpanExportResult.SUCCESS  # behind the spooled ones
         _wait(lambda: len(backend.received) == 5)
@@ -119,6 +128,7 @@ def test_batches_made_while_the_backend_is_down_are_sent_after_it_in_order(tmp_p
         exporter.shutdown()
     assert backend.received == [["a"], ["b"], ["c"], ["d"], ["e"], ["f"]]
     assert list(tmp_path.glob("*.otlp")) == []
+    assert exporter.spool.state() == SpoolState(spans=0, bytes=0, delivered=4, dropped=0)  # b-e went by the spool
 
 
 def test_what_was_spooled_at_shutdown_is_sent_by_the_next_start_unasked(tmp_path: Path):

@@ -107,7 +107,8 @@ async def test_the_telemetry_process_runs_last_in_line_and_survives_an_interrupt
         assert await send_recorded(gateway.url, EXCHANGE) == (EXCHANGE.response.status, EXCHANGE.response.body)
         assert await _health(gateway) == {"destination": f"otlp {receiver.endpoint}/v1/traces",
                                           "process_running": True, "backlog_bytes": 0, "untraced_requests": 0,
-                                          "spans_lost": {"queue_full": 0, "export_failed": 0}}
+                                          "spans_lost": {"queue_full": 0, "export_failed": 0, "spool_dropped": 0},
+                                          "spool": {"spans_waiting": 0, "bytes_waiting": 0, "spans_delivered": 0}}
     assert child.returncode == 0  # it ended when the gateway closed its pipe, after flushing
     assert len(chat_spans(receiver.spans)) == 2
     assert {h.get("x-tenant") for h in receiver.trace_headers} == {"acme"}  # OTEL_* of the gateway's env
