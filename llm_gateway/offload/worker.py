@@ -83,12 +83,11 @@ def acknowledge(replayer: Replayer, telemetry: Telemetry, fd: int, stopped: thre
     far are flushed to the exporter first, so a count says that their spans are out. Also at least every
     TALLY_EVERY_S when the tally changed without traffic (a spool sent after an outage)."""
     acked, told = 0, tally(telemetry)
-    while not stopped.is_set():
-        if replayer.flows_ended.wait(TALLY_EVERY_S):
-            time.sleep(ACK_GATHER_S)
-            replayer.flows_ended.clear()
-        if stopped.is_set():
+    while True:
+        flows_ended = replayer.flows_ended.wait(TALLY_EVERY_S)
+        if stopped.is_set() or (flows_ended and stopped.wait(ACK_GATHER_S)):
             return
+        replayer.flows_ended.clear()
         ended = replayer.ended
         if ended != acked:
             telemetry.tracer_provider.force_flush()
