@@ -23,7 +23,7 @@ from llm_gateway.flow import call_hook
 from llm_gateway.mcp.endpoint import GatewayEndpoints
 from llm_gateway.offload import FlowShipper, TelemetryProcess
 from llm_gateway.proxy import CAError, ForwardProxy, ProxyServer
-from llm_gateway.proxy.ca import CA_CERT, ENV_CA_DIR
+from llm_gateway.proxy.ca_files import CA_CERT, ENV_CA_DIR
 from llm_gateway.proxy.intercept import ENV_INTERCEPT
 from llm_gateway.relay import Relay
 from llm_gateway.routing import Router

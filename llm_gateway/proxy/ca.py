@@ -15,8 +15,6 @@ import secrets
 import socket
 import ssl
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -24,11 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-ENV_CA_DIR = "LLM_GATEWAY_CA_DIR"
-DEFAULT_CA_DIR = "~/.llm-gateway"
-CA_CERT = "ca.pem"
-CA_KEY = "ca-key.pem"
-CA_BUNDLE = "ca-bundle.pem"  # the system roots plus the gateway's CA, for SSL_CERT_FILE / REQUESTS_CA_BUNDLE
+from llm_gateway.proxy.ca_files import CAError, CAFiles, system_roots, write_atomic
 
 CA_VALID_DAYS = 3650
 # Apple platforms refuse server certificates valid for more than 825 days, whoever issued them.
@@ -37,40 +31,6 @@ LEAF_VALID_DAYS = 365
 BACKDATE = datetime.timedelta(days=1)
 #: Leaf SSL contexts kept; past this the cache starts over (a new host costs about a millisecond).
 MAX_CACHED_HOSTS = 1024
-
-# Where the system's root bundle lives, for ca-bundle.pem: OpenSSL's own idea first, then the usual places
-# (Debian/Ubuntu, Fedora/RHEL, macOS/Alpine/BSD), then certifi when installed.
-_SYSTEM_BUNDLES = (
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/cert.pem",
-)
-
-
-class CAError(OSError):
-    """The CA directory cannot be read or written; the message names the path."""
-
-
-def ca_dir(env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    return Path(env.get(ENV_CA_DIR) or DEFAULT_CA_DIR).expanduser()
-
-
-@dataclass(frozen=True, slots=True)
-class CAFiles:
-    directory: Path
-
-    @property
-    def cert(self) -> Path:
-        return self.directory / CA_CERT
-
-    @property
-    def key(self) -> Path:
-        return self.directory / CA_KEY
-
-    @property
-    def bundle(self) -> Path:
-        return self.directory / CA_BUNDLE
 
 
 class CertificateAuthority:
@@ -173,30 +133,8 @@ class CertificateAuthority:
         roots = system_roots(exclude=self.files.bundle)
         if roots is None:
             return None
-        _write_atomic(self.files.bundle, roots.rstrip(b"\n") + b"\n" + self.cert_pem, 0o644)
+        write_atomic(self.files.bundle, roots.rstrip(b"\n") + b"\n" + self.cert_pem, 0o644)
         return self.files.bundle
-
-
-def system_roots(exclude: Path | None = None) -> bytes | None:
-    """The PEM text of the system's root certificates, or None."""
-    candidates = [ssl.get_default_verify_paths().openssl_cafile, *_SYSTEM_BUNDLES]
-    try:
-        import certifi
-
-        candidates.append(certifi.where())
-    except ImportError:
-        pass
-    for candidate in candidates:
-        path = Path(candidate)
-        if exclude is not None and path.exists() and exclude.exists() and path.samefile(exclude):
-            continue
-        try:
-            text = path.read_bytes()
-        except OSError:
-            continue
-        if b"-----BEGIN CERTIFICATE-----" in text:
-            return text
-    return None
 
 
 def _create(files: CAFiles) -> None:
@@ -222,20 +160,8 @@ def _create(files: CAFiles) -> None:
         .sign(key, hashes.SHA256())
     )
     # Key first: a cert without its key is never left behind to be mistaken for a usable CA.
-    _write_atomic(files.key, _key_pem(key), 0o600)
-    _write_atomic(files.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(files.key, _key_pem(key), 0o600)
+    write_atomic(files.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

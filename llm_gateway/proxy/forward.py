@@ -9,11 +9,15 @@ import ssl
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llm_gateway.config import DEFAULT_HOST, Settings
-from llm_gateway.proxy.ca import CertificateAuthority, ca_dir
+from llm_gateway.proxy.ca_files import ca_dir
 from llm_gateway.proxy.connect import BadConnect, Target, parse_authority
 from llm_gateway.proxy.intercept import ADDED, ENV_INTERCEPT, InterceptList, ProxiedHost
+
+if TYPE_CHECKING:
+    from llm_gateway.proxy.ca import CertificateAuthority
 
 log = logging.getLogger("llm_gateway.proxy")
 
@@ -49,6 +53,10 @@ class ForwardProxy:
 
     def ca(self) -> CertificateAuthority:
         if self._ca is None:
+            # `cryptography` is loaded here, on the first intercepted CONNECT: a gateway used only as a base URL
+            # never holds it (some 10 MiB)
+            from llm_gateway.proxy.ca import CertificateAuthority
+
             self._ca = CertificateAuthority.load_or_create(self.ca_dir)
         return self._ca
 

@@ -26,7 +26,7 @@ import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from llm_gateway.proxy.ca import CAError
+from llm_gateway.proxy.ca_files import CAError
 from llm_gateway.proxy.connect import BadConnect, Target, read_connect, starts_connect
 from llm_gateway.proxy.forward import ForwardProxy
 from llm_gateway.proxy.intercept import ProxiedHost

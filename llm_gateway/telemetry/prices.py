@@ -71,8 +71,10 @@ def usable_price_table(env: Mapping[str, str]) -> PriceTable:
 
 
 def check_price_file(env: Mapping[str, str]) -> None:
-    """Read `LLM_GATEWAY_PRICES` as the telemetry process will; raises PriceFileError when it cannot be used."""
-    price_table(env)
+    """Read `LLM_GATEWAY_PRICES` as the telemetry process will; raises PriceFileError when it cannot be used.
+    Without a file nothing is loaded: the relay's process has no use for the bundled table (25 MiB)."""
+    if env.get(ENV_PRICES, "").strip():
+        price_table(env)
 
 
 @functools.cache  # serve checks, then the telemetry addons load: one read per process

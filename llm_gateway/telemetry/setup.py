@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from opentelemetry import _logs as otel_logs
@@ -18,13 +19,15 @@ from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
 from opentelemetry.propagate import set_global_textmap
 from opentelemetry.propagators.composite import CompositePropagator
-from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter, LogRecordExporter
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+if TYPE_CHECKING:  # the metrics and logs SDKs are imported where a pipeline is built: the relay never needs them
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import LogRecordExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricReader
 
 from llm_gateway import __version__
 from llm_gateway.telemetry.content import content_capture
@@ -183,6 +186,7 @@ def _metric_reader(env: Mapping[str, str]) -> MetricReader | None:
     if exporter_name == "none" or not (generic or specific or exporter_name == "otlp"):
         return None
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
     endpoint = specific or (generic.rstrip("/") + "/v1/metrics" if generic else None)
     return PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=endpoint))
@@ -196,6 +200,8 @@ def _logs_endpoint(env: Mapping[str, str]) -> str:
 
 def _log_exporter(name: str, env: Mapping[str, str]) -> LogRecordExporter:
     if name == "console":
+        from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
+
         return ConsoleLogRecordExporter()
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
@@ -207,6 +213,9 @@ def _logger_provider(env: Mapping[str, str], resource: Resource, plan: list[tupl
     asks for them: otherwise no logs pipeline is built."""
     if not plan or not content_capture(env).on_events or env.get("OTEL_LOGS_EXPORTER", "").strip() == "none":
         return None
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
     provider = LoggerProvider(resource=resource)
     for name, _ in plan:
         provider.add_log_record_processor(BatchLogRecordProcessor(_log_exporter(name, env)))
@@ -234,7 +243,11 @@ def configure(env: Mapping[str, str] | None = None, *, local: bool = False,
         processor = WaitingBatchSpanProcessor(exporter, losses) if losses is not None else BatchSpanProcessor(exporter)
         provider.add_span_processor(processor)
     reader = _metric_reader(env) if plan else None
-    meter_provider = MeterProvider(resource=resource, metric_readers=[reader]) if reader else None
+    meter_provider = None
+    if reader is not None:
+        from opentelemetry.sdk.metrics import MeterProvider
+
+        meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
     if not env.get("OTEL_PROPAGATORS"):
         # The relay forwards requests byte for byte: no traceparent is added unless the user asks for it.
         set_global_textmap(CompositePropagator([]))

@@ -27,7 +27,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -282,6 +281,9 @@ class SpoolingSpanExporter(SpanExporter):
             if self._inner.export(spans) is SpanExportResult.SUCCESS:
                 return SpanExportResult.SUCCESS
             self._went_down()
+        # Imported at the first batch spooled: the relay, which builds no exporter, never loads the encoder.
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
         try:
             dropped = self._spool.put(encode_spans(spans).SerializePartialToString(), len(spans))
         except OSError as exc:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from llm_gateway.proxy.ca import CAError, CertificateAuthority, ca_dir, system_roots
+from llm_gateway.proxy.ca import CertificateAuthority
+from llm_gateway.proxy.ca_files import CAError, ca_dir, system_roots
 
 
 def handshake(server: ssl.SSLContext, client: ssl.SSLContext, server_hostname: str | None,
