@@ -8,6 +8,7 @@ in `server.address`. A host is never a provider name.
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import urlsplit
 
 #: (host suffix, gen_ai.provider.name); a host matches its suffix exactly or as a subdomain. The names are the
@@ -32,6 +33,7 @@ _HOSTS = (
 _FOUNDRY_HOSTS = ("services.ai.azure.com", "models.ai.azure.com")
 
 
+@functools.lru_cache(maxsize=256)  # twice per model call, with the few upstream URLs a gateway has
 def vendor_for_host(url: str, path: str = "") -> str | None:
     """The well-known provider name the upstream base `url` (and the request `path`) tells, or None."""
     host = (urlsplit(url).hostname or "").lower()
