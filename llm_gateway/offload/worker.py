@@ -23,6 +23,8 @@ from llm_gateway.addons import default_addons
 from llm_gateway.flow import Addon, call_hook, notify_chunk, notify_message
 from llm_gateway.offload.flow_wire import Ended, FlowReplicas, Report, decode
 from llm_gateway.offload.frames import ACK, read_frame
+from llm_gateway.offload.memory import QUIET_S, MemoryReleaser
+from llm_gateway.telemetry.session_spans import session_idle_seconds
 from llm_gateway.telemetry.setup import Telemetry, configure
 from llm_gateway.telemetry.span_losses import SpanLosses
 from llm_gateway.telemetry.spool import SpoolState
@@ -43,10 +45,12 @@ class Replayer:
         self.lock = threading.Lock()
         self._replicas = FlowReplicas()
         self.ended = 0  # `Ended` messages applied
+        self.last_applied = time.monotonic()
         self.flows_ended = threading.Event()
 
     def apply(self, batch: list[tuple]) -> None:
         with self.lock:
+            self.last_applied = time.monotonic()
             for message in decode(batch):
                 if isinstance(message, Report):  # an MCP call report, for the addon that has `report`
                     call_hook(self.addons, "report", message.report)
@@ -115,9 +119,13 @@ def main() -> int:
     replayer = Replayer(default_addons(env, tracing=telemetry, relaying=False))
     stopped = threading.Event()
 
+    # Memory back to the system a moment after traffic paused, and again once the sessions it opened ended idle.
+    releaser = MemoryReleaser((QUIET_S, session_idle_seconds(env) + 2 * TICK_SECONDS))
+
     def tick_forever() -> None:
         while not stopped.wait(TICK_SECONDS):
-            replayer.tick()
+            replayer.tick()  # idle sessions end
+            releaser.tick(replayer.last_applied)
 
     ticker = threading.Thread(target=tick_forever, name="llm-gateway-ticks", daemon=True)
     ticker.start()

@@ -75,6 +75,11 @@ MODELS = "llm_gateway.models"
 REDACTED_PATH = "[redacted]"
 
 
+def session_idle_seconds(env: Mapping[str, str]) -> float:
+    """LLM_GATEWAY_SESSION_IDLE_SECONDS: how long a session may be quiet before it ends (300 s by default)."""
+    return float(env.get(ENV_IDLE_SECONDS) or 300)
+
+
 class SessionSpans:
     """Addon (`tick`, `close`) and the span builder the chat and MCP spans share (see the module docstring)."""
 
@@ -89,7 +94,7 @@ class SessionSpans:
         """`on_finished` is called with each finished session (the demo); LLM_GATEWAY_PRINT=tree prints them."""
         self._tracer = tracer
         self._capture = capture
-        idle = float(env.get(ENV_IDLE_SECONDS) or 300)
+        idle = session_idle_seconds(env)
         if on_finished is None and env.get(ENV_PRINT, "").lower() == "tree":
             on_finished = _print_tree
         self._on_finished = on_finished
