@@ -20,7 +20,7 @@ from yarl import URL
 
 from llm_gateway import __version__
 from llm_gateway.config import Settings
-from llm_gateway.flow import Addon, Flow, call_hook, notify_chunk, notify_message
+from llm_gateway.flow import Addon, Flow, call_hook, finish, notify_chunk, notify_message
 from llm_gateway.protocols.base import Opcode, SocketMessage
 from llm_gateway.proxy.connect import BadConnect
 from llm_gateway.proxy.forward import ForwardProxy
@@ -294,8 +294,7 @@ class Relay:
             else:
                 upstream.close()  # the upstream sees the cancel at once
         flow.ended_ns = time.time_ns()
-        if self.addons:
-            call_hook(self.addons, "done", flow)
+        finish(self.addons, flow)
         return response
 
     def _upstream_failed(self, flow: Flow, status: int, cause: str, exc: BaseException) -> web.Response:
@@ -317,8 +316,7 @@ class Relay:
         flow.ended_ns = time.time_ns()
         flow.error = cause
         flow.error_message = message
-        if self.addons:
-            call_hook(self.addons, "error", flow)
+        finish(self.addons, flow)
 
     async def _relay_websocket(self, request: web.BaseRequest, route: Route) -> web.StreamResponse:
         """Relay a WebSocket: the upgrade, then messages both ways, unchanged and in order, until a close.
@@ -402,8 +400,7 @@ class Relay:
                 self._fail(flow, "upstream_stream_cut", "the upstream went away without closing the WebSocket")
         elif flow.ended_ns is None:
             flow.ended_ns = time.time_ns()
-            if self.addons:
-                call_hook(self.addons, "done", flow)
+            finish(self.addons, flow)
 
 
 class _End(enum.Enum):

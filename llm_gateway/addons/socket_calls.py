@@ -16,7 +16,7 @@ from typing import Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from llm_gateway.flow import Addon, Flow, call_hook, model_call, notify_chunk, observe_messages
+from llm_gateway.flow import Addon, Flow, call_hook, finish, model_call, notify_chunk, observe_messages
 from llm_gateway.protocols.base import SocketMessage
 from llm_gateway.protocols.responses_socket import CallBody, CallEnd, CallRequest, CallResponse, SocketEvent
 
@@ -90,4 +90,4 @@ class SocketCalls:
                 case CallEnd(call=number, error=error, message=message):
                     call = socket.calls.pop(number)
                     call.ended_ns, call.error, call.error_message = at_ns, error, message
-                    call_hook(self._addons, "error" if error else "done", call)
+                    finish(self._addons, call)

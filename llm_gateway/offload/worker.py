@@ -13,6 +13,7 @@ untraced with it, and the gateway counts them.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -20,7 +21,7 @@ import threading
 import time
 
 from llm_gateway.addons import default_addons
-from llm_gateway.flow import Addon, call_hook, notify_chunk, notify_message
+from llm_gateway.flow import Addon, call_hook, finish, notify_chunk, notify_message
 from llm_gateway.offload.flow_wire import Ended, FlowReplicas, Report, decode
 from llm_gateway.offload.frames import ACK, read_frame
 from llm_gateway.offload.memory import QUIET_S, MemoryReleaser
@@ -63,6 +64,8 @@ class Replayer:
                         notify_chunk(flow.chunk_observers or (), *args)
                     elif hook == "message":
                         notify_message(flow.message_observers or (), *args)
+                    elif hook in ("done", "error"):
+                        finish(self.addons, flow)
                     else:
                         call_hook(self.addons, hook, flow)
 
@@ -117,6 +120,9 @@ def main() -> int:
     if telemetry is None:
         return 0
     replayer = Replayer(default_addons(env, tracing=telemetry, relaying=False))
+    # What start-up made (the SDK, the adapters, the price table: most of the heap) lives as long as the process:
+    # out of the cyclic collector's passes, which then cost what the open sessions hold, not all of that too.
+    gc.freeze()
     stopped = threading.Event()
 
     # Memory back to the system a moment after traffic paused, and again once the sessions it opened ended idle.
