@@ -64,7 +64,8 @@ class ReplayUpstream:
     def __init__(self, fixtures: Sequence[Fixture], *, speed: float = 0.0, host: str = "127.0.0.1",
                  port: int = 0) -> None:
         # speed 0: no delays at all; 1: the recorded timing; N: N times faster
-        self._pending: list[tuple[str, Exchange]] = [(f.name, ex) for f in fixtures for ex in f.exchanges]
+        self._pending: list[tuple[str, Exchange]] = []
+        self.expect(fixtures)
         self._speed = speed
         self._host = host
         self._port = port
@@ -77,6 +78,10 @@ class ReplayUpstream:
     @property
     def url(self) -> str:
         return f"http://{self._host}:{self.port}"
+
+    def expect(self, fixtures: Sequence[Fixture]) -> None:
+        """Queue the exchanges of more fixtures to answer: one upstream serves a run of tests."""
+        self._pending += [(f.name, ex) for f in fixtures for ex in f.exchanges]
 
     async def start(self) -> ReplayUpstream:
         self._runner = web.ServerRunner(web.Server(self._handle), handle_signals=False)

@@ -1,27 +1,37 @@
 """Every recorded exchange through the traced gateway with a raw client: the bytes arrive as recorded, and a model
 call gives exactly one chat span whose response attributes are those of the record the adapter builds sans-IO from
-the same exchange. This checks relay -> addon -> span for every recording, chunked as the replay sends it."""
+the same exchange. This checks relay -> addon -> span for every recording, chunked as the replay sends it.
+
+The model calls go through one traced gateway per capture mode, kept for the module (a gateway per exchange spent
+most of each test starting and stopping its telemetry process); what else the recordings hold gets a gateway of its
+own, whose stop flushes everything, so that "no span at all" can be seen."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import pytest_asyncio
 from multidict import CIMultiDict
 from yarl import URL
 
 from llm_gateway.config import Settings
 from llm_gateway.protocols.exchange import ChatRecord
 from llm_gateway.recordings import Exchange, Fixture, fixture_files, header, load
-from llm_gateway.routing import Router, adapter_for
+from llm_gateway.recordings.replay import ReplayUpstream
+from llm_gateway.routing import UPSTREAM_NAMES, Router, adapter_for
+from llm_gateway.server import Gateway
 from llm_gateway.telemetry.chat_attributes import USAGE_CACHE_WRITE
 from tests.support import FIXTURES
 from tests.support.chat_spans import chat_spans
 from tests.support.exchanges import send_recorded
-from tests.support.otlp import OTLPReceiver
+from tests.support.otlp import OTLPReceiver, ReceivedSpan
 from tests.support.records import run_exchange
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 # RequestParams fields that are `gen_ai.request.{field}` as they are
 _PARAMS = ("temperature", "top_p", "top_k", "max_tokens", "stop_sequences", "seed", "frequency_penalty",
@@ -86,21 +96,81 @@ def _content_view(record: ChatRecord) -> dict[str, Any]:
     }
 
 
+def _env(receiver: OTLPReceiver, capture: bool) -> dict[str, str]:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_SERVICE_NAME": "llm-gateway-test",
+           "OTEL_BSP_SCHEDULE_DELAY": "50"}
+    if capture:
+        env["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "true"
+    return env
+
+
+class Shared:
+    """A receiver, a replay upstream that is told each test's exchange, and a traced gateway per capture mode."""
+
+    def __init__(self, receiver: OTLPReceiver, upstream: ReplayUpstream, gateways: dict[bool, Gateway]) -> None:
+        self.receiver = receiver
+        self.upstream = upstream
+        self.gateways = gateways
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def shared() -> AsyncIterator[Shared]:
+    receiver = await OTLPReceiver().start()
+    upstream = await ReplayUpstream([]).start()
+    settings = Settings(port=0, upstreams=dict.fromkeys(UPSTREAM_NAMES, upstream.url))
+    gateways: dict[bool, Gateway] = {}
+    try:
+        for capture in (False, True):
+            gateways[capture] = await Gateway.start(settings, _env(receiver, capture))
+        yield Shared(receiver, upstream, gateways)
+    finally:
+        for gateway in gateways.values():
+            await gateway.stop()
+        await upstream.stop()
+        await receiver.stop()
+
+
+async def _untraced_alone(path: Path, exchange: Exchange, capture: bool) -> None:
+    """Not a model call: through a gateway of its own, whose stop flushes every span, none is made."""
+    receiver = await OTLPReceiver().start()
+    try:
+        async with ReplayUpstream([Fixture([exchange], name=path.stem)]) as upstream:
+            settings = Settings(port=0, upstreams=dict.fromkeys(UPSTREAM_NAMES, upstream.url))
+            gateway = await Gateway.start(settings, _env(receiver, capture))
+            try:
+                status, body = await send_recorded(gateway.url, exchange)
+            finally:
+                await gateway.stop()
+        assert (status, body) == (exchange.response.status, exchange.response.body)
+        assert [r.body for r in upstream.requests] == [exchange.request.body]
+        assert receiver.spans == []  # relayed untraced: no chat span, and no stray HTTP span either
+    finally:
+        await receiver.stop()
+
+
+def _its_spans(spans: list[ReceivedSpan]) -> bool:
+    """The chat span of the one call sent and the HTTP span under it have arrived."""
+    return any(s.parent_id == chat.span_id for chat in chat_spans(spans) for s in spans)
+
+
 @pytest.mark.parametrize("capture", [False, True], ids=["plain", "capture"])
 @pytest.mark.parametrize(("path", "index"), _exchanges())
 async def test_recorded_exchange_relayed_whole_gives_the_adapters_chat_span(
-    traced_gateway, receiver: OTLPReceiver, path: Path, index: int, capture: bool
+    shared: Shared, path: Path, index: int, capture: bool
 ) -> None:
     exchange = load(path).exchanges[index]
-    async with traced_gateway([Fixture([exchange], name=path.stem)], capture=capture) as (gateway, upstream):
-        status, body = await send_recorded(gateway.url, exchange)
-    assert (status, body) == (exchange.response.status, exchange.response.body)
-    assert len(upstream.requests) == 1 and upstream.requests[0].body == exchange.request.body
-
-    spans = receiver.spans  # gateway.stop() flushed everything
     if not _is_model_call(exchange):
-        assert spans == []  # relayed untraced: no chat span, and no stray HTTP span either
+        await _untraced_alone(path, exchange, capture)
         return
+    receiver, upstream = shared.receiver, shared.upstream
+    receiver.spans.clear()  # the calls before this one were waited for; spans of their turns may still come
+    upstream.expect([Fixture([exchange], name=path.stem)])
+    sent_before = len(upstream.requests)
+    status, body = await send_recorded(shared.gateways[capture].url, exchange)
+    assert (status, body) == (exchange.response.status, exchange.response.body)
+    assert len(upstream.requests) == sent_before + 1 and upstream.requests[-1].body == exchange.request.body
+
+    spans = await receiver.wait_for(_its_spans)
     (span,) = chat_spans(spans)
     request = exchange.request
     route = Router(Settings()).resolve(request.method, request.path, CIMultiDict(request.headers))
