@@ -202,6 +202,12 @@ class TelemetryProcess:
         return {cause: self._spans_lost_before[cause] + self._spans_lost[cause] for cause in SPAN_LOSS_CAUSES}
 
     @property
+    def unacknowledged_flows(self) -> int:
+        """Flows that ended and went to the running process, whose spans it has not yet said are out: how far
+        tracing trails the traffic, and at most how many would be counted untraced, though traced, if it died now."""
+        return self._ended - self._acked
+
+    @property
     def backlog_bytes(self) -> int:
         return len(self._out)
 

@@ -54,7 +54,9 @@ class FlowShipper:
         """For `GET /_gateway/health`: is tracing keeping up?"""
         process = self._process
         return {"telemetry": {"destination": process.destination, "process_running": process.running,
-                              "backlog_bytes": process.backlog_bytes, "untraced_requests": process.untraced,
+                              "backlog_bytes": process.backlog_bytes,
+                              "unacknowledged_flows": process.unacknowledged_flows,
+                              "untraced_requests": process.untraced,
                               "spans_lost": process.spans_lost, "spool": process.spool}}
 
     def report(self, report: CallReport) -> None:

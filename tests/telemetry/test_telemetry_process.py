@@ -18,6 +18,7 @@ from llm_gateway.offload import flow_wire, process
 from llm_gateway.offload.flow_wire import FlowReplicas
 from llm_gateway.recordings import Fixture, load
 from llm_gateway.routing import Router
+from tests.reliability.support import telemetry_health_when
 from tests.support import FIXTURES
 from tests.support.chat_spans import chat_spans
 from tests.support.exchanges import exchange_with, send_recorded
@@ -105,8 +106,11 @@ async def test_the_telemetry_process_runs_last_in_line_and_survives_an_interrupt
         assert await send_recorded(gateway.url, EXCHANGE) == (EXCHANGE.response.status, EXCHANGE.response.body)
         os.kill(child.pid, signal.SIGINT)  # a Ctrl-C reaches the whole process group
         assert await send_recorded(gateway.url, EXCHANGE) == (EXCHANGE.response.status, EXCHANGE.response.body)
-        assert await _health(gateway) == {"destination": f"otlp {receiver.endpoint}/v1/traces",
-                                          "process_running": True, "backlog_bytes": 0, "untraced_requests": 0,
+        # (once the process has said that the two calls' spans are out)
+        health = await telemetry_health_when(gateway.url, lambda h: h["unacknowledged_flows"] == 0)
+        assert health == {"destination": f"otlp {receiver.endpoint}/v1/traces",
+                                          "process_running": True, "backlog_bytes": 0, "unacknowledged_flows": 0,
+                                          "untraced_requests": 0,
                                           "spans_lost": {"queue_full": 0, "export_failed": 0, "spool_dropped": 0},
                                           "spool": {"spans_waiting": 0, "bytes_waiting": 0, "spans_delivered": 0}}
     assert child.returncode == 0  # it ended when the gateway closed its pipe, after flushing
