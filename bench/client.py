@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
+import ssl
 import time
 from dataclasses import dataclass, field
 
@@ -189,6 +191,40 @@ class ResponseParser:
         self._state = _State.DONE
 
 
+@dataclass(frozen=True, slots=True)
+class Tls:
+    """HTTPS to `server_name` (port 443), trusting `ca_file`. With `connect`, the address connected to is a forward
+    proxy: an HTTP CONNECT tunnel is opened through it first, and TLS runs inside the tunnel."""
+
+    server_name: str
+    ca_file: str
+    connect: bool = False
+
+
+@functools.cache
+def _client_context(ca_file: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_file)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+class _ConnectReply(asyncio.Protocol):
+    """The connection before TLS: collects the proxy's answer to CONNECT (a head with no body)."""
+
+    def __init__(self) -> None:
+        self.head: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._buf = b""
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        if b"\r\n\r\n" in self._buf and not self.head.done():
+            self.head.set_result(self._buf)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.head.done():
+            self.head.set_exception(ConnectionError(f"the proxy closed the connection during CONNECT ({exc!r})"))
+
+
 class Connection(asyncio.Protocol):
     """One keep-alive connection; `exchange()` sends a request and waits for its whole response."""
 
@@ -199,9 +235,26 @@ class Connection(asyncio.Protocol):
         self.closed = True
 
     @classmethod
-    async def open(cls, host: str, port: int) -> Connection:
+    async def open(cls, host: str, port: int, tls: Tls | None = None) -> Connection:
         loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_connection(cls, host, port)
+        if tls is None:
+            _, protocol = await loop.create_connection(cls, host, port)
+            return protocol
+        raw, reply = await loop.create_connection(_ConnectReply, host, port)
+        protocol = cls()
+        try:
+            if tls.connect:
+                raw.write(wire.connect_request(tls.server_name, wire.HTTPS_PORT))
+                head = await asyncio.wait_for(reply.head, 10)
+                if head.split(b" ", 2)[1:2] != [b"200"] or not head.endswith(b"\r\n\r\n"):
+                    raise ConnectionError(f"CONNECT refused: {head[:200]!r}")
+            secured = await loop.start_tls(raw, protocol, _client_context(tls.ca_file),
+                                           server_hostname=tls.server_name)
+        except BaseException:
+            raw.close()
+            raise
+        assert secured is not None
+        protocol.connection_made(secured)
         return protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -280,14 +333,16 @@ class Client:
     host: str
     port: int
     path: str
+    tls: Tls | None = None
     _conn: Connection | None = None
 
     async def send(self, body: bytes, *, sse: bool = False, timeout: float | None = 30.0) -> Exchange:
-        request = wire.http_request(self.host, self.port, self.path, body)
+        authority = (self.tls.server_name, wire.HTTPS_PORT) if self.tls else (self.host, self.port)
+        request = wire.http_request(*authority, self.path, body)
         reused = self._conn is not None and not self._conn.closed
         if not reused:
             try:
-                self._conn = await Connection.open(self.host, self.port)
+                self._conn = await Connection.open(self.host, self.port, self.tls)
             except OSError as exc:
                 return Exchange(error=f"connect failed: {exc}")
         assert self._conn is not None

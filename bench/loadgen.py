@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from bench import proc, wire
-from bench.client import Client, Connection, Exchange
+from bench.client import Client, Exchange, Tls
 from bench.stats import summarize
 
 NS_PER_MS = 1e-6
@@ -36,13 +36,22 @@ class Target:
     host: str
     port: int
     path: str
+    tls: Tls | None = None  # HTTPS, perhaps through the target as a forward proxy
 
     @classmethod
     def of(cls, spec: dict[str, Any]) -> Target:
-        return cls(spec["name"], spec["host"], spec["port"], spec["path"])
+        tls = Tls(**spec["tls"]) if spec.get("tls") else None
+        return cls(spec["name"], spec["host"], spec["port"], spec["path"], tls)
 
     def client(self) -> Client:
-        return Client(self.host, self.port, self.path)
+        return Client(self.host, self.port, self.path, self.tls)
+
+    @property
+    def url(self) -> str:
+        if self.tls is None:
+            return f"http://{self.host}:{self.port}{self.path}"
+        via = f" via the proxy {self.host}:{self.port}" if self.tls.connect else f" at {self.host}:{self.port}"
+        return f"https://{self.tls.server_name}{self.path}{via}"
 
 
 @dataclass(slots=True)
@@ -214,22 +223,12 @@ class StallSettings:
     stall_ms: float  # an arrival gap this much longer than the upstream's gap is a stall
 
 
-@dataclass(slots=True)
-class _StreamRun:
-    exchange: Exchange | None = None
-    error: str | None = None
-
-
-async def _slow_stream(target: Target, body: bytes, timeout: float) -> _StreamRun:
+async def _slow_stream(target: Target, body: bytes, timeout: float) -> Exchange:
+    client = target.client()  # a connection of its own
     try:
-        conn = await Connection.open(target.host, target.port)
-    except OSError as exc:
-        return _StreamRun(error=f"connect failed: {exc}")
-    try:
-        request = wire.http_request(target.host, target.port, target.path, body)
-        return _StreamRun(await conn.exchange(request, sse=True, timeout=timeout))
+        return await client.send(body, sse=True, timeout=timeout)
     finally:
-        conn.close()
+        client.close()
 
 
 async def stall_level(target: Target, level: int, settings: StallSettings, rss_pid: int | None) -> dict:
@@ -240,7 +239,7 @@ async def stall_level(target: Target, level: int, settings: StallSettings, rss_p
     timeout = 2 * ramp_s + settings.hold_s + 20
     rss_idle = proc.tree_rss_kib(rss_pid) if rss_pid else None
     started = time.monotonic()
-    tasks: list[asyncio.Task[_StreamRun]] = []
+    tasks: list[asyncio.Task[Exchange]] = []
     for index in range(level):
         tasks.append(asyncio.create_task(_slow_stream(target, body, timeout)))
         due = started + (index + 1) / settings.ramp_per_s
@@ -260,7 +259,7 @@ async def stall_level(target: Target, level: int, settings: StallSettings, rss_p
 
 
 def _level_outcome(
-    level: int, chunks: int, runs: Sequence[_StreamRun], ramp_end_ns: int, settings: StallSettings
+    level: int, chunks: int, runs: Sequence[Exchange], ramp_end_ns: int, settings: StallSettings
 ) -> dict:
     failures = _Failures()
     excess_ramp: list[int] = []
@@ -268,15 +267,9 @@ def _level_outcome(
     ttfb: list[int] = []
     stalled = 0
     stall_ns = settings.stall_ms * 1e6
-    for run in runs:
-        exchange = run.exchange
-        if exchange is None or not exchange.ok or len(exchange.events) != chunks:
-            failures.count += 1
-            if failures.first is None:
-                failures.first = run.error or (
-                    f"status {exchange.status}, {len(exchange.events)}/{chunks} events, {exchange.error}"
-                    if exchange else "no exchange"
-                )
+    for exchange in runs:
+        if not exchange.ok or len(exchange.events) != chunks:
+            failures.add(exchange, f"{len(exchange.events)}/{chunks} events, ")
             continue
         events = exchange.events
         ttfb.append(exchange.ttfb_ns)

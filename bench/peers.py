@@ -1,5 +1,7 @@
 """The paths under comparison, each started as its own server on 127.0.0.1 in front of the same fake upstream:
-the gateway with tracing off and on, nginx `proxy_pass`, and LiteLLM's proxy with a pass-through route.
+the gateway with tracing off and on, nginx `proxy_pass`, and LiteLLM's proxy with a pass-through route. Two HTTPS
+paths measure the gateway as a forward proxy: `gateway-proxy` (CONNECT, TLS to the gateway's certificate for
+api.anthropic.com, traced) and its reference `tls-direct` (the fake upstream itself behind TLS).
 
 `start_*` launch a server and never raise: a path that cannot be had comes back with its status and the
 reason. `PathRun.wait_ready()` then waits for it to answer.
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import install, wire
+from bench.client import Tls
 from bench.loadgen import Target
 from bench.proc import LOOPBACK, Managed, free_port, http_ok, port_open, wait_until
 
@@ -26,7 +29,9 @@ GATEWAY_OFF = "gateway-off"
 GATEWAY_ON = "gateway-on"
 NGINX = "nginx"
 LITELLM = "litellm"
-ALL_PATHS = (DIRECT, GATEWAY_OFF, GATEWAY_ON, NGINX, LITELLM)
+TLS_DIRECT = "tls-direct"
+GATEWAY_PROXY = "gateway-proxy"
+ALL_PATHS = (DIRECT, GATEWAY_OFF, GATEWAY_ON, NGINX, LITELLM, TLS_DIRECT, GATEWAY_PROXY)
 PROXIES = ALL_PATHS[1:]
 
 _LITELLM_ROUTE = "/bench" + wire.MESSAGES_PATH  # its own paths include an Anthropic-style /v1/messages
@@ -76,14 +81,21 @@ class PathRun:
             "status": self.status,
             "reason": self.reason,
             "version": self.version,
-            "url": f"http://{self.target.host}:{self.target.port}{self.target.path}" if self.target else None,
+            "url": self.target.url if self.target else None,
             "pid": self.pid,
             "notes": self.notes,
         }
 
 
-def _target(name: str, port: int, path: str = wire.MESSAGES_PATH) -> Target:
-    return Target(name, LOOPBACK, port, path)
+def _target(name: str, port: int, path: str = wire.MESSAGES_PATH, tls: Tls | None = None) -> Target:
+    return Target(name, LOOPBACK, port, path, tls)
+
+
+def tls_direct(port: int, ca_dir: Path) -> PathRun:
+    """The fake upstream's HTTPS twin (started by the harness): what TLS alone costs, for `gateway-proxy`."""
+    tls = Tls(wire.TLS_SERVER_NAME, str(ca_dir / "ca.pem"))
+    return PathRun(TLS_DIRECT, "ok", version="fake upstream behind TLS (aiohttp, uvloop)",
+                   target=_target(TLS_DIRECT, port, tls=tls))
 
 
 def _launched(path: PathRun, managed: Managed, ready: Callable[[], bool], timeout: float) -> PathRun:
@@ -98,8 +110,11 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLM_GATEWAY_"))}
 
 
-def start_gateway(name: str, upstream_url: str, sink_url: str | None, log_dir: Path, cpus: set[int] | None) -> PathRun:
-    """`llm-gateway serve` from this checkout, as a user runs it; tracing on when `sink_url` is given."""
+def start_gateway(name: str, upstream_url: str, sink_url: str | None, log_dir: Path, cpus: set[int] | None,
+                  proxy_ca_dir: Path | None = None) -> PathRun:
+    """`llm-gateway serve` from this checkout, as a user runs it; tracing on when `sink_url` is given. With
+    `proxy_ca_dir` its clients use it as an HTTPS proxy to api.anthropic.com, which it intercepts with the CA in
+    that directory and relays to the named upstream `anthropic` (the fake)."""
     from llm_gateway import __version__
 
     port = free_port()
@@ -107,9 +122,13 @@ def start_gateway(name: str, upstream_url: str, sink_url: str | None, log_dir: P
     if sink_url is not None:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink_url
         env["OTEL_SERVICE_NAME"] = "llm-gateway-bench"
+    tls = None
+    if proxy_ca_dir is not None:
+        env["LLM_GATEWAY_CA_DIR"] = str(proxy_ca_dir)
+        tls = Tls(wire.TLS_SERVER_NAME, str(proxy_ca_dir / "ca.pem"), connect=True)
     argv = [sys.executable, "-m", "llm_gateway", "serve", "--host", LOOPBACK, "--port", str(port),
             "--upstream", f"anthropic={upstream_url}"]
-    path = PathRun(name, "ok", version=f"llm-gateway {__version__}", target=_target(name, port))
+    path = PathRun(name, "ok", version=f"llm-gateway {__version__}", target=_target(name, port, tls=tls))
     managed = Managed.start(name, argv, log_dir, env=env, cpus=cpus, cwd=str(REPO_ROOT))
     return _launched(path, managed, lambda: http_ok(f"http://{LOOPBACK}:{port}/_gateway/health"), 30)
 

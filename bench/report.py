@@ -148,6 +148,10 @@ def markdown(results: Mapping[str, Any]) -> str:
         if gateway in derived.get("gateway_vs", {}):
             lines += ["", f"## {gateway} against each path (gateway minus other; req/s gateway / other)", "",
                       *_deltas("other", derived["gateway_vs"][gateway])]
+    if derived.get("https_proxy"):
+        lines += ["", "## The gateway as an HTTPS proxy (CONNECT, TLS kept alive; req/s from bench.loadgen)", "",
+                  *_deltas("rows", derived["https_proxy"]), "", *_targets(derived.get("https_proxy_targets", []),
+                                                                           "target (issue 15)")]
     lines += ["", "## Targets", "", *_targets(derived.get("targets", []))]
     if derived.get("tracing_targets"):
         lines += ["", "## Issue 19's targets (tracing that keeps up)", "",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import random
@@ -27,7 +28,7 @@ import orjson
 from bench import derive, install, machine, peers, profile, report, wire
 from bench import wrk as wrk_tool
 from bench.loadgen import Target, summarize_samples
-from bench.peers import DIRECT, GATEWAY_OFF, GATEWAY_ON, LITELLM, NGINX, PathRun
+from bench.peers import DIRECT, GATEWAY_OFF, GATEWAY_ON, GATEWAY_PROXY, LITELLM, NGINX, TLS_DIRECT, PathRun
 from bench.plan import FULL, QUICK, Plan
 from bench.proc import (
     LOOPBACK,
@@ -111,9 +112,9 @@ class Bench:
 
     # --- servers ---------------------------------------------------------------------------------------------
 
-    def _harness_server(self, name: str, module: str) -> tuple[Managed, int]:
+    def _harness_server(self, name: str, module: str, *args: str) -> tuple[Managed, int]:
         port = free_port()
-        managed = Managed.start(name, [sys.executable, "-m", module, "--port", str(port)], self.workdir,
+        managed = Managed.start(name, [sys.executable, "-m", module, "--port", str(port), *args], self.workdir,
                                 cpus=self.cpus.harness, cwd=str(peers.REPO_ROOT))
         self.processes.append(managed)
         if not wait_until(lambda: port_open(port), 20, managed):
@@ -127,6 +128,19 @@ class Bench:
         self.sink_url = f"http://{LOOPBACK}:{self.sink_port}"
         self.wrk_script.write_text(wrk_tool.script(wire.request_body(stream=False)))
 
+    @functools.cached_property
+    def ca_dir(self) -> Path:
+        """The CA of the HTTPS paths, made before any of them starts (the gateway's own code makes it)."""
+        from llm_gateway.proxy.ca import CertificateAuthority
+
+        directory = self.workdir / "ca"
+        CertificateAuthority.load_or_create(directory)
+        return directory
+
+    def _tls_direct(self) -> PathRun:
+        _, port = self._harness_server("upstream-tls", "bench.upstream", "--tls-ca-dir", str(self.ca_dir))
+        return peers.tls_direct(port, self.ca_dir)
+
     def start_paths(self, selected: list[str]) -> None:
         up_port = int(self.upstream_url.rsplit(":", 1)[1])
         cpus = self.cpus.server
@@ -139,6 +153,9 @@ class Bench:
             GATEWAY_ON: lambda: peers.start_gateway(GATEWAY_ON, self.upstream_url, self.sink_url, self.workdir, cpus),
             NGINX: lambda: peers.start_nginx(up_port, self.workdir, self.workdir, cpus,
                                              install_missing=self.install_missing),
+            TLS_DIRECT: self._tls_direct,
+            GATEWAY_PROXY: lambda: peers.start_gateway(GATEWAY_PROXY, self.upstream_url, self.sink_url, self.workdir,
+                                                       cpus, proxy_ca_dir=self.ca_dir),
         }
         for name, launch in launchers.items():  # LiteLLM first: it takes longest to come up
             if name not in selected:
@@ -257,7 +274,7 @@ class Bench:
             # The gateway's telemetry process: its CPU over the warm-up, the run and the settling (it drains what
             # the run left queued), per request relayed in that time.
             relayed = result.get("requests", 0) + result.get("warmup_requests", 0)
-            if pid and path.name == GATEWAY_ON and relayed:
+            if pid and path.name in (GATEWAY_ON, GATEWAY_PROXY) and relayed:
                 result["telemetry_cpu_us_per_request"] = round(
                     (children_cpu_seconds(pid) - children_before) * 1e6 / relayed, 1)
         return out
@@ -270,7 +287,7 @@ class Bench:
         pid = path.pid if path.name != DIRECT else None
 
         def measure(seconds: float) -> dict:
-            if wrk is not None:
+            if wrk is not None and target.tls is None:  # wrk speaks no CONNECT
                 return wrk_tool.run(wrk.executable, target, p.rps_concurrency, seconds, script, self.cpus.harness)
             spec = {"op": "throughput", "target": _target_spec(target), "concurrency": p.rps_concurrency,
                     "duration_s": seconds, "warmup_s": 0}

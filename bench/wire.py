@@ -10,6 +10,9 @@ from __future__ import annotations
 import orjson
 
 MESSAGES_PATH = "/v1/messages"
+#: the name the HTTPS paths ask for: a host the gateway intercepts as a forward proxy (named upstream `anthropic`)
+TLS_SERVER_NAME = "api.anthropic.com"
+HTTPS_PORT = 443
 MODEL = "claude-bench-1"
 # Marks the upstream's send time inside a text delta: `"text":"@t<ns>@ ..."`.
 _MARK = b'"@t'
@@ -60,6 +63,11 @@ def http_request(host: str, port: int, path: str, body: bytes) -> bytes:
     lines += [f"{k}: {v}" for k, v in request_headers(host, port)]
     lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def connect_request(host: str, port: int) -> bytes:
+    """What a client sends a forward proxy to open a tunnel to `host:port`."""
+    return f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode("ascii")
 
 
 def stream_params(body: bytes) -> tuple[bool, int, int]:

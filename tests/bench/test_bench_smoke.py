@@ -18,11 +18,12 @@ from bench import derive, loadgen, peers, profile, report, wire, wrk
 from bench.client import Exchange, ResponseParser
 from bench.proc import LOOPBACK, Managed, free_port, port_open, wait_until
 from bench.run import loadgen as run_loadgen
+from llm_gateway.proxy.ca import CertificateAuthority
 
 
-def _start(name: str, module: str, log_dir: Path) -> tuple[Managed, int]:
+def _start(name: str, module: str, log_dir: Path, *args: str) -> tuple[Managed, int]:
     port = free_port()
-    managed = Managed.start(name, [sys.executable, "-m", module, "--port", str(port)], log_dir,
+    managed = Managed.start(name, [sys.executable, "-m", module, "--port", str(port), *args], log_dir,
                             cwd=str(peers.REPO_ROOT))
     assert wait_until(lambda: port_open(port), 20, managed), managed.log_tail()
     return managed, port
@@ -104,6 +105,44 @@ async def test_direct_and_gateway_measurements_produce_numbers_and_servers_stop(
     upstream.stop()
     assert not port_open(gateway.target.port)
     assert not port_open(up_port)
+
+
+async def test_https_paths_tls_direct_and_the_gateway_as_a_forward_proxy(started: list[Managed], tmp_path: Path
+                                                                        ) -> None:
+    ca_dir, stranger_dir = tmp_path / "ca", tmp_path / "stranger"
+    CertificateAuthority.load_or_create(ca_dir)
+    CertificateAuthority.load_or_create(stranger_dir)
+    upstream, up_port = _start("upstream", "bench.upstream", tmp_path)
+    started.append(upstream)
+    tls_upstream, tls_port = _start("upstream-tls", "bench.upstream", tmp_path, "--tls-ca-dir", str(ca_dir))
+    started.append(tls_upstream)
+    gateway = peers.start_gateway(peers.GATEWAY_PROXY, f"http://{LOOPBACK}:{up_port}", None, tmp_path, None,
+                                  proxy_ca_dir=ca_dir)
+    assert gateway.process is not None
+    started.append(gateway.process)
+    assert gateway.wait_ready().ok, gateway.reason
+    tls_direct = peers.tls_direct(tls_port, ca_dir).target
+    assert tls_direct is not None and gateway.target is not None
+    assert gateway.target.url.startswith(f"https://{wire.TLS_SERVER_NAME}/v1/messages via the proxy ")
+    targets = [tls_direct, gateway.target]
+
+    streamed = await loadgen.streams(targets, rounds=1, chunks=10, interval_us=1000, seed=1)
+    for target in targets:
+        assert streamed[target.name]["errors"] == 0, streamed[target.name]["first_error"]
+        assert len(streamed[target.name]["samples"]["chunk_delay"]) == 9
+    busy = await loadgen.throughput(gateway.target, concurrency=2, duration_s=0.3, warmup_s=0)
+    assert busy["requests"] > 0 and busy["errors"] == 0, busy["first_error"]
+    held = await loadgen.stalls(gateway.target, [3], loadgen.StallSettings(50, 100, 0.2, 1000), None, budget_s=20)
+    assert held["levels"][0]["streams_ok"] == 3
+
+    # The certificates are checked: a client that trusts another CA is refused on both paths.
+    for target in targets:
+        assert target.tls is not None
+        untrusting = dataclasses.replace(target, tls=dataclasses.replace(target.tls, ca_file=str(
+            stranger_dir / "ca.pem"))).client()
+        exchange = await untrusting.send(wire.request_body(stream=False))
+        untrusting.close()
+        assert exchange.error is not None and "CERTIFICATE_VERIFY_FAILED" in exchange.error, exchange.error
 
 
 def _chunked_sse(chunks: int) -> bytes:
