@@ -9,7 +9,7 @@ duration carries `error.type`: the others' attributes do not have it. Cost has n
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import Meter
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
@@ -18,6 +18,9 @@ from opentelemetry.semconv.attributes import error_attributes as err
 from opentelemetry.semconv.attributes import server_attributes as server
 
 from llm_gateway.telemetry.cost import USAGE_COST
+
+if TYPE_CHECKING:  # the metrics SDK is loaded where a metrics pipeline is built, never in the relay
+    from llm_gateway.telemetry.local_histogram import LocalHistogram
 
 CLIENT_COST = "llm_gateway.client.cost"
 TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
@@ -36,10 +39,23 @@ _DIMENSIONS = (
 )
 
 
-class ChatMetrics:
-    __slots__ = ("_chunk", "_cost", "_duration", "_tokens", "_ttfc")
+_CHUNK_DESCRIPTION = "Time per output chunk of a streamed response, for each chunk after the first"
 
-    def __init__(self, meter: Meter) -> None:
+
+def chunk_gap_histogram() -> LocalHistogram:
+    """time_per_output_chunk aggregated by the gateway (see `local_histogram.py`: the SDK's record, once per chunk,
+    cost more than the rest of a call's telemetry)."""
+    from llm_gateway.telemetry.local_histogram import LocalHistogram
+
+    return LocalHistogram(metrics.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK, "s", _CHUNK_DESCRIPTION, CHUNK_BUCKETS)
+
+
+class ChatMetrics:
+    """With `chunk_gaps` (the pipeline's local histogram) the per-chunk times go there; without, to the meter."""
+
+    __slots__ = ("_chunk", "_chunk_gaps", "_cost", "_duration", "_tokens", "_ttfc")
+
+    def __init__(self, meter: Meter, chunk_gaps: LocalHistogram | None = None) -> None:
         self._tokens = meter.create_histogram(
             metrics.GEN_AI_CLIENT_TOKEN_USAGE, unit="{token}",
             description="Number of input and output tokens used",
@@ -54,9 +70,9 @@ class ChatMetrics:
             description="Time to receive the first chunk of a streamed response",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
-        self._chunk = meter.create_histogram(
-            metrics.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK, unit="s",
-            description="Time per output chunk of a streamed response, for each chunk after the first",
+        self._chunk_gaps = chunk_gaps
+        self._chunk = None if chunk_gaps is not None else meter.create_histogram(
+            metrics.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK, unit="s", description=_CHUNK_DESCRIPTION,
             explicit_bucket_boundaries_advisory=CHUNK_BUCKETS,
         )
         self._cost = meter.create_counter(CLIENT_COST, unit="USD", description="Cost of the model calls")
@@ -66,14 +82,20 @@ class ChatMetrics:
         """Record one call from its span attributes (known at the start, and at the end) and, for a streamed call,
         the time between each chunk and the one before it."""
         dims = {k: v for k in _DIMENSIONS if (v := response_attrs.get(k, request_attrs.get(k))) is not None}
+        streamed = request_attrs.get(gen_ai.GEN_AI_REQUEST_STREAM)
+        if streamed:
+            # Before the SDK's records: the reader exports only when its own instruments have something, and the
+            # duration below then makes sure that an export follows these.
+            gaps_s = [gap_ns / 1e9 for gap_ns in chunk_gaps_ns]
+            if self._chunk_gaps is not None:
+                self._chunk_gaps.record_many(gaps_s, dims)
+            elif self._chunk is not None:
+                for gap_s in gaps_s:
+                    self._chunk.record(gap_s, dims)
         error_type = response_attrs.get(err.ERROR_TYPE)
         self._duration.record(duration_s, {**dims, err.ERROR_TYPE: error_type} if error_type else dims)
-        if request_attrs.get(gen_ai.GEN_AI_REQUEST_STREAM):
-            ttfc = response_attrs.get(gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
-            if ttfc is not None:
-                self._ttfc.record(ttfc, dims)
-            for gap_ns in chunk_gaps_ns:
-                self._chunk.record(gap_ns / 1e9, dims)
+        if streamed and (ttfc := response_attrs.get(gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)) is not None:
+            self._ttfc.record(ttfc, dims)
         for token_type, key in (
             ("input", gen_ai.GEN_AI_USAGE_INPUT_TOKENS),
             ("output", gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS),

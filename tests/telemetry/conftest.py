@@ -27,18 +27,20 @@ TracedGateway = Callable[..., "asynccontextmanager[tuple[Gateway, ReplayUpstream
 
 @pytest.fixture
 def traced_gateway(receiver: OTLPReceiver, monkeypatch: pytest.MonkeyPatch):
-    """`async with traced_gateway(fixtures, capture=False) as (gateway, upstream)`: spans go to `receiver`."""
+    """`async with traced_gateway(fixtures, capture=False) as (gateway, upstream)`: spans go to `receiver`. With
+    `speed`, the upstream keeps the recorded timing (see ReplayUpstream)."""
     # The SDK's batch processor and exporter read these from the process environment.
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
     monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "200")
 
     @asynccontextmanager
-    async def start(fixtures: Sequence[Fixture], *, capture: bool = False, extra_env: dict | None = None):
+    async def start(fixtures: Sequence[Fixture], *, capture: bool = False, extra_env: dict | None = None,
+                    speed: float = 0.0):
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_SERVICE_NAME": "llm-gateway-test"}
         if capture:
             env["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "true"
         env.update(extra_env or {})
-        async with ReplayUpstream(fixtures) as upstream:
+        async with ReplayUpstream(fixtures, speed=speed) as upstream:
             settings = Settings(port=0, upstreams=dict.fromkeys(UPSTREAM_NAMES, upstream.url))
             gateway = await Gateway.start(settings, env)
             try:

@@ -3,10 +3,12 @@ real OTLP/HTTP receiver. Expected values are read from the recorded SSE bytes.""
 
 from __future__ import annotations
 
+import aiohttp
 import anthropic
 import orjson
 
 from llm_gateway.recordings import load
+from llm_gateway.telemetry.chat_metrics import CHUNK_BUCKETS
 from tests.support import FIXTURES
 from tests.support.otlp import OTLPReceiver
 
@@ -110,3 +112,24 @@ async def test_genai_metrics_are_exported_with_the_recorded_token_counts(traced_
             assert list(point.explicit_bounds)[:3] == [1, 4, 16]
             sums[attrs["gen_ai.token.type"]] = point.sum
     assert sums == expected
+
+
+async def test_time_per_output_chunk_has_one_point_per_recorded_chunk_after_the_first(traced_gateway,
+                                                                                      receiver: OTLPReceiver):
+    """The gateway aggregates this histogram itself (local_histogram.py); it arrives in the same exports, with the
+    same dimensions, as the SDK's metrics. The recorded chunks are 10 ms apart and replayed at that pace."""
+    fixture = load(FIXTURES / "anthropic/composed-server-tool-use.json")
+    (exchange,) = fixture.exchanges
+    async with traced_gateway([fixture], speed=1.0) as (gateway, _), aiohttp.ClientSession() as session, \
+            session.post(gateway.url + exchange.request.path, data=exchange.request.body,
+                         headers={"content-type": "application/json", "x-api-key": "k"}) as response:
+        assert await response.read() == b"".join(c.data for c in exchange.response.chunks)
+    (chunk,) = receiver.metrics["gen_ai.client.operation.time_per_output_chunk"][-1].histogram.data_points
+    (duration,) = receiver.metrics["gen_ai.client.operation.duration"][-1].histogram.data_points
+    # Pieces that arrive together are one chunk to the reader, so up to one point per recorded chunk after the
+    # first; the gaps add up to the time from the first piece to the last, as recorded.
+    chunks = exchange.response.chunks
+    assert 1 <= chunk.count <= len(chunks) - 1 and chunk.count == sum(chunk.bucket_counts)
+    assert chunks[-1].at - chunks[0].at - 0.03 <= chunk.sum <= duration.sum
+    assert list(chunk.explicit_bounds) == CHUNK_BUCKETS
+    assert {kv.key: kv.value.string_value for kv in chunk.attributes}["gen_ai.provider.name"] == "anthropic"
