@@ -30,7 +30,7 @@ from tests.support.ws_frames import TEXT, FrameTap
 #: attributes that differ between two runs of the same task: ids Codex or the upstream make anew, and timings
 _PER_RUN = frozenset({"session.id", "gen_ai.conversation.id", "llm_gateway.session.key", "gen_ai.response.id",
                       "gen_ai.response.time_to_first_chunk", "llm_gateway.response.time_to_first_token"})
-_CHUNK_ID = re.compile(r"Chunk ID: \w+")
+_PER_RUN_OUTPUT = re.compile(r"(Chunk ID|Wall time): [^\n]*")  # lines of a command's output that differ per run
 _GENAI = ("session ", "invoke_agent ", "chat ", "execute_tool ")
 
 
@@ -83,11 +83,11 @@ def _genai(spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
 
 
 def _shape(spans: list[ReceivedSpan]) -> list[tuple[str, str, str | None, dict]]:
-    """Each span's name, kind, parent's name and attributes, less what differs from run to run (the id Codex puts
-    in each tool output too)."""
+    """Each span's name, kind, parent's name and attributes, less what differs from run to run (the id and the wall
+    time Codex puts in each tool output too)."""
     names = {s.span_id: s.name for s in spans}
     return [(s.name, s.kind, names.get(s.parent_id or ""),
-             {k: _CHUNK_ID.sub("Chunk ID: -", v) if isinstance(v, str) else v
+             {k: _PER_RUN_OUTPUT.sub(r"\1: -", v) if isinstance(v, str) else v
               for k, v in s.attributes.items() if k not in _PER_RUN}) for s in spans]
 
 
