@@ -48,6 +48,8 @@ class _Call:
     started: bool = False  # `_start` ran (it may have failed: then `run` stays None)
     run: ExchangeRun | None = None
     span: trace.Span | None = None
+    #: what the span is started with, until it is: (name, parent context, links)
+    opening: tuple[str, context.Context, list] | None = None
     token: object = None  # the context token to detach when the flow ends (aiohttp HTTP spans only)
     start_attributes: dict | None = None
     exchange_id: int = 0  # the session tracker's id for this call
@@ -113,12 +115,25 @@ class ChatSpans:
             attributes.update(content_request_attributes(request))
         name = f"{request.operation} {request.model}" if request.model else request.operation
         parent, links = chat_parent(self._incoming, flow.request_headers, parent)
-        call.span = self._tracer.start_span(name, context=parent, kind=SpanKind.CLIENT, attributes=attributes,
-                                            links=links, start_time=flow.started_ns)
         call.start_attributes, call.exchange_id = attributes, exchange_id
+        call.opening = (name, parent, links)
+        if self._http_spans == "aiohttp":  # the instrumentation's HTTP span is its child: it must exist already
+            self._open(flow, call)
         if flow.status is not None:
             run.response_head(HttpResponseHead(flow.status, flow.response_headers or {}))
         call.run = run
+
+    def _open(self, flow: Flow, call: _Call) -> trace.Span:
+        """The SDK span, started at the request's arrival. Otherwise only when the call ends: an SDK span holds some
+        3 KiB (two deques, its attributes, its lock) for as long as it is open, a whole stream."""
+        if call.span is None:
+            assert call.opening is not None
+            name, parent, links = call.opening
+            call.span = self._tracer.start_span(name, context=parent, kind=SpanKind.CLIENT,
+                                                attributes=call.start_attributes, links=links,
+                                                start_time=flow.started_ns)
+            call.opening = None
+        return call.span
 
     def response_headers(self, flow: Flow) -> None:
         call = flow.state().get(self)
@@ -142,13 +157,13 @@ class ChatSpans:
             context.detach(call.token)  # here, in the handler's own context
         if not call.started:  # no response byte came: an upstream failure, or an empty body
             self._start(flow, call)
-        if call.run is not None and call.span is not None:
+        if call.run is not None:
             self._complete(flow, call)
 
     def _complete(self, flow: Flow, call: _Call) -> None:
-        """Close the parser, set the response attributes, end the span, tell the session tracker."""
-        span, run = call.span, call.run
-        assert span is not None and run is not None
+        """Close the parser, start the span and set its response attributes, end it, tell the session tracker."""
+        span, run = self._open(flow, call), call.run
+        assert run is not None
         try:
             ended = flow.ended_ns or flow.started_ns
             record = run.finish(ended)
