@@ -153,6 +153,9 @@ class FlowReplicas:
                 if flow.chunks is not None:
                     flow.chunks.append((message.at_ns, message.data))
                 yield "chunk", flow, (message.at_ns, message.data)
+                # Every addon has read the request by its first chunk (the chat spans parse it then, MCP at the
+                # response head): the replica does not hold an agent's whole conversation for the whole stream
+                flow.request_body = b""
             case Relayed():
                 relayed = SocketMessage(message.from_client, Opcode(message.opcode), message.payload)
                 if flow.messages is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from opentelemetry import context, trace
 from opentelemetry.context import _SUPPRESS_HTTP_INSTRUMENTATION_KEY
@@ -104,6 +104,8 @@ class ChatSpans:
         route = flow.route
         assert route.protocol is not None
         run = ExchangeRun(call.adapter, call.http_request, capture=self._read_content)
+        # Parsed: the body (an agent's whole conversation, often hundreds of KB) is not held for the whole stream
+        call.http_request = replace(call.http_request, body=b"")
         request = run.request
         provider = call.adapter.provider_name(call.http_request)
         attributes = request_attributes(request, provider, route.protocol.name, route.base_url)

@@ -66,6 +66,8 @@ def test_the_span_is_made_when_the_call_ends_with_the_times_of_its_request_and_i
         for observe in flow.chunk_observers or ():
             observe(time.time_ns(), chunk.data)
     assert name not in started.names  # the stream is parsed as it goes; its span waits for the end
+    assert flow.state()[chat].http_request.body == b""  # parsed: the call does not hold the request body any more
+    assert flow.request_body == EXCHANGE.request.body  # ... whose flow is the relay's, untouched
 
     flow.ended_ns = time.time_ns()
     chat.done(flow)

@@ -49,13 +49,17 @@ def test_a_flow_replica_gets_every_field_and_the_hooks_in_order(error: str | Non
     messages = [flow_wire.opened(7, flow), flow_wire.answered(7, flow),
                 *(flow_wire.Chunk(7, at, data) for at, data in chunks), flow_wire.ended(7, flow)]
     replicas = FlowReplicas()
-    calls = [(hook, replica, args) for m in messages for hook, replica, args in replicas.apply(m)]
+    calls = [(hook, replica, args, replica.request_body) for m in messages
+             for hook, replica, args in replicas.apply(m)]
 
-    assert [hook for hook, _, _ in calls] == ["request", "response_headers", *["chunk"] * len(chunks),
-                                              (error and "error") or "done"]
-    assert [args for hook, _, args in calls if hook == "chunk"] == chunks
+    assert [hook for hook, _, _, _ in calls] == ["request", "response_headers", *["chunk"] * len(chunks),
+                                                 (error and "error") or "done"]
+    assert [args for hook, _, args, _ in calls if hook == "chunk"] == chunks
+    # The request body is there for every hook up to the first chunk's, then let go: an agent's whole conversation
+    # is not held for the whole stream
+    assert [body for _, _, _, body in calls] == [flow.request_body] * 3 + [b""] * (len(chunks) - 1 + 1)
     replica = calls[-1][1]
-    fields = ("method", "raw_path", "request_body", "route", "upstream_url", "started_ns", "upstream_started_ns",
+    fields = ("method", "raw_path", "route", "upstream_url", "started_ns", "upstream_started_ns",
               "status", "response_started_ns", "ended_ns", "error", "error_message")
     assert {f: getattr(replica, f) for f in fields} == {f: getattr(flow, f) for f in fields}
     assert list(replica.request_headers.items()) == list(flow.request_headers.items())
