@@ -54,7 +54,7 @@ class SSEDecoder:
             if match.group() == b"\r" and match.end() == end:
                 break  # maybe the first half of CRLF: wait for the next chunk
             if match.start() - pos > self._max:
-                raise FramingError(f"SSE line longer than {self._max} bytes")
+                raise self._line_too_long()
             self._line(bytes(buf[pos : match.start()]), out)
             pos = match.end()
             match = _LINE_END.search(buf, pos)
@@ -62,27 +62,27 @@ class SSEDecoder:
         held_cr = 1 if buf.endswith(b"\r") else 0  # the rest holds no line end but this one
         self._scanned = len(buf) - held_cr
         if len(buf) - held_cr > self._max:
-            raise FramingError(f"SSE line longer than {self._max} bytes")
+            raise self._line_too_long()
         return out
 
     def _feed_lf(self, buf: bytearray, out: list[SSEEvent]) -> list[SSEEvent]:
         """`feed` when the buffer holds no CR, as nearly every stream: its lines end at each LF, split in one go."""
         last = buf.rfind(b"\n", self._scanned)
-        if last < 0:
-            self._scanned = len(buf)
-            if len(buf) > self._max:
-                raise FramingError(f"SSE line longer than {self._max} bytes")
-            return out
-        lines = bytes(buf[:last]).split(b"\n")
-        if last > self._max and max(map(len, lines)) > self._max:
-            raise FramingError(f"SSE line longer than {self._max} bytes")
-        del buf[: last + 1]
+        lines: list[bytes] = []
+        if last >= 0:
+            lines = bytes(buf[:last]).split(b"\n")
+            if last > self._max and max(map(len, lines)) > self._max:
+                raise self._line_too_long()
+            del buf[: last + 1]
         self._scanned = len(buf)
         if len(buf) > self._max:
-            raise FramingError(f"SSE line longer than {self._max} bytes")
+            raise self._line_too_long()
         for line in lines:
             self._line(line, out)
         return out
+
+    def _line_too_long(self) -> FramingError:
+        return FramingError(f"SSE line longer than {self._max} bytes")
 
     def close(self) -> list[SSEEvent]:
         """End of body: a final line without its terminator is taken; an event without its blank line is
