@@ -39,21 +39,20 @@ _DIMENSIONS = (
 )
 
 
-_CHUNK_DESCRIPTION = "Time per output chunk of a streamed response, for each chunk after the first"
-
-
 def chunk_gap_histogram() -> LocalHistogram:
     """time_per_output_chunk aggregated by the gateway (see `local_histogram.py`: the SDK's record, once per chunk,
     cost more than the rest of a call's telemetry)."""
     from llm_gateway.telemetry.local_histogram import LocalHistogram
 
-    return LocalHistogram(metrics.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK, "s", _CHUNK_DESCRIPTION, CHUNK_BUCKETS)
+    return LocalHistogram(metrics.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK, "s",
+                          "Time per output chunk of a streamed response, for each chunk after the first", CHUNK_BUCKETS)
 
 
 class ChatMetrics:
-    """With `chunk_gaps` (the pipeline's local histogram) the per-chunk times go there; without, to the meter."""
+    """The per-chunk times go to `chunk_gaps`, the local histogram of the pipeline's metric reader (`setup.py`
+    builds one with every reader); None where no metric is exported."""
 
-    __slots__ = ("_chunk", "_chunk_gaps", "_cost", "_duration", "_tokens", "_ttfc")
+    __slots__ = ("_chunk_gaps", "_cost", "_duration", "_tokens", "_ttfc")
 
     def __init__(self, meter: Meter, chunk_gaps: LocalHistogram | None = None) -> None:
         self._tokens = meter.create_histogram(
@@ -71,10 +70,6 @@ class ChatMetrics:
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
         self._chunk_gaps = chunk_gaps
-        self._chunk = None if chunk_gaps is not None else meter.create_histogram(
-            metrics.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK, unit="s", description=_CHUNK_DESCRIPTION,
-            explicit_bucket_boundaries_advisory=CHUNK_BUCKETS,
-        )
         self._cost = meter.create_counter(CLIENT_COST, unit="USD", description="Cost of the model calls")
 
     def record(self, request_attrs: dict[str, Any], response_attrs: dict[str, Any], duration_s: float,
@@ -83,15 +78,10 @@ class ChatMetrics:
         the time between each chunk and the one before it."""
         dims = {k: v for k in _DIMENSIONS if (v := response_attrs.get(k, request_attrs.get(k))) is not None}
         streamed = request_attrs.get(gen_ai.GEN_AI_REQUEST_STREAM)
-        if streamed:
+        if streamed and self._chunk_gaps is not None:
             # Before the SDK's records: the reader exports only when its own instruments have something, and the
             # duration below then makes sure that an export follows these.
-            gaps_s = [gap_ns / 1e9 for gap_ns in chunk_gaps_ns]
-            if self._chunk_gaps is not None:
-                self._chunk_gaps.record_many(gaps_s, dims)
-            elif self._chunk is not None:
-                for gap_s in gaps_s:
-                    self._chunk.record(gap_s, dims)
+            self._chunk_gaps.record_many([gap_ns / 1e9 for gap_ns in chunk_gaps_ns], dims)
         error_type = response_attrs.get(err.ERROR_TYPE)
         self._duration.record(duration_s, {**dims, err.ERROR_TYPE: error_type} if error_type else dims)
         if streamed and (ttfc := response_attrs.get(gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)) is not None:
