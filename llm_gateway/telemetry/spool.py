@@ -1,12 +1,12 @@
 """Spans kept on disk while the trace backend cannot be reached, and sent once it is back.
 
-`SpoolingSpanExporter` wraps the OTLP span exporter. While the backend answers it only passes batches on. When an
-export fails, the batch is written to the spool directory in the exporter's own encoding (an OTLP
-ExportTraceServiceRequest, protobuf), and so is every batch after it, in order, until a thread of the spool's own
-has sent what the directory holds, oldest first, with the exporter's HTTP client (so every OTEL_EXPORTER_OTLP_*
-setting applies: endpoint, headers, compression, certificates, timeout). The spool holds at most
-LLM_GATEWAY_SPOOL_BYTES; past that the oldest batches are dropped and counted. The directory outlives the process:
-what a gateway stopped during an outage had spooled is sent at its next start.
+`SpoolingSpanExporter` wraps the OTLP span exporter. It encodes each batch once (an OTLP ExportTraceServiceRequest,
+protobuf: `otlp_encoding.py`) and, while the backend answers, sends it with the exporter's HTTP client. When the
+backend cannot take it, the batch is written to the spool directory as encoded, and so is every batch after it, in
+order, until a thread of the spool's own has sent what the directory holds, oldest first, with the same client (so
+every OTEL_EXPORTER_OTLP_* setting applies: endpoint, headers, compression, certificates, timeout). The spool holds
+at most LLM_GATEWAY_SPOOL_BYTES; past that the oldest batches are dropped and counted. The directory outlives the
+process: what a gateway stopped during an outage had spooled is sent at its next start.
 
 This runs in the exporter's thread and a thread of its own (in the telemetry process), never on the relay's path.
 """
@@ -14,7 +14,6 @@ This runs in the exporter's thread and a thread of its own (in the telemetry pro
 from __future__ import annotations
 
 import contextlib
-import enum
 import fcntl
 import hashlib
 import itertools
@@ -23,12 +22,14 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from llm_gateway.telemetry.otlp_export import Encoder, EncodingSpanExporter, Sender, Sent, otlp_encoder, otlp_sender
 
 log = logging.getLogger("llm_gateway.telemetry")
 
@@ -205,46 +206,16 @@ def _span_count(name: str) -> int:
         return 0
 
 
-class Sent(enum.Enum):
-    """What became of one attempt to send a spooled batch."""
-
-    #: the backend took it
-    OK = "ok"
-    #: the backend cannot be reached, or answered that it cannot take it now: try again later
-    RETRY = "retry"
-    #: the backend refused it for good (a 4xx other than 408 and 429): sending it again would not help
-    REFUSED = "refused"
-
-
-#: sends one encoded batch
-Sender = Callable[[bytes], Sent]
-
-
-def otlp_sender(exporter: SpanExporter) -> Sender | None:
-    """A sender that posts an encoded batch with `exporter`'s own HTTP client (its endpoint, headers, compression,
-    certificates, timeout and retries); None when this exporter version has no such client."""
-    client = getattr(exporter, "_client", None)
-    if not callable(getattr(client, "export", None)):
-        return None
-
-    def send(data: bytes) -> Sent:
-        result = client.export(data)
-        if result.success:
-            return Sent.OK
-        status = result.status_code
-        return Sent.REFUSED if status is not None and 400 <= status < 500 and status not in (408, 429) else Sent.RETRY
-
-    return send
-
-
 class SpoolingSpanExporter(SpanExporter):
     """`inner` while the backend answers; the spool, in order, while it does not and until what was spooled has been
     sent (see the module docstring)."""
 
-    def __init__(self, inner: SpanExporter, spool: SpanSpool, send: Sender, destination: str) -> None:
+    def __init__(self, inner: SpanExporter, spool: SpanSpool, send: Sender, destination: str,
+                 encode: Encoder | None = None) -> None:
         self._inner = inner
         self._spool = spool
         self._send = send
+        self._encode = encode or otlp_encoder()
         self._destination = destination
         self._waiting = bool(spool.batches())  # batches wait in the spool: new ones go behind them
         self._down = False  # the last attempt to reach the backend failed
@@ -277,15 +248,16 @@ class SpoolingSpanExporter(SpanExporter):
             return self._export(spans)
 
     def _export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        data = self._encode(spans)  # once: what the backend cannot take now is spooled as it would have been sent
         if not self._waiting:
-            if self._inner.export(spans) is SpanExportResult.SUCCESS:
+            sent = self._send(data)
+            if sent is Sent.OK:
                 return SpanExportResult.SUCCESS
+            if sent is Sent.REFUSED:  # sending it later would not help either; the exporter's client said why
+                return SpanExportResult.FAILURE
             self._went_down()
-        # Imported at the first batch spooled: the relay, which builds no exporter, never loads the encoder.
-        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-
         try:
-            dropped = self._spool.put(encode_spans(spans).SerializePartialToString(), len(spans))
+            dropped = self._spool.put(data, len(spans))
         except OSError as exc:
             if self._now_and_then("unwritable"):
                 log.error("llm-gateway: cannot spool spans to %s (%s); they are dropped. Set %s to a writable "
@@ -402,12 +374,14 @@ class _QuietInThread(logging.Filter):
 
 
 def spooled(exporter: SpanExporter, env: Mapping[str, str], endpoint: str) -> SpanExporter:
-    """`exporter` with a spool in front of it, unless LLM_GATEWAY_SPOOL_BYTES=0."""
+    """`exporter`'s HTTP client fed by the gateway's encoder (`otlp_export.py`), with a spool in front of it unless
+    LLM_GATEWAY_SPOOL_BYTES=0."""
     limit = spool_bytes(env)
-    if not limit:
-        return exporter
     send = otlp_sender(exporter)
     if send is None:
-        log.warning("llm-gateway: this OTLP exporter version cannot send spooled spans; spans are not spooled")
+        log.warning("llm-gateway: this OTLP exporter version has no HTTP client to send encoded spans with; it "
+                    "encodes them itself, and spans are not spooled")
         return exporter
+    if not limit:
+        return EncodingSpanExporter(exporter, send)
     return SpoolingSpanExporter(exporter, SpanSpool(spool_directory(env, endpoint), limit), send, endpoint)

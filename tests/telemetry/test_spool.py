@@ -4,7 +4,6 @@ backend that goes down and comes back. A real gateway through a real outage: rel
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -36,17 +35,11 @@ def _spans(*names: str) -> list[ReadableSpan]:
 
 
 class Backend(SpanExporter):
-    """A trace backend that is up or down, and the exporter in front of it (`export`) in one."""
+    """A trace backend that is up or down, and the exporter's HTTP client in front of it (`send`) in one."""
 
     def __init__(self) -> None:
         self.up = True
         self.received: list[list[str]] = []  # span names, one list per export
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if not self.up:
-            return SpanExportResult.FAILURE
-        self.received.append([s.name for s in spans])
-        return SpanExportResult.SUCCESS
 
     def send(self, data: bytes) -> Sent:
         if not self.up:
@@ -152,8 +145,8 @@ def test_a_batch_the_backend_refuses_for_good_is_dropped_and_counted(tmp_path: P
     backend = Backend()
     backend.up = False
     directory = SpanSpool(tmp_path, 1 << 20)
-    refusals = [Sent.REFUSED]
-    exporter = SpoolingSpanExporter(backend, directory, lambda data: refusals.pop() if refusals else
+    answers = [Sent.REFUSED, Sent.RETRY]  # the first attempt finds the backend down; the spool's, a refusal
+    exporter = SpoolingSpanExporter(backend, directory, lambda data: answers.pop() if answers else
                                     backend.send(data), "test")
     try:
         exporter.export(_spans("bad", "bad"))
@@ -163,6 +156,21 @@ def test_a_batch_the_backend_refuses_for_good_is_dropped_and_counted(tmp_path: P
     finally:
         exporter.shutdown()
     assert directory.dropped == 2
+
+
+def test_a_batch_the_backend_refuses_for_good_when_up_is_a_failed_export_and_not_spooled(tmp_path: Path):
+    backend = Backend()
+    directory = SpanSpool(tmp_path, 1 << 20)
+    answers = [Sent.REFUSED]
+    exporter = SpoolingSpanExporter(backend, directory, lambda data: answers.pop() if answers else
+                                    backend.send(data), "test")
+    try:
+        assert exporter.export(_spans("bad")) is SpanExportResult.FAILURE
+        assert exporter.export(_spans("good")) is SpanExportResult.SUCCESS
+    finally:
+        exporter.shutdown()
+    assert backend.received == [["good"]]
+    assert directory.batches() == [] and directory.dropped == 0
 
 
 def test_a_spooled_batch_is_the_exporters_own_encoding(tmp_path: Path):
