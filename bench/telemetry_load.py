@@ -155,7 +155,7 @@ def run_level(sessions: int, calls_per_session: int, stream_chunks: int, sink_ur
         spy = None
         if profile is not None:
             spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(child.pid),
-                                    "--rate", "250", "--format", "raw", "--threads", "--full-filenames",
+                                    "--rate", "1000", "--format", "raw", "--threads", "--full-filenames",
                                     "--nonblocking", "--output", str(profile)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
             time.sleep(1.0)

@@ -8,7 +8,8 @@ duration carries `error.type`: the others' attributes do not have it. Cost has n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import Meter
@@ -37,39 +38,51 @@ _DIMENSIONS = (
     server.SERVER_ADDRESS,
     server.SERVER_PORT,
 )
+_TOKEN_TYPES = (("input", gen_ai.GEN_AI_USAGE_INPUT_TOKENS), ("output", gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS))
 
 
-def chunk_gap_histogram() -> LocalHistogram:
-    """time_per_output_chunk aggregated by the gateway (see `local_histogram.py`: the SDK's record, once per chunk,
-    cost more than the rest of a call's telemetry)."""
+@dataclass(frozen=True, slots=True)
+class ChatHistograms:
+    """The histograms aggregated by the gateway (see `local_histogram.py`): the SDK's `record` cleans and hashes the
+    attributes each time, about 20 µs; time per output chunk is recorded once per stream chunk, token usage twice a
+    call. Only the duration stays with the SDK: the periodic reader exports only when its own instruments have
+    data, and the duration is recorded with every call, after these."""
+
+    chunk_gaps: LocalHistogram
+    tokens: LocalHistogram
+    time_to_first_chunk: LocalHistogram
+
+    def __iter__(self) -> Iterator[LocalHistogram]:
+        return iter((self.chunk_gaps, self.tokens, self.time_to_first_chunk))
+
+
+def chat_histograms() -> ChatHistograms:
     from llm_gateway.telemetry.local_histogram import LocalHistogram
 
-    return LocalHistogram(metrics.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK, "s",
-                          "Time per output chunk of a streamed response, for each chunk after the first", CHUNK_BUCKETS)
+    return ChatHistograms(
+        # The conventions advise no boundaries for time per output chunk (CHUNK_BUCKETS).
+        chunk_gaps=LocalHistogram(metrics.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK, "s",
+                                  "Time per output chunk of a streamed response, for each chunk after the first",
+                                  CHUNK_BUCKETS),
+        tokens=LocalHistogram(metrics.GEN_AI_CLIENT_TOKEN_USAGE, "{token}", "Number of input and output tokens used",
+                              TOKEN_BUCKETS),
+        time_to_first_chunk=LocalHistogram(metrics.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK, "s",
+                                           "Time to receive the first chunk of a streamed response", DURATION_BUCKETS),
+    )
 
 
 class ChatMetrics:
-    """The per-chunk times go to `chunk_gaps`, the local histogram of the pipeline's metric reader (`setup.py`
-    builds one with every reader); None where no metric is exported."""
+    """Token usage and the chunk times go to `local`, the local histograms of the pipeline's metric reader
+    (`setup.py` builds them with every reader); None where no metric is exported."""
 
-    __slots__ = ("_chunk_gaps", "_cost", "_duration", "_tokens", "_ttfc")
+    __slots__ = ("_cost", "_duration", "_local")
 
-    def __init__(self, meter: Meter, chunk_gaps: LocalHistogram | None = None) -> None:
-        self._tokens = meter.create_histogram(
-            metrics.GEN_AI_CLIENT_TOKEN_USAGE, unit="{token}",
-            description="Number of input and output tokens used",
-            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
-        )
+    def __init__(self, meter: Meter, local: ChatHistograms | None = None) -> None:
         self._duration = meter.create_histogram(
             metrics.GEN_AI_CLIENT_OPERATION_DURATION, unit="s", description="GenAI operation duration",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
-        self._ttfc = meter.create_histogram(
-            metrics.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK, unit="s",
-            description="Time to receive the first chunk of a streamed response",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
-        )
-        self._chunk_gaps = chunk_gaps
+        self._local = local
         self._cost = meter.create_counter(CLIENT_COST, unit="USD", description="Cost of the model calls")
 
     def record(self, request_attrs: dict[str, Any], response_attrs: dict[str, Any], duration_s: float,
@@ -77,20 +90,16 @@ class ChatMetrics:
         """Record one call from its span attributes (known at the start, and at the end) and, for a streamed call,
         the time between each chunk and the one before it."""
         dims = {k: v for k in _DIMENSIONS if (v := response_attrs.get(k, request_attrs.get(k))) is not None}
-        streamed = request_attrs.get(gen_ai.GEN_AI_REQUEST_STREAM)
-        if streamed and self._chunk_gaps is not None:
-            # Before the SDK's records: the reader exports only when its own instruments have something, and the
-            # duration below then makes sure that an export follows these.
-            self._chunk_gaps.record_many([gap_ns / 1e9 for gap_ns in chunk_gaps_ns], dims)
+        local = self._local
+        if local is not None:  # before the duration (see ChatHistograms)
+            if request_attrs.get(gen_ai.GEN_AI_REQUEST_STREAM):
+                local.chunk_gaps.record_many([gap_ns / 1e9 for gap_ns in chunk_gaps_ns], dims)
+                if (ttfc := response_attrs.get(gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)) is not None:
+                    local.time_to_first_chunk.record_many((ttfc,), dims)
+            for token_type, key in _TOKEN_TYPES:
+                if key in response_attrs:
+                    local.tokens.record_many((response_attrs[key],), {**dims, gen_ai.GEN_AI_TOKEN_TYPE: token_type})
         error_type = response_attrs.get(err.ERROR_TYPE)
         self._duration.record(duration_s, {**dims, err.ERROR_TYPE: error_type} if error_type else dims)
-        if streamed and (ttfc := response_attrs.get(gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)) is not None:
-            self._ttfc.record(ttfc, dims)
-        for token_type, key in (
-            ("input", gen_ai.GEN_AI_USAGE_INPUT_TOKENS),
-            ("output", gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS),
-        ):
-            if key in response_attrs:
-                self._tokens.record(response_attrs[key], {**dims, gen_ai.GEN_AI_TOKEN_TYPE: token_type})
         if USAGE_COST in response_attrs:
             self._cost.add(response_attrs[USAGE_COST], dims)

@@ -1,12 +1,12 @@
-"""A histogram aggregated here rather than by the metrics SDK, for the one recorded once per stream chunk
-(`gen_ai.client.operation.time_per_output_chunk`).
+"""A histogram aggregated here rather than by the metrics SDK, for those recorded once per stream chunk
+(`gen_ai.client.operation.time_per_output_chunk`) or more than once a call (token usage).
 
-The SDK's `Histogram.record` cleans and hashes the attributes on every call, about 20 us; a 200-chunk answer
-spent 4 ms of the telemetry process's CPU in it. Here a call's gaps cost one dictionary lookup and a bisect per
-chunk. `WithLocalHistograms` adds the points to each export of the SDK's periodic reader as the OTLP histogram the
-SDK would have made: the same explicit bounds and bucket rule (a value on a bound falls in the bucket below it),
-count, sum, min, max, and the exporter's temporality (cumulative, or delta as OTEL_EXPORTER_OTLP_METRICS_
-TEMPORALITY_PREFERENCE asks).
+The SDK's `Histogram.record` cleans and hashes the attributes on every call, about 20 us; a 200-chunk answer spent 4
+ms of the telemetry process's CPU in it, and token usage a tenth of a whole call's. Here a call's gaps cost one
+dictionary lookup and a bisect per chunk. `WithLocalHistograms` adds the points to each export of the SDK's periodic
+reader as the OTLP histogram the SDK would have made: the same explicit bounds and bucket rule (a value on a bound
+falls in the bucket below it), count, sum, min, max, and the exporter's temporality (cumulative, or delta as
+OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE asks).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # the metrics and logs SDKs are imported where a pipeline is 
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import MetricReader
 
-    from llm_gateway.telemetry.local_histogram import LocalHistogram
+    from llm_gateway.telemetry.chat_metrics import ChatHistograms
 
 from llm_gateway import __version__
 from llm_gateway.telemetry.content import content_capture
@@ -64,8 +64,8 @@ class Telemetry:
     span_losses: SpanLosses | None = None
     #: where spans wait while the trace backend is down (`spool.py`); None when nothing spools
     spool: SpanSpool | None = None
-    #: time_per_output_chunk, aggregated by the gateway and exported with the meter provider's metrics
-    chunk_gaps: LocalHistogram | None = None
+    #: the histograms aggregated by the gateway and exported with the meter provider's metrics
+    chat_histograms: ChatHistograms | None = None
 
     @property
     def tracer(self) -> trace.Tracer:
@@ -183,8 +183,8 @@ def export_plan(env: Mapping[str, str]) -> list[tuple[str, str]]:
     return plan
 
 
-def _metric_reader(env: Mapping[str, str], resource: Resource) -> tuple[MetricReader, LocalHistogram] | None:
-    """The periodic OTLP reader, whose exports also carry the gateway's local histogram (returned with it)."""
+def _metric_reader(env: Mapping[str, str], resource: Resource) -> tuple[MetricReader, ChatHistograms] | None:
+    """The periodic OTLP reader, whose exports also carry the gateway's local histograms (returned with it)."""
     exporter_name = env.get("OTEL_METRICS_EXPORTER", "").strip().lower()
     generic = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
     specific = env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "").strip()
@@ -194,14 +194,14 @@ def _metric_reader(env: Mapping[str, str], resource: Resource) -> tuple[MetricRe
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-    from llm_gateway.telemetry.chat_metrics import chunk_gap_histogram
+    from llm_gateway.telemetry.chat_metrics import chat_histograms
     from llm_gateway.telemetry.local_histogram import WithLocalHistograms
 
     endpoint = specific or (generic.rstrip("/") + "/v1/metrics" if generic else None)
-    chunk_gaps = chunk_gap_histogram()
+    histograms = chat_histograms()
     scope = InstrumentationScope(INSTRUMENTATION_NAME, __version__)
-    exporter = WithLocalHistograms(OTLPMetricExporter(endpoint=endpoint), [chunk_gaps], scope, resource)
-    return PeriodicExportingMetricReader(exporter), chunk_gaps
+    exporter = WithLocalHistograms(OTLPMetricExporter(endpoint=endpoint), list(histograms), scope, resource)
+    return PeriodicExportingMetricReader(exporter), histograms
 
 
 def _logs_endpoint(env: Mapping[str, str]) -> str:
@@ -255,17 +255,17 @@ def configure(env: Mapping[str, str] | None = None, *, local: bool = False,
         processor = WaitingBatchSpanProcessor(exporter, losses) if losses is not None else BatchSpanProcessor(exporter)
         provider.add_span_processor(processor)
     metrics = _metric_reader(env, resource) if plan else None
-    meter_provider = chunk_gaps = None
+    meter_provider = histograms = None
     if metrics is not None:
         from opentelemetry.sdk.metrics import MeterProvider
 
-        reader, chunk_gaps = metrics
+        reader, histograms = metrics
         meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
     if not env.get("OTEL_PROPAGATORS"):
         # The relay forwards requests byte for byte: no traceparent is added unless the user asks for it.
         set_global_textmap(CompositePropagator([]))
     return Telemetry(provider, meter_provider, describe(plan), _logger_provider(env, resource, plan), losses,
-                     spool, chunk_gaps)
+                     spool, histograms)
 
 
 def describe(plan: list[tuple[str, str]]) -> str:

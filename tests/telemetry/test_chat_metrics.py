@@ -14,7 +14,7 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMet
 from llm_gateway.protocols import openai_chat
 from llm_gateway.protocols.base import HttpResponseHead
 from llm_gateway.protocols.run import ExchangeRun
-from llm_gateway.telemetry.chat_metrics import ChatMetrics, chunk_gap_histogram
+from llm_gateway.telemetry.chat_metrics import ChatMetrics, chat_histograms
 from tests.support.exchanges import exchange_with
 from tests.support.records import http_request
 
@@ -25,17 +25,17 @@ RESPONSE = {"gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 3,
 
 
 def _points(stream: bool, response: dict[str, Any], gaps: list[int]) -> dict[str, list[Any]]:
-    """The points of one call: the SDK's instruments, and the per-chunk times from the gateway's local histogram."""
+    """The points of one call: the SDK's instruments, and the gateway's local histograms."""
     reader = InMemoryMetricReader()
-    chunk_gaps = chunk_gap_histogram()
-    metrics = ChatMetrics(MeterProvider(metric_readers=[reader]).get_meter("test"), chunk_gaps)
+    histograms = chat_histograms()
+    metrics = ChatMetrics(MeterProvider(metric_readers=[reader]).get_meter("test"), histograms)
     metrics.record({**REQUEST, "gen_ai.request.stream": stream}, response, 1.5, gaps)
     data = reader.get_metrics_data()
     found: dict[str, list[Any]] = {}
-    local = chunk_gaps.collect(AggregationTemporality.CUMULATIVE)
+    local = [m for h in histograms if (m := h.collect(AggregationTemporality.CUMULATIVE)) is not None]
     for resource in data.resource_metrics if data else []:
         for scope in resource.scope_metrics:
-            for metric in [*scope.metrics, *([local] if local else [])]:
+            for metric in [*scope.metrics, *local]:
                 found[metric.name] = list(metric.data.data_points)
     return found
 
