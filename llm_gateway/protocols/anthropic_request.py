@@ -56,8 +56,8 @@ def parse_messages_body(doc: dict[str, Any], capture: bool) -> ChatRequest:
     tools = list(items(doc.get("tools")))
     tool_names = [name for tool in tools if (name := text(tool.get("name")))]
     system = _system_texts(doc.get("system"))
-    messages = [_message(m) for m in items(doc.get("messages"))]
-    history = _history_tool_calls(messages)
+    scan = _scan_messages(doc.get("messages"))
+    messages, history = scan.messages, scan.history_tool_calls
     # the attribution block would make every request of a session look new
     system_text = "\n".join(line for line in system if not line.startswith(_BILLING_PREFIX))
     request = ChatRequest(
@@ -68,10 +68,9 @@ def parse_messages_body(doc: dict[str, Any], capture: bool) -> ChatRequest:
         output_type=_output_type(doc),
         tool_names=tool_names,
         tool_descriptions=tool_descriptions(tools),
-        tool_results=_tool_results(messages, history, capture),
-        continues_tool_loop=bool(messages) and any(_type(b) == "tool_result" for b in messages[-1].blocks),
-        prompt_ordinal=sum(1 for m in messages if m.role == "user"
-                           and not any(_type(b) == "tool_result" for b in m.blocks)) or None,
+        tool_results=[_tool_result(block, history, capture) for block in scan.tool_results],
+        continues_tool_loop=scan.ends_with_tool_result,
+        prompt_ordinal=scan.prompts or None,
         history_tool_calls=history,
         hints=_hints(doc),
         conversation_fingerprint=fingerprint(system_text, _first_user_text(messages)),
@@ -84,10 +83,43 @@ def parse_messages_body(doc: dict[str, Any], capture: bool) -> ChatRequest:
     return request
 
 
-def _message(doc: dict[str, Any]) -> _Message:
-    content = doc.get("content")
-    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(items(content))
-    return _Message(text(doc.get("role")) or "user", blocks)
+@dataclass(slots=True)
+class _Scan:
+    """What one pass over the history finds. An agent sends its whole conversation with every call, often hundreds
+    of messages: each block is looked at once."""
+
+    messages: list[_Message]
+    history_tool_calls: dict[str, str]  # call id -> tool name, of every tool call in the history
+    tool_results: list[dict[str, Any]]  # the tool_result blocks, in order
+    prompts: int  # user messages that are not tool results
+    ends_with_tool_result: bool
+
+
+def _scan_messages(value: object) -> _Scan:
+    scan = _Scan([], {}, [], 0, False)
+    history, results = scan.history_tool_calls, scan.tool_results
+    for doc in items(value):
+        content = doc.get("content")
+        has_result = False
+        if isinstance(content, str):
+            blocks = [{"type": "text", "text": content}]
+        else:
+            blocks = [block for block in content if isinstance(block, dict)] if isinstance(content, list) else []
+            for block in blocks:
+                kind = block.get("type")
+                if kind == "tool_result":
+                    has_result = True
+                    results.append(block)
+                elif isinstance(kind, str) and kind in _TOOL_CALL_BLOCKS:
+                    call_id, name = text(block.get("id")), text(block.get("name"))
+                    if call_id and name:
+                        history[call_id] = name
+        role = text(doc.get("role")) or "user"
+        if role == "user" and not has_result:
+            scan.prompts += 1
+        scan.ends_with_tool_result = has_result
+        scan.messages.append(_Message(role, blocks))
+    return scan
 
 
 def _system_texts(system: object) -> list[str]:
@@ -129,32 +161,14 @@ def _hints(doc: dict[str, Any]) -> dict[str, str]:
     return hints
 
 
-def _history_tool_calls(messages: list[_Message]) -> dict[str, str]:
-    calls: dict[str, str] = {}
-    for message in messages:
-        for block in message.blocks:
-            call_id, name = text(block.get("id")), text(block.get("name"))
-            if _type(block) in _TOOL_CALL_BLOCKS and call_id and name:
-                calls[call_id] = name
-    return calls
-
-
-def _tool_results(messages: list[_Message], history: dict[str, str], capture: bool) -> list[ToolResult]:
-    results = []
-    for message in messages:
-        for block in message.blocks:
-            if _type(block) != "tool_result":
-                continue
-            call_id = text(block.get("tool_use_id"))
-            results.append(
-                ToolResult(
-                    call_id=call_id,
-                    name=history.get(call_id) if call_id else None,
-                    is_error=block.get("is_error") is True,
-                    content=_result_content(block.get("content")) if capture else None,
-                )
-            )
-    return results
+def _tool_result(block: dict[str, Any], history: dict[str, str], capture: bool) -> ToolResult:
+    call_id = text(block.get("tool_use_id"))
+    return ToolResult(
+        call_id=call_id,
+        name=history.get(call_id) if call_id else None,
+        is_error=block.get("is_error") is True,
+        content=_result_content(block.get("content")) if capture else None,
+    )
 
 
 def _first_user_text(messages: list[_Message]) -> str:
