@@ -3,7 +3,7 @@
 The OTLP exporter's own encoder builds a protobuf message object for every span, attribute and value and then
 serializes the tree: about 120 µs for a span with 25 attributes, the largest single cost of tracing a call. This
 writes the wire format directly, field by field, and keeps the bytes of what repeats from span to span: each
-attribute key, each (key, text or integer value) pair (model, provider, operation, session id...), the resource and the
+attribute key, each (key, text value) pair (model, provider, operation, session id...), the resource and the
 instrumentation scope. The output is the same bytes as the exporter's encoder for the same spans (a test holds
 them side by side), so what the backend receives does not change.
 
@@ -34,6 +34,8 @@ def _tag(field: int, wire_type: int) -> bytes:
 
 
 def _varint(value: int) -> bytes:
+    if 0 <= value < 0x80:
+        return _ONE_BYTE[value]
     if value < 0:  # int64: two's complement, always ten bytes
         value &= (1 << 64) - 1
     out = bytearray()
@@ -97,6 +99,7 @@ _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
 _FLAGS_LOCAL = _SPAN_FLAGS + struct.pack("<I", _HAS_IS_REMOTE)
 _FLAGS_REMOTE = _SPAN_FLAGS + struct.pack("<I", _HAS_IS_REMOTE | _IS_REMOTE)
 _INT64 = range(-(1 << 63), 1 << 63)
+_pack_double = struct.Struct("<d").pack
 
 #: how many attribute keys and (key, text) pairs are kept encoded; past that the cache starts over
 CACHE_ENTRIES = 4096
@@ -122,7 +125,7 @@ class OtlpSpanEncoder:
     def __init__(self, cache_entries: int = CACHE_ENTRIES) -> None:
         self._cache_entries = cache_entries
         self._keys: dict[str, bytes] = {}
-        self._remembered: dict[tuple[str, str | int], bytes] = {}
+        self._remembered: dict[tuple[str, str], bytes] = {}
         self._resources: dict[int, tuple[Resource, bytes]] = {}
         self._scopes: dict[int, tuple[InstrumentationScope | None, bytes]] = {}
 
@@ -219,7 +222,7 @@ class OtlpSpanEncoder:
         remembered = self._remembered
         for key, value in attributes.items():
             try:
-                if type(value) is str or type(value) is int:  # not bool or float: 1 == 1.0 == True as dict keys
+                if type(value) is str:  # numbers mostly differ from span to span (tokens, times): not kept
                     message = remembered.get((key, value))
                     if message is None:
                         message = self._remember(remembered, (key, value), self._key_value(key, value))
@@ -233,11 +236,11 @@ class OtlpSpanEncoder:
 
     def _key_value(self, key: str, value: Any) -> bytes:
         """A KeyValue message, length first (what follows its field's tag)."""
-        encoded_key = self._keys.get(key)
-        if encoded_key is None:
-            encoded_key = self._remember(self._keys, key, _text(_KEY, key))
-        payload = encoded_key + _field(_VALUE, _any_value(value, self))
+        payload = (self._keys.get(key) or self._key(key)) + _field(_VALUE, _any_value(value, self))
         return _length(payload) + payload
+
+    def _key(self, key: str) -> bytes:
+        return self._remember(self._keys, key, _text(_KEY, key))
 
     def _remember(self, cache: dict, key: Any, encoded: bytes) -> bytes:
         if len(cache) >= self._cache_entries:
@@ -271,7 +274,7 @@ def _any_value(value: Any, encoder: OtlpSpanEncoder) -> bytes:
             raise ValueError(f"{value} does not fit in int64")
         return _INT + _varint(value)
     if isinstance(value, float):
-        return _DOUBLE + struct.pack("<d", value)
+        return _DOUBLE + _pack_double(value)
     if isinstance(value, bytes):
         return _field(_BYTES, value)
     if isinstance(value, Sequence):
