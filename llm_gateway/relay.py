@@ -77,12 +77,35 @@ def forward_headers(
     """The end-to-end headers of a message, in order, repeated fields kept, names as sent. With `exact`, a value
     that is not UTF-8 raises HeaderNotUTF8 instead of passing as Latin-1 text."""
     text = _exact_header_text if exact else _header_text
-    pairs = [(text(k), text(v)) for k, v in raw]
-    listed = frozenset(
-        t.strip().lower() for k, v in pairs if k.lower() == "connection" for t in v.split(",") if t.strip()
-    )
-    drop = HOP_BY_HOP | listed | extra_drop
-    return CIMultiDict((k, v) for k, v in pairs if k.lower() not in drop)
+    pairs = []
+    listed: set[str] | None = None  # the names the Connection header lists: hop-by-hop for this message
+    for raw_name, raw_value in raw:
+        name = _NAMES.get(raw_name)
+        if name is None:
+            name = _header_name(raw_name, text)
+        value = text(raw_value)
+        if name[1] == "connection":
+            listed = listed or set()
+            listed.update(token for t in value.split(",") if (token := t.strip().lower()))
+        pairs.append((name, value))
+    drop = HOP_BY_HOP if listed is None and not extra_drop else HOP_BY_HOP | (listed or set()) | extra_drop
+    return CIMultiDict([(name, value) for (name, lowered), value in pairs if lowered not in drop])
+
+
+# Header names as text and lowercased, by their bytes: clients send the same few dozen names with every request
+# (ASCII only: a name that is not is read by the caller's rules each time).
+_NAMES: dict[bytes, tuple[str, str]] = {}
+_NAMES_KEPT = 512
+
+
+def _header_name(raw: bytes, text: Callable[[bytes], str]) -> tuple[str, str]:
+    name = text(raw)
+    found = (name, name.lower())
+    if raw.isascii():  # read the same whether or not the reading is exact (see HeaderNotUTF8)
+        if len(_NAMES) >= _NAMES_KEPT:
+            _NAMES.clear()
+        _NAMES[raw] = found
+    return found
 
 
 def _header_text(raw: bytes) -> str:

@@ -11,6 +11,7 @@ import pytest
 from yarl import URL
 
 from llm_gateway.config import Settings
+from llm_gateway.relay import HeaderNotUTF8, forward_headers
 from llm_gateway.server import Gateway
 from tests.support.servers import RecordingUpstream, raw_http, running_gateway, running_upstream
 
@@ -219,3 +220,13 @@ async def test_upstream_status_and_body_pass_unchanged(servers: AsyncExitStack, 
     assert response.headers["Location"] == "https://elsewhere.test/"
     assert response.headers["Retry-After"] == "7"
     assert len(upstream.arrived) == 1
+
+
+def test_a_header_name_that_is_not_utf8_is_refused_by_the_exact_reading_even_after_a_lenient_one() -> None:
+    # Names are remembered once read: one read leniently (a response's) must not pass unchecked where the reading
+    # is exact (a request's).
+    name = "x-caf\xe9".encode("latin-1")
+    assert list(forward_headers([(name, b"1")]).items()) == [("x-caf\xe9", "1")]
+    with pytest.raises(HeaderNotUTF8):
+        forward_headers([(name, b"1")], exact=True)
+    assert list(forward_headers([(b"X-Same", b"a"), (b"Connection", b"x-same, close")]).items()) == []
