@@ -83,14 +83,15 @@ def _stable(sink_url: str, quiet_s: float = 1.0, limit_s: float = 120.0) -> None
 class Calls:
     """The flow messages of the bench's exchange, one session after another, as the shipper builds them."""
 
-    def __init__(self, stream_chunks: int) -> None:
+    def __init__(self, stream_chunks: int, tool_turns: int = 0) -> None:
+        self._tool_turns = tool_turns
         self._router = Router(Settings(upstreams={"anthropic": UPSTREAM}), {})
         self._headers = {k: v for k, v in wire.request_headers("127.0.0.1", 8787)}
         self._chunks = stream_chunks
         self._ids = 0
 
     def messages(self, session: int, call: int) -> list[flow_wire.Message]:
-        body = _conversation(session, call, stream=self._chunks > 0)
+        body = _conversation(session, call, stream=self._chunks > 0, tool_turns=self._tool_turns)
         from multidict import CIMultiDict, CIMultiDictProxy
 
         headers = CIMultiDictProxy(CIMultiDict({**self._headers, "Content-Length": str(len(body))}))
@@ -118,10 +119,22 @@ class Calls:
         return out
 
 
-def _conversation(session: int, call: int, *, stream: bool) -> bytes:
-    """Call `call` of session `session`: the session's first prompt, then for each earlier call its answer and a
-    next prompt (a conversation that grows, as an agent's does)."""
+#: what one tool call's result carries in `--tool-turns` (a file read, a command's output): about 2 KB
+TOOL_OUTPUT = "x = compute(y)  # a line of a file the agent read\n" * 40
+
+
+def _conversation(session: int, call: int, *, stream: bool, tool_turns: int = 0) -> bytes:
+    """Call `call` of session `session`: the session's first prompt, `tool_turns` tool calls with their results
+    (an agent's history, each turn about 2 KB), then for each earlier call its answer and a next prompt (a
+    conversation that grows, as an agent's does)."""
     messages: list[dict] = [{"role": "user", "content": f"session {session}: " + wire.USER_PROMPT}]
+    for n in range(tool_turns):
+        call_id = f"toolu_{session:06d}_{n:04d}"
+        messages += [{"role": "assistant", "content": [
+                         {"type": "text", "text": "Reading the next file."},
+                         {"type": "tool_use", "id": call_id, "name": "read_file", "input": {"path": f"src/m{n}.py"}}]},
+                     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call_id,
+                                                   "content": TOOL_OUTPUT}]}]
     for n in range(call):
         messages += [{"role": "assistant", "content": wire.ANSWER_TEXT},
                      {"role": "user", "content": f"next step {n + 1}"}]
@@ -131,7 +144,7 @@ def _conversation(session: int, call: int, *, stream: bool) -> bytes:
 
 
 def run_level(sessions: int, calls_per_session: int, stream_chunks: int, sink_url: str, cpus: set[int] | None,
-              idle_s: float, profile: Path | None = None) -> dict:
+              idle_s: float, profile: Path | None = None, tool_turns: int = 0) -> dict:
     """One level: a fresh telemetry process, `sessions` x `calls_per_session` calls, then the sessions expire."""
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink_url, "LLM_GATEWAY_SESSION_IDLE_SECONDS": str(idle_s),
            "OTEL_BSP_SCHEDULE_DELAY": "200",
@@ -143,7 +156,7 @@ def run_level(sessions: int, calls_per_session: int, stream_chunks: int, sink_ur
     try:
         child.stdin.write(frame({"env": env}))
         child.stdin.flush()
-        calls = Calls(stream_chunks)
+        calls = Calls(stream_chunks, tool_turns)
         # One call first: what the child loads on its first call (adapters, the price table) is start-up, not load.
         child.stdin.write(frame(flow_wire.encode(calls.messages(-1, 0))))
         child.stdin.flush()
@@ -192,7 +205,9 @@ def run_level(sessions: int, calls_per_session: int, stream_chunks: int, sink_ur
         _stable(sink_url)
         rss_after = _rss_kib(child.pid)
         return {
-            "sessions": sessions, "calls": total_calls, "stream_chunks": stream_chunks,
+            "sessions": sessions, "calls": total_calls, "stream_chunks": stream_chunks, "tool_turns": tool_turns,
+            "request_kib_last": round(len(_conversation(0, calls_per_session - 1, stream=stream_chunks > 0,
+                                                        tool_turns=tool_turns)) / 1024, 1),
             "cpu_us_per_call": round(cpu_s * 1e6 / total_calls, 1), "wall_s": round(wall_s, 2),
             "calls_per_s": round(total_calls / wall_s), "spans_at_least": expected - spans_before,
             "spans_received_after_calls": received, "spans_received_after_expiry": _sink_spans(sink_url) - spans_before,
@@ -229,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", default="100,1000,10000", help="comma-separated levels")
     parser.add_argument("--calls-per-session", type=int, default=3)
     parser.add_argument("--stream-chunks", type=int, default=0, help="0: non-streamed answers")
+    parser.add_argument("--tool-turns", type=int, default=0,
+                        help="tool calls with their results (about 2 KB each) in every request's history, as an "
+                             "agent's requests carry them")
     parser.add_argument("--idle-s", type=float, default=120.0,
                         help="LLM_GATEWAY_SESSION_IDLE_SECONDS of the child: longer than a level's calls take, so that "
                              "every session is open when the memory is read")
@@ -250,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             for index, sessions in enumerate(levels):
                 profile = args.profile if index == len(levels) - 1 else None
                 result = run_level(sessions, args.calls_per_session, args.stream_chunks, f"http://{LOOPBACK}:{port}",
-                                   server, args.idle_s, profile)
+                                   server, args.idle_s, profile, args.tool_turns)
                 print(orjson.dumps(result).decode(), flush=True)
                 results.append(result)
         finally:
