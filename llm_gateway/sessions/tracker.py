@@ -532,6 +532,8 @@ class SessionTracker:
         pending = [run for agent in session.all_agents if agent.turn is not None for run in agent.turn.pending]
         events: list[Event] = []
         for result in request.tool_results:
+            if not pending:
+                break  # the rest are older results the history repeats: an agent's request carries them all
             run = _take_pending(pending, result.call_id, result.name)
             if run is None:
                 continue  # an older result repeated in the history (every request has them), or a call made before
