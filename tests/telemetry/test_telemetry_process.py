@@ -9,6 +9,7 @@ import signal
 import time
 
 import aiohttp
+import orjson
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -120,6 +121,19 @@ async def test_the_telemetry_process_runs_last_in_line_and_survives_an_interrupt
     assert child.returncode == 0  # it ended when the gateway closed its pipe, after flushing
     assert len(chat_spans(receiver.spans)) == 2
     assert {h.get("x-tenant") for h in receiver.trace_headers} == {"acme"}  # OTEL_* of the gateway's env
+
+
+async def test_with_spooling_off_spans_go_out_by_the_exporters_own_client_and_settings(traced_gateway, receiver):
+    # The gateway encodes the spans; the OTLP exporter's HTTP client posts them, with its OTEL_EXPORTER_OTLP_*.
+    env = {"LLM_GATEWAY_SPOOL_BYTES": "0", "OTEL_EXPORTER_OTLP_HEADERS": "x-tenant=acme",
+           "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip"}
+    async with traced_gateway([Fixture([EXCHANGE])], extra_env=env) as (gateway, _):
+        assert await send_recorded(gateway.url, EXCHANGE) == (EXCHANGE.response.status, EXCHANGE.response.body)
+        health = await telemetry_health_when(gateway.url, lambda h: h["unacknowledged_flows"] == 0)
+        assert health["spans_lost"] == {"queue_full": 0, "export_failed": 0, "spool_dropped": 0}
+    (span,) = chat_spans(receiver.spans)
+    assert span.attributes["gen_ai.request.model"] == orjson.loads(EXCHANGE.request.body)["model"]
+    assert {(h.get("x-tenant"), h.get("Content-Encoding")) for h in receiver.trace_headers} == {("acme", "gzip")}
 
 
 async def test_a_stalled_telemetry_process_sheds_new_flows_never_traffic(traced_gateway, receiver, monkeypatch):
