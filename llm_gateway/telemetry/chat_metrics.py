@@ -45,8 +45,8 @@ _TOKEN_TYPES = (("input", gen_ai.GEN_AI_USAGE_INPUT_TOKENS), ("output", gen_ai.G
 class ChatHistograms:
     """The histograms aggregated by the gateway (see `local_histogram.py`): the SDK's `record` cleans and hashes the
     attributes each time, about 20 µs; time per output chunk is recorded once per stream chunk, token usage twice a
-    call. Only the duration stays with the SDK: the periodic reader exports only when its own instruments have
-    data, and the duration is recorded with every call, after these."""
+    call. The duration (and the cost counter) stay with the SDK: the periodic reader exports only when its own
+    instruments have data, and the duration is recorded with every call, after these."""
 
     chunk_gaps: LocalHistogram
     tokens: LocalHistogram
