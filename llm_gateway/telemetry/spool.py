@@ -207,8 +207,9 @@ def _span_count(name: str) -> int:
 
 
 class SpoolingSpanExporter(SpanExporter):
-    """`inner` while the backend answers; the spool, in order, while it does not and until what was spooled has been
-    sent (see the module docstring)."""
+    """`send` (the exporter's HTTP client) while the backend answers; the spool, in order, while it does not and
+    until what was spooled has been sent (see the module docstring). `inner`, the exporter, is kept for its
+    shutdown."""
 
     def __init__(self, inner: SpanExporter, spool: SpanSpool, send: Sender, destination: str,
                  encode: Encoder | None = None) -> None:
