@@ -144,12 +144,15 @@ def _conversation(session: int, call: int, *, stream: bool, tool_turns: int = 0)
 
 
 def run_level(sessions: int, calls_per_session: int, stream_chunks: int, sink_url: str, cpus: set[int] | None,
-              idle_s: float, profile: Path | None = None, tool_turns: int = 0) -> dict:
-    """One level: a fresh telemetry process, `sessions` x `calls_per_session` calls, then the sessions expire."""
+              idle_s: float, profile: Path | None = None, tool_turns: int = 0, cprofile: Path | None = None) -> dict:
+    """One level: a fresh telemetry process, `sessions` x `calls_per_session` calls, then the sessions expire.
+    With `cprofile`, the child runs under cProfile, which writes its main thread's profile there when it exits."""
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink_url, "LLM_GATEWAY_SESSION_IDLE_SECONDS": str(idle_s),
            "OTEL_BSP_SCHEDULE_DELAY": "200",
            "LLM_GATEWAY_MAX_SESSIONS": str(max(1000, sessions * 2))}
-    child = subprocess.Popen(child_command(), stdin=subprocess.PIPE, env=child_environment(env),
+    command = child_command() if cprofile is None else [
+        sys.executable, "-m", "cProfile", "-o", str(cprofile), "-m", "llm_gateway.offload.worker"]
+    child = subprocess.Popen(command, stdin=subprocess.PIPE, env=child_environment(env),
                              preexec_fn=pin(cpus), cwd=str(REPO_ROOT))
     assert child.stdin is not None
     spans_before = _sink_spans(sink_url)
@@ -168,7 +171,7 @@ def run_level(sessions: int, calls_per_session: int, stream_chunks: int, sink_ur
         spy = None
         if profile is not None:
             spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(child.pid),
-                                    "--rate", "1000", "--format", "raw", "--threads", "--full-filenames",
+                                    "--rate", "250", "--format", "raw", "--threads", "--full-filenames",
                                     "--nonblocking", "--output", str(profile)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
             time.sleep(1.0)
@@ -251,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="LLM_GATEWAY_SESSION_IDLE_SECONDS of the child: longer than a level's calls take, so that "
                              "every session is open when the memory is read")
     parser.add_argument("--profile", type=Path, help="py-spy raw stacks of the child to this file (last level)")
+    parser.add_argument("--cprofile", type=Path,
+                        help="the child's main thread under cProfile, to this file (last level; read it with pstats): "
+                             "py-spy also counts the time the child waits for the pipe")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
     server, harness, _ = cpu_plan()
@@ -266,9 +272,10 @@ def main(argv: list[str] | None = None) -> int:
             levels = [int(n) for n in args.sessions.split(",") if n.strip()]
             results = []
             for index, sessions in enumerate(levels):
-                profile = args.profile if index == len(levels) - 1 else None
+                last = index == len(levels) - 1
                 result = run_level(sessions, args.calls_per_session, args.stream_chunks, f"http://{LOOPBACK}:{port}",
-                                   server, args.idle_s, profile, args.tool_turns)
+                                   server, args.idle_s, args.profile if last else None, args.tool_turns,
+                                   args.cprofile if last else None)
                 print(orjson.dumps(result).decode(), flush=True)
                 results.append(result)
         finally:
