@@ -149,6 +149,9 @@ class Relay:
         self._internal = internal
         self._health = health  # more for `GET /_gateway/health` (the telemetry process's state)
         self.proxy = proxy  # the forward proxy on the same port, for absolute-form requests
+        #: HTTP exchanges being relayed now (`gc_schedule.py` collects when there are none); a WebSocket, idle
+        #: between an agent's turns for most of its life, is not counted
+        self.in_flight = 0
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(
@@ -263,6 +266,14 @@ class Relay:
     async def _forward(self, request: web.BaseRequest, flow: Flow, headers: CIMultiDict[str]) -> web.StreamResponse:
         """`headers`: the request's end-to-end headers (`forward_headers`)."""
         assert self._session is not None, "Relay.start() was not awaited"
+        self.in_flight += 1
+        try:
+            return await self._exchange(request, flow, headers)
+        finally:
+            self.in_flight -= 1
+
+    async def _exchange(self, request: web.BaseRequest, flow: Flow, headers: CIMultiDict[str]) -> web.StreamResponse:
+        assert self._session is not None
         flow.upstream_started_ns = time.time_ns()
         try:
             upstream = await self._session.request(

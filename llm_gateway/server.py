@@ -20,6 +20,7 @@ from aiohttp import web
 from llm_gateway.addons import default_addons
 from llm_gateway.config import ENV_HOST, ENV_PORT, ConfigError, Settings
 from llm_gateway.flow import call_hook
+from llm_gateway.gc_schedule import collect_when_due, take_over_full_collections
 from llm_gateway.mcp.endpoint import GatewayEndpoints
 from llm_gateway.offload import FlowShipper, TelemetryProcess
 from llm_gateway.proxy import CAError, ForwardProxy, ProxyServer
@@ -198,12 +199,15 @@ async def serve(settings: Settings) -> None:
     # for tens of milliseconds (bench/, stall test).
     gc.collect()
     gc.freeze()
-    gc.set_threshold(10_000, 50, 100)  # fewer, cheaper young collections under load (measured in bench/)
+    # Full collections, which walk every live stream's objects at once, only when nothing is in flight (or seldom).
+    take_over_full_collections()
+    collector = asyncio.create_task(collect_when_due(lambda: gateway.relay.in_flight))
     print(gateway.describe(), file=sys.stderr, flush=True)
     try:
         await stop.wait()
         print("llm-gateway: shutting down, finishing in-flight streams", file=sys.stderr, flush=True)
     finally:
+        collector.cancel()
         # Ctrl-C or a service manager's SIGTERM: a dead trace backend must not hold up the exit (the exporter
         # retries for seconds); the telemetry process finishes on its own.
         await gateway.stop(telemetry_wait_s=SHUTDOWN_TELEMETRY_WAIT_S)
