@@ -217,7 +217,8 @@ class OtlpSpanEncoder:
         if not attributes:
             return b""
         if isinstance(attributes, BoundedAttributes):
-            attributes = attributes._dict  # its own items() goes through the Mapping mixins, a lookup per key
+            # its own items() goes through the Mapping mixins, a lookup per key
+            attributes = getattr(attributes, "_dict", attributes)
         parts = []
         remembered = self._remembered
         for key, value in attributes.items():
