@@ -96,8 +96,8 @@ _VALUES = _tag(1, _LEN)
 _KINDS = {SpanKind.INTERNAL: 1, SpanKind.SERVER: 2, SpanKind.CLIENT: 3, SpanKind.PRODUCER: 4, SpanKind.CONSUMER: 5}
 # SpanFlags: the span says whether its parent is remote (bit 8), and whether it is (bit 9).
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
-_FLAGS_LOCAL = _SPAN_FLAGS + struct.pack("<I", _HAS_IS_REMOTE)
-_FLAGS_REMOTE = _SPAN_FLAGS + struct.pack("<I", _HAS_IS_REMOTE | _IS_REMOTE)
+#: the flags' fixed32, by whether the parent (a span's) or the linked span (a link's) is remote
+_REMOTE_FLAGS = {False: struct.pack("<I", _HAS_IS_REMOTE), True: struct.pack("<I", _HAS_IS_REMOTE | _IS_REMOTE)}
 _INT64 = range(-(1 << 63), 1 << 63)
 _pack_double = struct.Struct("<d").pack
 
@@ -188,7 +188,7 @@ class OtlpSpanEncoder:
             b"".join(self._link(link) for link in span.links),
             _count(_SPAN_DROPPED_LINKS, span.dropped_links),
             _field(_SPAN_STATUS, status_payload),
-            _FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL,
+            _SPAN_FLAGS, _REMOTE_FLAGS[parent is not None and parent.is_remote],
         ))
 
     def _event(self, event: Any) -> bytes:
@@ -207,7 +207,7 @@ class OtlpSpanEncoder:
             _LINK_SPAN_ID, b"\x08", context.span_id.to_bytes(8, "big"),
             self._attributes(_LINK_ATTRIBUTES, link.attributes),
             _count(_LINK_DROPPED, link.dropped_attributes),
-            _LINK_FLAGS + struct.pack("<I", _HAS_IS_REMOTE | (_IS_REMOTE if context.is_remote else 0)),
+            _LINK_FLAGS, _REMOTE_FLAGS[context.is_remote],
         ))
         return _field(_SPAN_LINKS, payload)
 
