@@ -1,4 +1,4 @@
-"""When the relay's process runs full collections of Python's cyclic garbage collector.
+"""When the gateway's processes run full collections of Python's cyclic garbage collector.
 
 A full (generation 2) collection walks every object the process tracks, in one go: with 2,000 streams open the
 relay holds some 200,000 more, and a full collection took 120 ms untraced, 190 ms traced, during which no stream
@@ -7,6 +7,9 @@ before 3.14 has no incremental collector. So the relay turns automatic full coll
 when no exchange is in flight (agents pause between calls: nothing is there to wait), or, when traffic never
 pauses, every `FORCED_EVERY_S`, so that cyclic garbage cannot grow without bound. Young collections (generations
 0 and 1) stay automatic: they are short.
+
+The telemetry process does the same with its flows: with 10,000 sessions open, automatic full collections cost
+50 µs of every traced call (14 of them in 30,000 calls, 110 ms each), and made tracing CPU grow with the sessions.
 """
 
 from __future__ import annotations

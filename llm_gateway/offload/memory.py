@@ -1,10 +1,11 @@
 """Memory the telemetry process hands back to the system once traffic has paused.
 
-Ended sessions free their objects, but the C allocator keeps the freed pages of its heap for reuse, so a process
-that once held 10,000 sessions would stay that large. `MemoryReleaser` collects reference cycles and asks glibc to
-return its free pages (`malloc_trim`) at given moments after the last flow: a few seconds after it (the calls'
-parsers and buffers are gone), and again just after the open sessions ended idle. An idle process does nothing more
-until the next flow. Elsewhere (macOS, musl) only the collection runs.
+Ended sessions free their objects, but the allocators keep freed memory for reuse, so a process that once held
+10,000 sessions would stay that large. `MemoryReleaser` drops the caches it is given (a cache entry left per session
+keeps a whole 1 MiB arena of Python's allocator alive), collects reference cycles and asks glibc to return its free
+pages (`malloc_trim`), at given moments after the last flow: a few seconds after it (the calls' parsers and buffers
+are gone), and again just after the open sessions ended idle. An idle process does nothing more until the next
+flow. Elsewhere (macOS, musl) only the cache drop and the collection run.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ def _malloc_trim() -> Callable[[int], int] | None:
 class MemoryReleaser:
     """Called from the telemetry process's ticker, never from a thread that handles flows."""
 
-    def __init__(self, after_s: Sequence[float]) -> None:
+    def __init__(self, after_s: Sequence[float], forget: Sequence[Callable[[], None]] = ()) -> None:
+        """`forget`: caches to drop before each release (what they hold would pin freed pages)."""
         self._after_s = sorted(after_s)
+        self._forget = tuple(forget)
         self._last_flow_at = 0.0
         self._done = 0  # how many of the moments after the last flow have had their release
         self._trim = _malloc_trim()
@@ -45,6 +48,8 @@ class MemoryReleaser:
         if due <= self._done:
             return False
         self._done = due
+        for forget in self._forget:
+            forget()
         gc.collect()
         if self._trim is not None:
             self._trim(0)

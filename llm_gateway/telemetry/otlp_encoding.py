@@ -129,6 +129,12 @@ class OtlpSpanEncoder:
         self._resources: dict[int, tuple[Resource, bytes]] = {}
         self._scopes: dict[int, tuple[InstrumentationScope | None, bytes]] = {}
 
+    def forget(self) -> None:
+        """Drops the kept attribute keys and (key, text) pairs: they hold one entry per session id, scattered over
+        the allocator's pages, which keep those pages from going back to the system after the sessions ended."""
+        self._keys.clear()
+        self._remembered.clear()
+
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         # Grouped as OTLP nests them: resource, then instrumentation scope, in the order first seen.
         groups: dict[int, dict[int, list[bytes]]] = {}

@@ -9,6 +9,7 @@ the same bytes spooled (`spool.py`).
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -51,8 +52,15 @@ def otlp_sender(exporter: SpanExporter) -> Sender | None:
     return send
 
 
+@functools.cache
+def shared_encoder() -> OtlpSpanEncoder:
+    """The process's encoder: its exporters share what it keeps, and the telemetry process makes it forget that
+    once traffic pauses (`offload/memory.py`)."""
+    return OtlpSpanEncoder()
+
+
 def otlp_encoder() -> Encoder:
-    return OtlpSpanEncoder().encode
+    return shared_encoder().encode
 
 
 class EncodingSpanExporter(SpanExporter):

@@ -11,9 +11,11 @@ import pytest
 
 from bench.telemetry_load import Calls
 from llm_gateway.addons import default_addons
+from llm_gateway.gc_schedule import FullCollections
 from llm_gateway.offload import flow_wire
 from llm_gateway.offload.memory import MemoryReleaser, _malloc_trim
-from llm_gateway.offload.worker import Replayer
+from llm_gateway.offload.process import child_environment
+from llm_gateway.offload.worker import Replayer, collect_garbage
 from llm_gateway.telemetry.setup import configure
 
 
@@ -29,8 +31,10 @@ def test_it_releases_at_each_moment_after_the_last_flow_and_then_rests():
     assert not releaser.tick(last_flow_at=long_ago)  # ... and nothing more until the next flow
 
 
-# What the telemetry process does with its sessions, in small: many objects of a few hundred bytes to some KiB
-# (dicts, strings, lists: glibc's heap, not Python's arenas), all freed but one in fifty, which pins the pages.
+# What the telemetry process does with its sessions, in small: many objects, all freed but one in fifty, which
+# pins the memory around it. Of a few hundred bytes to some KiB: dicts, lists, request bodies. Of under 512 bytes:
+# most of its objects (strings, small dicts, tuples), which Python's own allocator would keep in 1 MiB arenas for
+# as long as one object in them lives; the telemetry process's environment has them from glibc's heap instead.
 _HOLD_AND_FREE = """
 import sys
 from llm_gateway.offload.memory import MemoryReleaser
@@ -40,7 +44,8 @@ def rss_kib():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
 
-held = [("x" * (600 + i % 3000)).encode() for i in range(150_000)]
+smallest, spread, count = map(int, sys.argv[1:])
+held = [("x" * (smallest + i % spread)).encode() for i in range(count)]
 kept = held[::50]
 del held
 before = rss_kib()
@@ -51,11 +56,25 @@ print(before, rss_kib(), len(kept))
 
 
 @pytest.mark.skipif(_malloc_trim() is None or not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
-def test_freed_heap_pages_go_back_to_the_system():
-    out = subprocess.run([sys.executable, "-c", _HOLD_AND_FREE], capture_output=True, text=True, check=True).stdout
+@pytest.mark.parametrize(("smallest", "spread", "count"), [(600, 3000, 150_000), (40, 400, 600_000)],
+                         ids=["some KiB", "under 512 bytes"])
+def test_freed_memory_goes_back_to_the_system(smallest: int, spread: int, count: int):
+    out = subprocess.run([sys.executable, "-c", _HOLD_AND_FREE, str(smallest), str(spread), str(count)],
+                         env=child_environment({}), capture_output=True, text=True, check=True).stdout
     before_kib, after_kib, _ = map(int, out.split())
-    print(f"RSS with the freed objects' pages {before_kib / 1024:.0f} MiB, released {after_kib / 1024:.0f} MiB")
-    assert before_kib - after_kib > 100 * 1024  # most of the ~270 MiB freed
+    print(f"RSS with the freed objects' memory {before_kib / 1024:.0f} MiB, released {after_kib / 1024:.0f} MiB")
+    freed_kib = count * (smallest + spread / 2 + 33) * 49 / 50 / 1024  # bytes objects: 33 bytes of header
+    assert before_kib - after_kib > freed_kib / 2
+
+
+def test_caches_are_dropped_before_each_release():
+    dropped: list[float] = []
+    releaser = MemoryReleaser(after_s=(5.0,), forget=(lambda: dropped.append(time.monotonic()),))
+    now = time.monotonic()
+    assert not releaser.tick(last_flow_at=now)
+    assert dropped == []
+    assert releaser.tick(last_flow_at=now - 6.0)
+    assert len(dropped) == 1
 
 
 def test_a_traced_call_leaves_nothing_for_the_cyclic_collector():
@@ -78,3 +97,28 @@ def test_a_traced_call_leaves_nothing_for_the_cyclic_collector():
         gc.enable()
         telemetry.shutdown()
     assert left_in_cycles < 30  # there were some forty objects per call, 1,200 for these 30 calls
+
+
+def test_the_telemetry_process_collects_in_full_once_traffic_paused_or_when_the_schedule_forces_it():
+    full: list[int] = []
+
+    def count(phase: str, info: dict) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            full.append(1)
+
+    gc.callbacks.append(count)
+    try:
+        now = time.monotonic()
+        releaser = MemoryReleaser(after_s=(5.0,))
+        schedule = FullCollections(last_s=now, idle_every_s=60.0, forced_every_s=600.0)
+        collect_garbage(releaser, schedule, last_flow_at=now, in_flight=3)
+        assert full == []  # flows are coming
+        collect_garbage(releaser, schedule, last_flow_at=now - 6.0, in_flight=0)
+        assert len(full) == 1  # traffic paused: the releaser's collection, which the schedule counts ...
+        collect_garbage(releaser, schedule, last_flow_at=now - 6.0, in_flight=0)
+        assert len(full) == 1  # ... so none again a second later
+        schedule.last_s = now - 601.0
+        collect_garbage(releaser, schedule, last_flow_at=time.monotonic(), in_flight=3)
+        assert len(full) == 2  # traffic that never pauses: the forced one
+    finally:
+        gc.callbacks.remove(count)

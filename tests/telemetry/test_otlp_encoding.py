@@ -117,6 +117,10 @@ def test_what_the_encoder_remembers_never_changes_its_output():
     expected = _exporters_bytes(spans)
     assert [encoder.encode(spans) for _ in range(3)] == [expected] * 3
     assert encoder.encode([]) == _exporters_bytes([]) == b""
+    remembering = OtlpSpanEncoder()
+    assert remembering.encode(spans) == expected
+    remembering.forget()  # what the telemetry process does once traffic paused
+    assert remembering.encode(spans) == expected
 
 
 def test_an_attribute_the_wire_cannot_carry_is_left_out_and_logged_like_the_exporter_does(
