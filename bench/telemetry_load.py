@@ -4,10 +4,11 @@
 
 For each level it starts the gateway's real telemetry process (the same command and environment the gateway
 uses, exporting over OTLP/HTTP to `bench.sink`), writes into its pipe the messages the relay's shipper would
-write for `sessions` x `calls_per_session` Anthropic Messages calls (the bench's request and answer; each session
-its own first user message, each later call the conversation so far plus a new prompt), and measures, from
-/proc: the child's CPU time from the first message until every span reached the sink (per call), and its RSS
-when idle before, while every session is open (per session), and after the sessions expired (idle again).
+write for `sessions` x `calls_per_session` Anthropic Messages calls (the bench's request, with a tool offered as
+an agent's has, and its answer; each session its own first user message, each later call the conversation so far
+plus a new prompt), and measures, from /proc: the child's CPU time from the first message until every span
+reached the sink (per call), and its RSS when idle before, while every session is open (per session), and after
+the sessions expired (idle again).
 
 The child runs on the server CPU, everything else on the harness CPUs, as in the main bench.
 """
@@ -121,6 +122,11 @@ class Calls:
 
 #: what one tool call's result carries in `--tool-turns` (a file read, a command's output): about 2 KB
 TOOL_OUTPUT = "x = compute(y)  # a line of a file the agent read\n" * 40
+#: the tool every request offers, as an agent's requests do: a call without tools is a side call (a title, a
+#: summary), whose turn ends on a 2 s timer, so the spans per call would depend on how far apart a session's calls
+#: are, which grows with the sessions of a level
+TOOLS = [{"name": "read_file", "description": "Read a file of the workspace.",
+          "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}]
 
 
 def _conversation(session: int, call: int, *, stream: bool, tool_turns: int = 0) -> bytes:
@@ -138,8 +144,8 @@ def _conversation(session: int, call: int, *, stream: bool, tool_turns: int = 0)
     for n in range(call):
         messages += [{"role": "assistant", "content": wire.ANSWER_TEXT},
                      {"role": "user", "content": f"next step {n + 1}"}]
-    body = {"model": wire.MODEL, "max_tokens": 1024, "system": wire.SYSTEM_PROMPT, "messages": messages,
-            "stream": stream}
+    body = {"model": wire.MODEL, "max_tokens": 1024, "system": wire.SYSTEM_PROMPT, "tools": TOOLS,
+            "messages": messages, "stream": stream}
     return orjson.dumps(body)
 
 

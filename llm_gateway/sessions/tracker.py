@@ -518,12 +518,14 @@ class SessionTracker:
         return events
 
     def _evict_for_room(self) -> list[Event]:
+        """Close the least recently active idle sessions until there is room for one more. Called for every new
+        session: it must not walk the sessions when there is room (a copy of 10,000 of them cost 20 µs a call)."""
         events: list[Event] = []
-        for session in list(self._sessions.values()):
-            if len(self._sessions) < self._max_sessions:
-                break
-            if session.phase is SessionPhase.IDLE:
-                events += self._close(session)
+        while len(self._sessions) >= self._max_sessions:
+            oldest_idle = next((s for s in self._sessions.values() if s.phase is SessionPhase.IDLE), None)
+            if oldest_idle is None:
+                break  # every session has a call in flight: over the limit until one ends
+            events += self._close(oldest_idle)
         return events
 
     def _finish_tools(self, session: SessionState, request: ChatRequest, at_ns: int) -> list[Event]:

@@ -108,6 +108,17 @@ def test_sessions_beyond_the_limit_evict_the_least_recently_active():
     assert list(t.sessions) == ["b", "c"]
 
 
+def test_a_session_with_a_call_in_flight_is_never_evicted():
+    t = tr.SessionTracker(idle_ns=300 * S, max_sessions=2)
+    t.call_started(1, _identity("a"), _request(), "p", 0)  # a long stream: still in flight
+    t.call_started(2, _identity("b"), _request(), "p", S)
+    t.call_finished(2, _record(), S)
+    t.call_started(3, _identity("c"), _request(), "p", 2 * S)
+    assert list(t.sessions) == ["a", "c"]  # the oldest idle one made room
+    t.call_started(4, _identity("d"), _request(), "p", 3 * S)
+    assert list(t.sessions) == ["a", "c", "d"]  # both busy: over the limit until one is idle
+
+
 def test_failed_response_starts_no_tool_runs():
     t = tr.SessionTracker(idle_ns=300 * S)
     t.call_started(1, _identity(), _request(), "p", 0)
