@@ -56,7 +56,7 @@ def parse_messages_body(doc: dict[str, Any], capture: bool) -> ChatRequest:
     tools = list(items(doc.get("tools")))
     tool_names = [name for tool in tools if (name := text(tool.get("name")))]
     system = _system_texts(doc.get("system"))
-    scan = _scan_messages(doc.get("messages"))
+    scan = _scan_messages(doc.get("messages"), keep_all=capture)
     messages, history = scan.messages, scan.history_tool_calls
     # the attribution block would make every request of a session look new
     system_text = "\n".join(line for line in system if not line.startswith(_BILLING_PREFIX))
@@ -88,38 +88,52 @@ class _Scan:
     """What one pass over the history finds. An agent sends its whole conversation with every call, often hundreds
     of messages: each block is looked at once."""
 
-    messages: list[_Message]
+    messages: list[_Message]  # all of them, or only the first user message (`_scan_messages`)
     history_tool_calls: dict[str, str]  # call id -> tool name, of every tool call in the history
     tool_results: list[dict[str, Any]]  # the tool_result blocks, in order
     prompts: int  # user messages that are not tool results
     ends_with_tool_result: bool
 
 
-def _scan_messages(value: object) -> _Scan:
+def _scan_messages(value: object, keep_all: bool) -> _Scan:
+    """One pass over the messages. `keep_all`: every message's blocks are kept (content capture); otherwise only
+    the first user message's, for the conversation's fingerprint."""
     scan = _Scan([], {}, [], 0, False)
-    history, results = scan.history_tool_calls, scan.tool_results
-    for doc in items(value):
+    if not isinstance(value, list):
+        return scan
+    history, results, messages = scan.history_tool_calls, scan.tool_results, scan.messages
+    for doc in value:
+        if not isinstance(doc, dict):
+            continue
+        role = doc.get("role")
+        if not isinstance(role, str) or not role:
+            role = "user"
         content = doc.get("content")
         has_result = False
-        if isinstance(content, str):
-            blocks = [{"type": "text", "text": content}]
-        else:
-            blocks = [block for block in content if isinstance(block, dict)] if isinstance(content, list) else []
-            for block in blocks:
+        if isinstance(content, list):
+            for block in content:
+                if not isinstance(block, dict):
+                    continue
                 kind = block.get("type")
                 if kind == "tool_result":
                     has_result = True
                     results.append(block)
                 elif isinstance(kind, str) and kind in _TOOL_CALL_BLOCKS:
-                    call_id, name = text(block.get("id")), text(block.get("name"))
-                    if call_id and name:
+                    call_id, name = block.get("id"), block.get("name")
+                    if call_id and name and isinstance(call_id, str) and isinstance(name, str):
                         history[call_id] = name
-        role = text(doc.get("role")) or "user"
         if role == "user" and not has_result:
             scan.prompts += 1
         scan.ends_with_tool_result = has_result
-        scan.messages.append(_Message(role, blocks))
+        if keep_all or (role == "user" and not messages):
+            messages.append(_Message(role, _blocks(content)))
     return scan
+
+
+def _blocks(content: object) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    return [block for block in content if isinstance(block, dict)] if isinstance(content, list) else []
 
 
 def _system_texts(system: object) -> list[str]:
