@@ -1,11 +1,12 @@
 """Memory the telemetry process hands back to the system once traffic has paused.
 
 Ended sessions free their objects, but the allocators keep freed memory for reuse, so a process that once held
-10,000 sessions would stay that large. `MemoryReleaser` drops the caches it is given (a cache entry left per session
-keeps a whole 1 MiB arena of Python's allocator alive), collects reference cycles and asks glibc to return its free
-pages (`malloc_trim`), at given moments after the last flow: a few seconds after it (the calls' parsers and buffers
-are gone), and again just after the open sessions ended idle. An idle process does nothing more until the next
-flow. Elsewhere (macOS, musl) only the cache drop and the collection run.
+10,000 sessions would stay that large. `MemoryReleaser` drops the caches it is given (an entry left per session
+keeps the freed memory around it from going back), collects reference cycles and asks glibc to return its free pages
+(`malloc_trim`; the telemetry process takes even its small objects from glibc's heap: `child_environment`), at given
+moments after the last flow: a few seconds after it (the calls' parsers and buffers are gone), and again just after
+the open sessions ended idle. An idle process does nothing more until the next flow. Elsewhere (macOS, musl) only
+the cache drop and the collection run.
 """
 
 from __future__ import annotations

@@ -107,6 +107,7 @@ def test_the_telemetry_process_collects_in_full_once_traffic_paused_or_when_the_
             full.append(1)
 
     gc.callbacks.append(count)
+    gc.disable()  # only the collections asked for
     try:
         now = time.monotonic()
         releaser = MemoryReleaser(after_s=(5.0,))
@@ -121,4 +122,5 @@ def test_the_telemetry_process_collects_in_full_once_traffic_paused_or_when_the_
         collect_garbage(releaser, schedule, last_flow_at=time.monotonic(), in_flight=3)
         assert len(full) == 2  # traffic that never pauses: the forced one
     finally:
+        gc.enable()
         gc.callbacks.remove(count)
