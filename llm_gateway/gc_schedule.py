@@ -51,12 +51,17 @@ def take_over_full_collections() -> None:
     gc.set_threshold(*YOUNG_THRESHOLDS, _NEVER)
 
 
+def collect_if_due(schedule: FullCollections, in_flight: int) -> None:
+    """A full collection now, when `schedule` says one is due."""
+    if schedule.due(time.monotonic(), in_flight):
+        gc.collect()
+        schedule.ran(time.monotonic())
+
+
 async def collect_when_due(in_flight: Callable[[], int], every_s: float = 1.0,
                            schedule: FullCollections | None = None) -> None:
     """Runs for the process's life: a full collection whenever `schedule` says one is due."""
     schedule = schedule or FullCollections(time.monotonic())
     while True:
         await asyncio.sleep(every_s)
-        if schedule.due(time.monotonic(), in_flight()):
-            gc.collect()
-            schedule.ran(time.monotonic())
+        collect_if_due(schedule, in_flight())

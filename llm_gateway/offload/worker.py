@@ -22,7 +22,7 @@ import time
 
 from llm_gateway.addons import default_addons
 from llm_gateway.flow import Addon, call_hook, finish, notify_chunk, notify_message
-from llm_gateway.gc_schedule import FullCollections, take_over_full_collections
+from llm_gateway.gc_schedule import FullCollections, collect_if_due, take_over_full_collections
 from llm_gateway.offload.flow_wire import Ended, FlowReplicas, Report, decode
 from llm_gateway.offload.frames import ACK, read_frame
 from llm_gateway.offload.memory import QUIET_S, MemoryReleaser
@@ -90,9 +90,8 @@ def collect_garbage(releaser: MemoryReleaser, full_collections: FullCollections,
     """A tick's full collection: the releaser's once traffic has paused, else one when the schedule says so."""
     if releaser.tick(last_flow_at):
         full_collections.ran(time.monotonic())
-    elif full_collections.due(time.monotonic(), in_flight):
-        gc.collect()
-        full_collections.ran(time.monotonic())
+    else:
+        collect_if_due(full_collections, in_flight)
 
 
 def tally(telemetry: Telemetry) -> tuple[int, ...]:
