@@ -26,6 +26,10 @@ from llm_gateway.proxy.connect import BadConnect
 from llm_gateway.proxy.forward import ForwardProxy
 from llm_gateway.proxy.intercept import ProxiedHost
 from llm_gateway.routing import Route, Router
+from llm_gateway.upstream.connection import UpstreamError
+from llm_gateway.upstream.http1 import header_text
+from llm_gateway.upstream.pool import UpstreamPool
+from llm_gateway.upstream.via_aiohttp import AiohttpUpstream
 
 log = logging.getLogger("llm_gateway.relay")
 
@@ -76,7 +80,7 @@ def forward_headers(
 ) -> CIMultiDict[str]:
     """The end-to-end headers of a message, in order, repeated fields kept, names as sent. With `exact`, a value
     that is not UTF-8 raises HeaderNotUTF8 instead of passing as Latin-1 text."""
-    text = _exact_header_text if exact else _header_text
+    text = _exact_header_text if exact else header_text
     pairs = []
     listed: set[str] | None = None  # the names the Connection header lists: hop-by-hop for this message
     for raw_name, raw_value in raw:
@@ -108,15 +112,6 @@ def _header_name(raw: bytes, text: Callable[[bytes], str]) -> tuple[str, str]:
     return found
 
 
-def _header_text(raw: bytes) -> str:
-    # aiohttp writes header strings as UTF-8, so a UTF-8 reading gives the sender's bytes back exactly (a Latin-1
-    # reading would double-encode every non-ASCII byte). Bytes that are not UTF-8 can only pass as Latin-1 text.
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
-
-
 def _exact_header_text(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
@@ -146,6 +141,7 @@ class Relay:
         self.addons = tuple(addons)
         self._trace_configs = list(trace_configs)
         self._session: aiohttp.ClientSession | None = None
+        self._upstream: UpstreamPool | AiohttpUpstream | None = None
         self._internal = internal
         self._health = health  # more for `GET /_gateway/health` (the telemetry process's state)
         self.proxy = proxy  # the forward proxy on the same port, for absolute-form requests
@@ -169,8 +165,14 @@ class Relay:
             trace_configs=self._trace_configs or None,
             skip_auto_headers=_SKIP_AUTO_HEADERS,
         )
+        # WebSockets always go through aiohttp's client; plain requests too when its instrumentation is asked for
+        self._upstream = (AiohttpUpstream(self._session) if self._trace_configs
+                          else UpstreamPool(self.settings.connect_timeout, self.settings.read_timeout))
 
     async def close(self) -> None:
+        if self._upstream is not None:
+            self._upstream.close()
+            self._upstream = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -265,7 +267,7 @@ class Relay:
 
     async def _forward(self, request: web.BaseRequest, flow: Flow, headers: CIMultiDict[str]) -> web.StreamResponse:
         """`headers`: the request's end-to-end headers (`forward_headers`)."""
-        assert self._session is not None, "Relay.start() was not awaited"
+        assert self._upstream is not None, "Relay.start() was not awaited"
         self.in_flight += 1
         try:
             return await self._exchange(request, flow, headers)
@@ -273,19 +275,13 @@ class Relay:
             self.in_flight -= 1
 
     async def _exchange(self, request: web.BaseRequest, flow: Flow, headers: CIMultiDict[str]) -> web.StreamResponse:
-        assert self._session is not None
+        assert self._upstream is not None
         flow.upstream_started_ns = time.time_ns()
         try:
-            upstream = await self._session.request(
-                flow.method,
-                URL(flow.upstream_url, encoded=True),
-                headers=headers,
-                data=flow.request_body if flow.request_body or flow.method in ("POST", "PUT", "PATCH") else None,
-                allow_redirects=False,
-            )
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            upstream = await self._upstream.request(flow.method, flow.upstream_url, headers.items(), flow.request_body)
+        except TimeoutError as exc:
             return self._upstream_failed(flow, 504, "upstream_timeout", exc)
-        except aiohttp.ClientError as exc:
+        except UpstreamError as exc:
             return self._upstream_failed(flow, 502, "upstream_unreachable", exc)
 
         try:
@@ -300,12 +296,13 @@ class Relay:
                 response.content_length = int(upstream.headers["Content-Length"])
             await response.prepare(request)
             chunks, observers = flow.chunks, flow.chunk_observers
+            read = upstream.read
             try:
                 if chunks is None and observers is None:
-                    async for chunk in upstream.content.iter_any():
+                    while chunk := await read():
                         await response.write(chunk)
                 else:
-                    async for chunk in upstream.content.iter_any():
+                    while chunk := await read():
                         await response.write(chunk)
                         at_ns = time.time_ns()
                         if chunks is not None:
@@ -315,7 +312,7 @@ class Relay:
             except ConnectionResetError:  # raised by the write: aiohttp's ClientConnectionResetError
                 self._fail(flow, "client_gone", "the client closed the connection before the response ended")
                 return response
-            except (TimeoutError, aiohttp.ClientError) as exc:
+            except (TimeoutError, UpstreamError) as exc:
                 # Headers are out: the only honest signal left is to cut the connection, so the client sees a
                 # truncated body instead of a clean end.
                 self._fail(flow, "upstream_stream_cut", f"{type(exc).__name__}: {exc}")
@@ -323,10 +320,7 @@ class Relay:
                 return response
             await response.write_eof()
         finally:
-            if upstream.content.at_eof():
-                upstream.release()  # back to the pool
-            else:
-                upstream.close()  # the upstream sees the cancel at once
+            upstream.release()  # a whole answer leaves its connection to the pool; else the upstream sees the cancel
         flow.ended_ns = time.time_ns()
         finish(self.addons, flow)
         return response

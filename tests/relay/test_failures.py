@@ -94,3 +94,22 @@ async def test_openai_sdk_surfaces_gateway_error_message(servers: AsyncExitStack
 
     assert caught.value.status_code == 504
     assert "did not answer in time" in caught.value.message
+
+
+async def _cut_after_first_chunk(request: web.BaseRequest) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    await response.write(b"data: first\n\n")
+    assert request.transport is not None
+    request.transport.abort()  # the upstream goes away mid-stream, without the chunked body's end
+    return response
+
+
+async def test_upstream_going_away_mid_stream_cuts_client(servers: AsyncExitStack) -> None:
+    url = await servers.enter_async_context(running_upstream(_cut_after_first_chunk))
+    gateway = await _gateway(servers, LLM_GATEWAY_UPSTREAM_ANTHROPIC=url)
+
+    async with aiohttp.ClientSession() as client, client.post(gateway.url + "/v1/messages", data=b"{}") as response:
+        assert await response.content.readany() == b"data: first\n\n"
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await asyncio.wait_for(response.content.read(), 3.0)
