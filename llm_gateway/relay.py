@@ -294,21 +294,24 @@ class Relay:
             response.headers.extend(forward_headers(upstream.raw_headers))
             if upstream.headers.get("Content-Length") is not None:
                 response.content_length = int(upstream.headers["Content-Length"])
+            whole = upstream.whole_body()
+            if whole is not None:
+                # aiohttp (3.11 on) then holds the head back and sends it with the body in one write
+                response._send_headers_immediately = False
             await response.prepare(request)
-            chunks, observers = flow.chunks, flow.chunk_observers
-            read = upstream.read
+            read, record = upstream.read, _chunk_recorder(flow)
             try:
-                if chunks is None and observers is None:
+                if whole is not None:
+                    await response.write_eof(whole)
+                    if whole and record is not None:
+                        record(whole)
+                elif record is None:
                     while chunk := await read():
                         await response.write(chunk)
                 else:
                     while chunk := await read():
                         await response.write(chunk)
-                        at_ns = time.time_ns()
-                        if chunks is not None:
-                            chunks.append((at_ns, chunk))
-                        if observers is not None:
-                            notify_chunk(observers, at_ns, chunk)
+                        record(chunk)
             except ConnectionResetError:  # raised by the write: aiohttp's ClientConnectionResetError
                 self._fail(flow, "client_gone", "the client closed the connection before the response ended")
                 return response
@@ -440,6 +443,22 @@ class _End(enum.Enum):
     CLOSING = "closing"
     #: its side went away without a close frame
     GONE = "gone"
+
+
+def _chunk_recorder(flow: Flow) -> Callable[[bytes], None] | None:
+    """What hands each relayed body chunk to the flow's addons, with the time it went out; None when none asked."""
+    chunks, observers = flow.chunks, flow.chunk_observers
+    if chunks is None and observers is None:
+        return None
+
+    def record(chunk: bytes) -> None:
+        at_ns = time.time_ns()
+        if chunks is not None:
+            chunks.append((at_ns, chunk))
+        if observers is not None:
+            notify_chunk(observers, at_ns, chunk)
+
+    return record
 
 
 _Tap = Callable[[bool, Opcode, bytes], None]

@@ -78,7 +78,9 @@ class Connection(asyncio.Protocol):
     def send(self, method: str, message: bytes | list[bytes]) -> UpstreamResponse:
         assert self.transport is not None and self.response is None
         response = self.response = UpstreamResponse(self, method)
-        if isinstance(message, bytes):
+        if self.lost or self.transport.is_closing():  # its close is on the way: fail now, not at the read timeout
+            response.connection_lost(None)
+        elif isinstance(message, bytes):
             self.transport.write(message)
         else:
             self.transport.writelines(message)
@@ -163,6 +165,17 @@ class UpstreamResponse:
             if self._error is not None:
                 raise self._error
             await self._wait()
+
+    def whole_body(self) -> bytes | None:
+        """The whole body when all of it came with the head (a short answer mostly does), else None and nothing is
+        taken: the body is then read with `read()`."""
+        if not self._complete or self._error is not None:
+            return None
+        chunks = self._chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        return body
 
     def at_eof(self) -> bool:
         return self._complete and not self._chunks

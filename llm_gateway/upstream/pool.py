@@ -30,10 +30,7 @@ class UpstreamPool:
                       body: bytes | None) -> UpstreamResponse:
         """Send the request and wait for the response's head. Raises UpstreamError (502) or TimeoutError (504);
         the caller reads the body and then calls `release()` on the response."""
-        try:
-            target = target_of(url)
-        except ValueError as exc:
-            raise UpstreamUnreachable(str(exc)) from None
+        target = _TARGETS.get(url) or _target(url)
         head = request_head(method, target, headers, body)
         message: bytes | list[bytes] = head if not body else head + body if len(body) < _JOIN_BELOW else [head, body]
         connection, reused = await self._connection(target)
@@ -103,6 +100,22 @@ class UpstreamPool:
             for connection in idle:
                 connection.close()
         self._idle.clear()
+
+
+# Targets by URL: an agent calls the same few endpoints over and over.
+_TARGETS: dict[str, Target] = {}
+_TARGETS_KEPT = 256
+
+
+def _target(url: str) -> Target:
+    try:
+        target = target_of(url)
+    except ValueError as exc:
+        raise UpstreamUnreachable(str(exc)) from None
+    if len(_TARGETS) >= _TARGETS_KEPT:
+        _TARGETS.clear()
+    _TARGETS[url] = target
+    return target
 
 
 async def _head_or_release(response: UpstreamResponse) -> None:

@@ -33,6 +33,9 @@ class AiohttpResponse:
         except aiohttp.ClientError as exc:
             raise UpstreamClosed(f"{type(exc).__name__}: {exc}", True) from exc
 
+    def whole_body(self) -> None:
+        return None  # read as it comes
+
     def at_eof(self) -> bool:
         return self._response.content.at_eof()
 
