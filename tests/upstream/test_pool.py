@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
 from llm_gateway.upstream.connection import READ_BUFFER_LIMIT, UpstreamClosed, UpstreamResponse, UpstreamUnreachable
 from llm_gateway.upstream.pool import UpstreamPool
+from tests.proxy.helpers import TlsOrigin
 
 #: a connection's script: reads the request(s) from `reader`, answers on `writer`
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -227,3 +229,22 @@ async def test_a_refused_connection_is_unreachable(pool: UpstreamPool) -> None:
         url = server.url
     with pytest.raises(UpstreamUnreachable, match=r"cannot connect to 127\.0\.0\.1"):
         await pool.request("GET", url, [], None)
+
+
+async def test_https_upstreams_are_verified_against_the_system_trust_store(
+        pool: UpstreamPool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with TlsOrigin(tmp_path / "ca", answer=b"over tls").running() as origin:
+        url = f"https://{origin.host}:{origin.port}/v1/messages"
+        with pytest.raises(UpstreamUnreachable, match="CERTIFICATE_VERIFY_FAILED"):
+            await pool.request("POST", url, [], b"{}")
+
+        monkeypatch.setenv("SSL_CERT_FILE", str(origin.ca.files.cert))  # what `llm-gateway run` and users set
+        trusting = UpstreamPool(connect_timeout=2.0, read_timeout=2.0)
+        try:
+            for _ in range(2):
+                response = await trusting.request("POST", url, [], b"{}")
+                assert (response.status, await body_of(response)) == (200, b"over tls")
+                response.release()
+        finally:
+            trusting.close()
+        assert origin.bodies == [b"{}", b"{}"]
