@@ -21,6 +21,8 @@ log = logging.getLogger("llm_gateway.telemetry")
 
 #: bytes waiting for the telemetry process beyond which new flows go untraced
 MAX_BACKLOG_BYTES = 64 * 1024 * 1024
+#: a backlog from which batches are sent compressed: about 100 ms of heavy traffic waiting, the child is behind
+COMPRESS_ABOVE_BYTES = 1024 * 1024
 #: why a telemetry process lost spans: the first counts of its acknowledgements' tally
 SPAN_LOSS_CAUSES = ("queue_full", "export_failed", "spool_dropped")
 #: after the telemetry process was lost, how long until a new one is started (a broken setup must not fork in a loop)
@@ -228,7 +230,8 @@ class TelemetryProcess:
         batch, self._batch = self._batch, []
         if self._gone or not batch:
             return
-        self._out += frame(encode(batch))
+        # Behind: what waits is kept compressed, several times as many flows within the bound
+        self._out += frame(encode(batch), compress=len(self._out) >= COMPRESS_ABOVE_BYTES)
         if not self._writing:
             self._write()
 

@@ -156,6 +156,29 @@ async def test_a_stalled_telemetry_process_sheds_new_flows_never_traffic(traced_
     assert [s.attributes["gen_ai.request.model"] for s in chat_spans(receiver.spans)] == ["m"]
 
 
+async def test_a_telemetry_process_that_fell_behind_gets_what_waits_compressed_and_traces_it_all(
+        traced_gateway, receiver, monkeypatch):
+    monkeypatch.setattr(process, "COMPRESS_ABOVE_BYTES", 1)
+    bodies = [{"model": f"m{i}", "max_tokens": 1, "messages": [{"role": "user", "content": "x" * 300_000}]}
+              for i in range(4)]
+    calls = [exchange_with("/v1/messages", body, EXCHANGE.response.body, "text/event-stream") for body in bodies]
+    async with traced_gateway([Fixture(calls)]) as (gateway, _):
+        child = gateway.telemetry_process._child
+        os.kill(child.pid, signal.SIGSTOP)
+        try:
+            for call in calls:  # the first fills the pipe and waits; the next three wait behind it, compressed
+                assert await send_recorded(gateway.url, call) == (200, EXCHANGE.response.body)
+                await _flushed()
+            health = await _health(gateway)
+            assert 0 < health["backlog_bytes"] < len(calls[0].request.body) + 3 * 10_000
+        finally:
+            os.kill(child.pid, signal.SIGCONT)
+        health = await telemetry_health_when(gateway.url, lambda h: h["unacknowledged_flows"] == 0)
+        assert (health["untraced_requests"], health["backlog_bytes"]) == (0, 0)
+    assert sorted(s.attributes["gen_ai.request.model"] for s in chat_spans(receiver.spans)) == [
+        body["model"] for body in bodies]
+
+
 async def test_a_dead_telemetry_process_leaves_traffic_untouched_and_is_started_again(
     traced_gateway, receiver, monkeypatch
 ):
