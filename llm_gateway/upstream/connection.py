@@ -125,7 +125,7 @@ class UpstreamResponse:
         self.headers: CIMultiDictProxy[str] = _NO_HEADERS
         self._connection = connection
         self._loop = asyncio.get_running_loop()
-        self._parser = httptools.HttpResponseParser(self)
+        self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self._method = method
         self._chunks: list[bytes] = []
         self._buffered = 0
@@ -187,6 +187,7 @@ class UpstreamResponse:
         if connection.response is not self:
             return  # released already
         connection.response = None
+        self._parser = None  # it holds this response (its callbacks): no cycle left for the collector
         if self.at_eof() and self._keep_alive and not connection.lost:
             connection.home.give_back(connection)
         else:
@@ -215,8 +216,11 @@ class UpstreamResponse:
 
     def received(self, data: bytes) -> None:
         self._answered = True
+        parser = self._parser
+        if parser is None:
+            return
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(UpstreamClosed(f"the upstream's answer is not HTTP/1.1 ({exc})", True))
             self._connection.close()
@@ -250,6 +254,7 @@ class UpstreamResponse:
         self.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        assert self._parser is not None  # called back by it
         status = self._parser.get_status_code()
         if 100 <= status < 200:  # an interim answer (103 Early Hints): the real one follows
             self._interim = True
@@ -284,6 +289,7 @@ class UpstreamResponse:
             return
         self._framed = True
         self._complete = True
+        assert self._parser is not None
         self._keep_alive = self._method != "HEAD" and self._parser.should_keep_alive()
         self._wake()
 
