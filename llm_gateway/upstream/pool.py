@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Iterable
 
 from llm_gateway.upstream.connection import Connection, UpstreamClosed, UpstreamResponse, UpstreamUnreachable
@@ -33,7 +34,10 @@ class UpstreamPool:
         target = _TARGETS.get(url) or _target(url)
         head = request_head(method, target, headers, body)
         message: bytes | list[bytes] = head if not body else head + body if len(body) < _JOIN_BELOW else [head, body]
-        connection, reused = await self._connection(target)
+        connection = self._idle_connection(target)
+        reused = connection is not None
+        if connection is None:
+            connection = await self._connect(target)
         response = connection.send(method, message)
         try:
             await response.head()
@@ -43,7 +47,7 @@ class UpstreamPool:
             # send again a request whose method is idempotent; a POST (a model call) is not sent twice.
             if not (reused and not exc.answered and method in IDEMPOTENT_METHODS):
                 raise
-            connection, _ = await self._connection(target, reuse=False)
+            connection = await self._connect(target)
             response = connection.send(method, message)
             await _head_or_release(response)
         except BaseException:
@@ -51,21 +55,20 @@ class UpstreamPool:
             raise
         return response
 
-    async def _connection(self, target: Target, reuse: bool = True) -> tuple[Connection, bool]:
-        key = (target.scheme, target.host, target.port)
-        idle = self._idle.get(key)
-        if reuse and idle:
-            loop = asyncio.get_running_loop()
-            now = loop.time()
-            while idle:
-                connection = idle.pop()
-                if not connection.lost and now - connection.idle_since < self._keepalive_s:
-                    return connection, True
-                connection.close()
-        return await self._connect(target, key), False
+    def _idle_connection(self, target: Target) -> Connection | None:
+        """The most recently used idle connection to the target's origin that is still open, if any."""
+        idle = self._idle.get((target.scheme, target.host, target.port))
+        now = time.monotonic()
+        while idle:
+            connection = idle.pop()
+            if not connection.lost and now - connection.idle_since < self._keepalive_s:
+                return connection
+            connection.close()
+        return None
 
-    async def _connect(self, target: Target, key: tuple[str, str, int]) -> Connection:
+    async def _connect(self, target: Target) -> Connection:
         loop = asyncio.get_running_loop()
+        key = (target.scheme, target.host, target.port)
         tls = self._tls_context() if target.scheme == "https" else None
         try:
             async with asyncio.timeout(self._connect_timeout):
@@ -81,7 +84,7 @@ class UpstreamPool:
 
     def give_back(self, connection: Connection) -> None:
         """A connection whose response was read whole, for the next request to its origin."""
-        connection.idle_since = asyncio.get_running_loop().time()
+        connection.idle_since = time.monotonic()
         self._idle.setdefault(connection.key, []).append(connection)
 
     def forget(self, connection: Connection) -> None:
