@@ -103,7 +103,7 @@ def decode(batch: list[tuple]) -> list[Message]:
 def opened(flow_id: int, flow: Flow) -> Opened:
     route = flow.route
     protocol = route.protocol
-    return Opened(flow_id, flow.method, flow.raw_path, list(flow.request_headers.items()), flow.request_body,
+    return Opened(flow_id, flow.method, flow.raw_path, _plain(flow.request_headers), flow.request_body,
                   protocol.name if protocol else None, protocol.upstream if protocol else None, route.kind.value,
                   route.base_url, route.prefix, flow.upstream_url, flow.started_ns, flow.websocket)
 
@@ -113,12 +113,18 @@ def relayed(flow_id: int, at_ns: int, message: SocketMessage) -> Relayed:
 
 
 def answered(flow_id: int, flow: Flow) -> Answered:
-    headers = list(flow.response_headers.items()) if flow.response_headers is not None else None
+    headers = _plain(flow.response_headers) if flow.response_headers is not None else None
     return Answered(flow_id, flow.upstream_started_ns, flow.status, headers, flow.response_started_ns)
 
 
 def ended(flow_id: int, flow: Flow) -> Ended:
     return Ended(flow_id, flow.upstream_started_ns, flow.ended_ns, flow.error, flow.error_message)
+
+
+def _plain(headers: CIMultiDictProxy[str]) -> Headers:
+    # aiohttp's parser names headers with `istr`, which pickle writes through its Python-level reduce: as plain
+    # str, a request's headers pickle about five times faster
+    return [(str(name), value) for name, value in headers.items()]
 
 
 def _headers(pairs: Headers) -> CIMultiDictProxy[str]:

@@ -198,3 +198,14 @@ async def test_a_dead_telemetry_process_leaves_traffic_untouched_and_is_started_
         assert gateway.telemetry_process._child is not first
         assert (await _health(gateway))["process_running"] is True
     assert len(chat_spans(receiver.spans)) == 1  # the request after the restart
+
+
+def test_header_names_cross_the_pipe_as_plain_text() -> None:
+    # aiohttp names headers with multidict's `istr`, which pickle writes through a Python-level reduce per name
+    from multidict import istr
+
+    flow = _relayed_flow()
+    flow.request_headers = CIMultiDictProxy(CIMultiDict([(istr("Content-Type"), "application/json")]))
+    flow.response_headers = CIMultiDictProxy(CIMultiDict([(istr("Request-Id"), "req_1")]))
+    for headers in (flow_wire.opened(1, flow).request_headers, flow_wire.answered(1, flow).response_headers or []):
+        assert [type(name) for name, _ in headers] == [str]
