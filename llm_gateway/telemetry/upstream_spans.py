@@ -37,8 +37,14 @@ def http_span_mode(env: Mapping[str, str]) -> str:
 
 
 def url_without_credentials(full: str) -> str:
-    """`full` with the credential-carrying query parameters taken out, every other byte as it was."""
+    """`full` with the credential-carrying query parameters taken out and user info redacted (`REDACTED:REDACTED@`,
+    the semantic conventions' form for `url.full`), every other byte as it was."""
     parts = urlsplit(full)
+    if "@" in parts.netloc:
+        user_info, _, host = parts.netloc.rpartition("@")
+        redacted = "REDACTED:REDACTED" if ":" in user_info else "REDACTED"
+        parts = parts._replace(netloc=f"{redacted}@{host}")
+        full = urlunsplit(parts)
     if not parts.query:
         return full
     pairs = parse_qsl(parts.query, keep_blank_values=True)

@@ -151,15 +151,8 @@ class UpstreamResponse:
     async def read(self) -> bytes:
         """The body bytes that came since the last call, waiting for some; b"" once the body is whole."""
         while True:
-            chunks = self._chunks
-            if chunks:
-                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                chunks.clear()
-                self._buffered = 0
-                if self._paused:
-                    self._paused = False
-                    self._resume_reading()
-                return data
+            if self._chunks:
+                return self._take()
             if self._complete:
                 return b""
             if self._error is not None:
@@ -171,11 +164,20 @@ class UpstreamResponse:
         taken: the body is then read with `read()`."""
         if not self._complete or self._error is not None:
             return None
+        return self._take()
+
+    def _take(self) -> bytes:
+        """Every body byte received and not read yet; reading from the socket goes on if it was paused."""
         chunks = self._chunks
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
         self._buffered = 0
-        return body
+        if self._paused:
+            self._paused = False
+            transport = self._connection.transport
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
+        return data
 
     def at_eof(self) -> bool:
         return self._complete and not self._chunks
@@ -206,11 +208,6 @@ class UpstreamResponse:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-    def _resume_reading(self) -> None:
-        transport = self._connection.transport
-        if transport is not None and not transport.is_closing():
-            transport.resume_reading()
 
     # --- the connection's side ---
 

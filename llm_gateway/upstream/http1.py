@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 from typing import NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 #: methods a request may be sent again for when a kept-alive connection closed before answering (RFC 9110
 #: section 9.2.2): a model call (POST) never is
@@ -22,6 +23,8 @@ class Target(NamedTuple):
     port: int
     host_header: str  # the Host field's value: the port only when it is not the scheme's default
     path: str  # origin-form (path and query), exactly as in the URL
+    #: Basic credentials from the URL's user info (`http://user:pass@host`), sent when the client sent none
+    authorization: str | None = None
 
 
 def target_of(url: str) -> Target:
@@ -36,14 +39,21 @@ def target_of(url: str) -> Target:
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"
-    return Target(scheme, host, port, shown if port == default_port else f"{shown}:{port}", path)
+    authorization = None
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        authorization = "Basic " + base64.b64encode(pair).decode()
+    return Target(scheme, host, port, shown if port == default_port else f"{shown}:{port}", path, authorization)
 
 
 def request_head(method: str, target: Target, headers: Iterable[tuple[str, str]], body: bytes | None) -> bytes:
     """The request line and header block: Host first, then `headers` in order (the client's end-to-end fields,
-    repeats kept), then Content-Length when there is a body or the method always has one."""
+    repeats kept), the URL's Basic credentials unless the client sent an Authorization of its own, then
+    Content-Length when there is a body or the method always has one."""
     lines = [f"{method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"]
     lines += [f"{name}: {value}\r\n" for name, value in headers]
+    if target.authorization and not any(line[:14].lower() == "authorization:" for line in lines[1:]):
+        lines.append(f"Authorization: {target.authorization}\r\n")
     if body or method in BODY_METHODS:
         lines.append(f"Content-Length: {len(body or b'')}\r\n")
     lines.append("\r\n")

@@ -46,6 +46,8 @@ async def test_a_credential_in_the_query_is_relayed_but_never_on_the_span(traced
         ("https://h/v1/m?key=s&alt=sse", "https://h/v1/m?alt=sse"),
         ("https://h/x?api-key=s&sig=t&Token=u&a=1&a=2", "https://h/x?a=1&a=2"),
         ("https://h/x?key=s", "https://h/x"),
+        ("https://u:p%40ss@h:8443/v1?key=s&a=1", "https://REDACTED:REDACTED@h:8443/v1?a=1"),
+        ("http://token@h/v1", "http://REDACTED@h/v1"),
     ],
 )
 def test_url_without_credentials(url: str, expected: str) -> None:

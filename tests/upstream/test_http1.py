@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from llm_gateway.upstream.http1 import Target, header_text, request_head, target_of
@@ -48,3 +50,12 @@ def test_header_text_reads_utf8_as_utf8_and_other_bytes_as_latin1() -> None:
     assert header_text(utf8).encode() == utf8
     latin1 = b"\xe9t\xe9"  # not UTF-8
     assert header_text(latin1).encode("latin-1") == latin1
+
+
+def test_credentials_in_the_upstream_url_go_as_basic_authorization_unless_the_client_sent_its_own() -> None:
+    target = target_of("https://us%40er:p%3Ass@proxy.test/v1")
+    assert (target.host_header, target.path) == ("proxy.test", "/v1")
+    expected = "Basic " + base64.b64encode(b"us@er:p:ss").decode()
+    assert f"\r\nAuthorization: {expected}\r\n".encode() in request_head("GET", target, [("X-A", "1")], None)
+    own = request_head("GET", target, [("authorization", "Bearer k")], None)
+    assert b"\r\nauthorization: Bearer k\r\n" in own and b"Basic" not in own
