@@ -25,6 +25,7 @@ from llm_gateway.protocols.base import Opcode, SocketMessage
 from llm_gateway.proxy.connect import BadConnect
 from llm_gateway.proxy.forward import ForwardProxy
 from llm_gateway.proxy.intercept import ProxiedHost
+from llm_gateway.redact import url_without_credentials
 from llm_gateway.routing import Route, Router
 from llm_gateway.upstream.connection import UpstreamError
 from llm_gateway.upstream.http1 import header_text
@@ -337,7 +338,7 @@ class Relay:
             status,
             cause,
             f"llm-gateway: the upstream {origin.origin()} {verb} ({detail})",
-            upstream=flow.route.base_url,
+            upstream=url_without_credentials(flow.route.base_url),
             cause=detail,
         )
 
@@ -381,7 +382,7 @@ class Relay:
             return error_response(
                 exc.status or 502, "upstream_websocket_refused",
                 f"llm-gateway: the upstream refused the WebSocket upgrade ({exc.status} {exc.message})",
-                upstream=flow.upstream_url,
+                upstream=url_without_credentials(flow.upstream_url),
             )
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             self._fail(flow, "upstream_timeout", repr(exc))

@@ -32,12 +32,13 @@ if TYPE_CHECKING:  # the metrics and logs SDKs are imported where a pipeline is 
     from llm_gateway.telemetry.chat_metrics import ChatHistograms
 
 from llm_gateway import __version__
+from llm_gateway.redact import url_without_credentials
 from llm_gateway.telemetry.content import content_capture
 from llm_gateway.telemetry.ids import SessionIdGenerator
 from llm_gateway.telemetry.prices import check_price_file
 from llm_gateway.telemetry.span_losses import SpanLosses, WaitingBatchSpanProcessor
 from llm_gateway.telemetry.spool import SpanSpool, SpoolingSpanExporter, spool_bytes, spooled
-from llm_gateway.telemetry.upstream_spans import http_span_mode, url_without_credentials
+from llm_gateway.telemetry.upstream_spans import http_span_mode
 
 log = logging.getLogger("llm_gateway.telemetry")
 

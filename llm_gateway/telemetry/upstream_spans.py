@@ -9,7 +9,7 @@ p50 in bench/ (still available with `LLM_GATEWAY_HTTP_SPANS=aiohttp`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from opentelemetry import trace
 from opentelemetry.semconv.attributes import error_attributes as err
@@ -19,13 +19,12 @@ from opentelemetry.semconv.attributes import url_attributes as url
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from llm_gateway.flow import Flow
+from llm_gateway.redact import url_without_credentials
 
 ENV_HTTP_SPANS = "LLM_GATEWAY_HTTP_SPANS"
 #: gateway: this module (default); aiohttp: opentelemetry-instrumentation-aiohttp-client; none: no HTTP span
 HTTP_SPAN_MODES = ("gateway", "aiohttp", "none")
 
-#: query parameters that carry credentials (Gemini's `?key=`, Azure SAS-style tokens): never put on a span
-SECRET_QUERY_PARAMS = frozenset({"key", "api-key", "api_key", "access_token", "token", "sig"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -34,24 +33,6 @@ def http_span_mode(env: Mapping[str, str]) -> str:
     if mode not in HTTP_SPAN_MODES:
         raise ValueError(f"{ENV_HTTP_SPANS}={mode!r}: use one of {', '.join(HTTP_SPAN_MODES)}")
     return mode
-
-
-def url_without_credentials(full: str) -> str:
-    """`full` with the credential-carrying query parameters taken out and user info redacted (`REDACTED:REDACTED@`,
-    the semantic conventions' form for `url.full`), every other byte as it was."""
-    parts = urlsplit(full)
-    if "@" in parts.netloc:
-        user_info, _, host = parts.netloc.rpartition("@")
-        redacted = "REDACTED:REDACTED" if ":" in user_info else "REDACTED"
-        parts = parts._replace(netloc=f"{redacted}@{host}")
-        full = urlunsplit(parts)
-    if not parts.query:
-        return full
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    kept = [(k, v) for k, v in pairs if k.lower() not in SECRET_QUERY_PARAMS]
-    if len(kept) == len(pairs):
-        return full
-    return urlunsplit(parts._replace(query=urlencode(kept)))
 
 
 def record_upstream_span(

@@ -42,6 +42,17 @@ async def test_refused_upstream_gives_502_naming_it(servers: AsyncExitStack) -> 
     assert str(URL(dead).origin()) in error["error"]["message"]
 
 
+async def test_an_error_names_the_upstream_without_the_credentials_in_its_url(servers: AsyncExitStack) -> None:
+    dead = closed_port_url().replace("http://", "http://gateway-user:s3cret@")
+    gateway = await _gateway(servers, LLM_GATEWAY_UPSTREAM_ANTHROPIC=dead)
+
+    status, error = await _post_json(gateway.url + "/v1/messages")
+
+    assert (status, error["error"]["type"]) == (502, "upstream_unreachable")
+    assert error["error"]["upstream"] == dead.replace("gateway-user:s3cret", "REDACTED:REDACTED")
+    assert "s3cret" not in str(error)
+
+
 async def test_silent_upstream_gives_504_after_read_timeout(servers: AsyncExitStack) -> None:
     url = await servers.enter_async_context(silent_upstream())
     gateway = await _gateway(servers, LLM_GATEWAY_UPSTREAM_OPENAI=url, **_TIMEOUT_ENV)

@@ -9,9 +9,9 @@ from yarl import URL
 
 from llm_gateway.config import Settings
 from llm_gateway.recordings import load
+from llm_gateway.redact import url_without_credentials
 from llm_gateway.server import Gateway
 from llm_gateway.telemetry import TelemetryConfigError, configure
-from llm_gateway.telemetry.upstream_spans import url_without_credentials
 from tests.support import FIXTURES
 from tests.support.chat_spans import chat_spans
 from tests.support.exchanges import send_recorded
