@@ -28,7 +28,7 @@ from llm_gateway.proxy.intercept import ProxiedHost
 from llm_gateway.redact import url_without_credentials
 from llm_gateway.routing import Route, Router
 from llm_gateway.upstream.connection import UpstreamError
-from llm_gateway.upstream.http1 import header_text
+from llm_gateway.upstream.http1 import HEADER_NAMES, header_name, header_text
 from llm_gateway.upstream.pool import UpstreamPool
 from llm_gateway.upstream.via_aiohttp import AiohttpUpstream
 
@@ -85,9 +85,7 @@ def forward_headers(
     pairs = []
     listed: set[str] | None = None  # the names the Connection header lists: hop-by-hop for this message
     for raw_name, raw_value in raw:
-        name = _NAMES.get(raw_name)
-        if name is None:
-            name = _header_name(raw_name, text)
+        name = HEADER_NAMES.get(raw_name) or header_name(raw_name, text)
         value = text(raw_value)
         if name[1] == "connection":
             listed = listed or set()
@@ -95,22 +93,6 @@ def forward_headers(
         pairs.append((name, value))
     drop = HOP_BY_HOP if listed is None and not extra_drop else HOP_BY_HOP | (listed or set()) | extra_drop
     return CIMultiDict([(name, value) for (name, lowered), value in pairs if lowered not in drop])
-
-
-# Header names as text and lowercased, by their bytes: clients send the same few dozen names with every request
-# (ASCII only: a name that is not is read by the caller's rules each time).
-_NAMES: dict[bytes, tuple[str, str]] = {}
-_NAMES_KEPT = 512
-
-
-def _header_name(raw: bytes, text: Callable[[bytes], str]) -> tuple[str, str]:
-    name = text(raw)
-    found = (name, name.lower())
-    if raw.isascii():  # read the same whether or not the reading is exact (see HeaderNotUTF8)
-        if len(_NAMES) >= _NAMES_KEPT:
-            _NAMES.clear()
-        _NAMES[raw] = found
-    return found
 
 
 def _exact_header_text(raw: bytes) -> str:

@@ -14,7 +14,7 @@ from typing import Protocol, cast
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from llm_gateway.upstream.http1 import header_text
+from llm_gateway.upstream.http1 import HEADER_NAMES, header_name, header_text
 
 #: unread body bytes past which the connection stops reading from its socket
 READ_BUFFER_LIMIT = 256 * 1024
@@ -260,7 +260,7 @@ class UpstreamResponse:
         self.status = status
         headers = CIMultiDict()
         for raw_name, raw_value in self.raw_headers:
-            name, lowered = _NAMES.get(raw_name) or _name(raw_name)
+            name, lowered = HEADER_NAMES.get(raw_name) or header_name(raw_name)
             headers.add(name, raw_value.decode("utf-8", "surrogateescape"))
             if lowered in _FRAMING:
                 self._framed = True
@@ -298,14 +298,3 @@ def _time_out(waiter: asyncio.Future[None]) -> None:
 
 _NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
-# Header names as text and lowercased, by their bytes: an upstream sends the same few names with every answer.
-_NAMES: dict[bytes, tuple[str, str]] = {}
-_NAMES_KEPT = 512
-
-
-def _name(raw: bytes) -> tuple[str, str]:
-    name = raw.decode("utf-8", "surrogateescape")
-    if len(_NAMES) >= _NAMES_KEPT:
-        _NAMES.clear()
-    found = _NAMES[raw] = (name, name.lower())
-    return found

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
@@ -68,3 +68,21 @@ def header_text(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+# Header names as text and lowercased, by their bytes: clients and upstreams send the same few dozen names with every
+# message (ASCII only: a name that is not is read by the caller's rules each time). Look here first, then call
+# `header_name`, which fills it.
+HEADER_NAMES: dict[bytes, tuple[str, str]] = {}
+_NAMES_KEPT = 512
+
+
+def header_name(raw: bytes, text: Callable[[bytes], str] = header_text) -> tuple[str, str]:
+    """(name, lowercased name) of a raw header name, read with `text`."""
+    name = text(raw)
+    found = (name, name.lower())
+    if raw.isascii():  # read the same by every reading (see relay.HeaderNotUTF8)
+        if len(HEADER_NAMES) >= _NAMES_KEPT:
+            HEADER_NAMES.clear()
+        HEADER_NAMES[raw] = found
+    return found
