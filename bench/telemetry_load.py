@@ -47,6 +47,19 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def _thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds of the main thread (the replay) and of the others together (span export, metrics, ticks):
+    Python does not name its threads for /proc."""
+    split = {"main": 0.0, "other threads": 0.0}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended
+        split["main" if task.name == str(pid) else "other threads"] += (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    return split
+
+
 def _rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -181,7 +194,7 @@ def run_level(sessions: int, calls_per_session: int, stream_chunks: int, sink_ur
                                     "--nonblocking", "--output", str(profile)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
             time.sleep(1.0)
-        cpu_before = _cpu_s(child.pid)
+        cpu_before, threads_before = _cpu_s(child.pid), _thread_cpu_s(child.pid)
         started = time.monotonic()
         batch: list[flow_wire.Message] = []
         # Calls interleave across sessions (session 0 call 0, session 1 call 0, ...), so all are open at once.
@@ -202,6 +215,7 @@ def run_level(sessions: int, calls_per_session: int, stream_chunks: int, sink_ur
         _stable(sink_url)
         wall_s = time.monotonic() - started
         cpu_s = _cpu_s(child.pid) - cpu_before
+        threads = {name: used - threads_before.get(name, 0.0) for name, used in _thread_cpu_s(child.pid).items()}
         rss_open = _rss_kib(child.pid)
         received = _sink_spans(sink_url) - spans_before
         expired_already = wall_s > idle_s
@@ -217,7 +231,10 @@ def run_level(sessions: int, calls_per_session: int, stream_chunks: int, sink_ur
             "sessions": sessions, "calls": total_calls, "stream_chunks": stream_chunks, "tool_turns": tool_turns,
             "request_kib_last": round(len(_conversation(0, calls_per_session - 1, stream=stream_chunks > 0,
                                                         tool_turns=tool_turns)) / 1024, 1),
-            "cpu_us_per_call": round(cpu_s * 1e6 / total_calls, 1), "wall_s": round(wall_s, 2),
+            "cpu_us_per_call": round(cpu_s * 1e6 / total_calls, 1),
+            "cpu_us_per_call_by_thread": {name: round(used * 1e6 / total_calls, 1)
+                                          for name, used in sorted(threads.items()) if used > 0},
+            "wall_s": round(wall_s, 2),
             "calls_per_s": round(total_calls / wall_s), "spans_at_least": expected - spans_before,
             "spans_received_after_calls": received, "spans_received_after_expiry": _sink_spans(sink_url) - spans_before,
             "sessions_expired_during_calls": expired_already,

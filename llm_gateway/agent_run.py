@@ -340,7 +340,7 @@ async def run_agent(
     status = 1
     try:
         if gateway.telemetry is not None:
-            gateway.telemetry.tracer_provider.add_span_processor(trace_ids)
+            gateway.telemetry.add_span_processor(trace_ids)
         with tempfile.TemporaryDirectory(prefix="llm-gateway-run-") as workdir:
             url = _client_url(settings, gateway.port)
             trust = _trust(gateway, Path(workdir))

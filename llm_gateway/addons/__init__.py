@@ -52,8 +52,8 @@ def default_addons(
         from llm_gateway.telemetry.session_spans import SessionSpans
 
         capture = content_capture(env).on_spans
-        sessions = SessionSpans(tracing.tracer, env, capture=capture, on_finished=on_session_finished)
-        mcp = McpSpans(tracing.tracer, env, sessions)  # MCP tool calls nest under the agent's tool spans
+        sessions = SessionSpans(tracing.spans, env, capture=capture, on_finished=on_session_finished)
+        mcp = McpSpans(tracing.spans, env, sessions)  # MCP tool calls nest under the agent's tool spans
         chats = ChatSpans(tracing, env, sessions)
         # the calls inside WebSockets (Codex) reach the chat spans as flows of their own
         addons += [sessions, chats, SocketCalls([chats]), McpObserver(mcp.record, capture=capture)]

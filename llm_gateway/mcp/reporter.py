@@ -106,7 +106,7 @@ class Reporter:
         except Exception:
             log.warning("llm-gateway mcp: cannot export spans with this OTEL_* environment", exc_info=True)
             return None
-        return McpSpans(self._telemetry.tracer, self._env) if self._telemetry is not None else None
+        return McpSpans(self._telemetry.spans, self._env) if self._telemetry is not None else None
 
 
 def _take(queue: asyncio.Queue, limit: int) -> list:

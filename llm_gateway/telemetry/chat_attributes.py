@@ -134,7 +134,7 @@ _CONTENT_JSON = frozenset({gen_ai.GEN_AI_SYSTEM_INSTRUCTIONS, gen_ai.GEN_AI_INPU
                            gen_ai.GEN_AI_TOOL_DEFINITIONS, gen_ai.GEN_AI_OUTPUT_MESSAGES})
 
 
-def inference_details_event(span: trace.Span, attributes: dict[str, Any], record: ChatRecord,
+def inference_details_event(span: trace.SpanContext, attributes: dict[str, Any], record: ChatRecord,
                             at_ns: int) -> LogRecord:
     """The call's `gen_ai.client.inference.operation.details` event: the chat span's attributes, with the content
     as structured values (on a span it is JSON text), in the span's context, at DEBUG as the conventions ask."""
@@ -148,7 +148,8 @@ def inference_details_event(span: trace.Span, attributes: dict[str, Any], record
         )
     )
     plain = {key: value for key, value in attributes.items() if key not in _CONTENT_JSON}
-    return LogRecord(timestamp=at_ns, context=trace.set_span_in_context(span), severity_number=SeverityNumber.DEBUG,
+    return LogRecord(timestamp=at_ns, context=trace.set_span_in_context(trace.NonRecordingSpan(span)),
+                     severity_number=SeverityNumber.DEBUG,
                      event_name=INFERENCE_DETAILS_EVENT, attributes={**plain, **content})
 
 

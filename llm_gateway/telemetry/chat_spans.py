@@ -35,6 +35,7 @@ from llm_gateway.telemetry.cost import call_cost
 from llm_gateway.telemetry.prices import usable_price_table
 from llm_gateway.telemetry.session_spans import SESSION_IDS, SessionSpans
 from llm_gateway.telemetry.setup import Telemetry
+from llm_gateway.telemetry.spans import OpenSpan
 from llm_gateway.telemetry.trace_context import chat_parent, incoming_mode
 from llm_gateway.telemetry.upstream_spans import http_span_mode, record_upstream_span
 
@@ -47,9 +48,9 @@ class _Call:
     http_request: HttpRequest
     started: bool = False  # `_start` ran (it may have failed: then `run` stays None)
     run: ExchangeRun | None = None
-    span: trace.Span | None = None
-    #: what the span is started with, until it is: (name, parent context, links)
-    opening: tuple[str, context.Context, list] | None = None
+    span: OpenSpan | None = None
+    #: what the span is started with, until it is: (name, parent, links)
+    opening: tuple[str, trace.SpanContext, list] | None = None
     token: object = None  # the context token to detach when the flow ends (aiohttp HTTP spans only)
     start_attributes: dict | None = None
     exchange_id: int = 0  # the session tracker's id for this call
@@ -60,7 +61,7 @@ class ChatSpans:
 
     def __init__(self, telemetry: Telemetry, env: Mapping[str, str], sessions: SessionSpans) -> None:
         """`sessions` places each call in its session and agent, and gives its span's parent."""
-        self._tracer = telemetry.tracer
+        self._spans = telemetry.spans
         mode = content_capture(env)
         self._capture = mode.on_spans
         self._read_content = mode.captured  # for spans, events or both
@@ -87,8 +88,8 @@ class ChatSpans:
         flow.state()[self] = call
         if self._http_spans == "aiohttp" and flow.socket is None:  # a call in a socket makes no HTTP request
             self._start(flow, call)
-            if call.span is not None:
-                call.token = context.attach(trace.set_span_in_context(call.span))
+            if call.span is not None:  # the instrumentation's span names it as parent
+                call.token = context.attach(trace.set_span_in_context(trace.NonRecordingSpan(call.span.context)))
 
         def observe(at_ns: int, data: bytes) -> None:
             if not call.started:
@@ -125,15 +126,14 @@ class ChatSpans:
             run.response_head(HttpResponseHead(flow.status, flow.response_headers or {}))
         call.run = run
 
-    def _open(self, flow: Flow, call: _Call) -> trace.Span:
-        """The SDK span, started at the request's arrival. Otherwise only when the call ends: an SDK span holds some
-        3 KiB (two deques, its attributes, its lock) for as long as it is open, a whole stream."""
+    def _open(self, flow: Flow, call: _Call) -> OpenSpan:
+        """The span, started at the request's arrival; made when the call ends (with aiohttp HTTP spans, when it
+        starts): nothing is held for it during a stream but what `opening` keeps."""
         if call.span is None:
             assert call.opening is not None
             name, parent, links = call.opening
-            call.span = self._tracer.start_span(name, context=parent, kind=SpanKind.CLIENT,
-                                                attributes=call.start_attributes, links=links,
-                                                start_time=flow.started_ns)
+            call.span = self._spans.start(name, SpanKind.CLIENT, flow.started_ns, call.start_attributes or {},
+                                          parent, links)
             call.opening = None
         return call.span
 
@@ -166,6 +166,7 @@ class ChatSpans:
         """Close the parser, start the span and set its response attributes, end it, tell the session tracker."""
         span, run = self._open(flow, call), call.run
         assert run is not None
+        status = None
         try:
             ended = flow.ended_ns or flow.started_ns
             record = run.finish(ended)
@@ -177,26 +178,27 @@ class ChatSpans:
             attributes.update(cost.attributes())
             if self._capture:
                 attributes.update(content_response_attributes(record))
-            span.set_attributes(attributes)
+            span.attributes.update(attributes)
             if error_type:
-                span.set_status(Status(StatusCode.ERROR, error_message or error_type))
+                status = Status(StatusCode.ERROR, error_message or error_type)
             self._metrics.record(call.start_attributes or {}, attributes, (ended - flow.started_ns) / 1e9,
                                  run.chunk_gaps_ns)
             if self._events is not None:
-                self._events.emit(inference_details_event(span, {**(call.start_attributes or {}), **attributes},
-                                                          record, ended))
+                self._events.emit(inference_details_event(span.context,
+                                                          {**(call.start_attributes or {}), **attributes}, record,
+                                                          ended))
             self._sessions.call_finished(call.exchange_id, record, ended, cost)
         except Exception:
             log.debug("chat span for %s %s failed", flow.method, flow.raw_path, exc_info=True)
         finally:
             if self._http_spans == "gateway" and flow.socket is None:  # a call in a socket had no HTTP request
-                self._upstream_span(flow, span, call.start_attributes)
-            span.end(end_time=flow.ended_ns)
+                self._upstream_span(flow, span.context, call.start_attributes)
+            self._spans.end(span, flow.ended_ns, status=status)
 
-    def _upstream_span(self, flow: Flow, parent: trace.Span, chat_attributes: dict | None) -> None:
+    def _upstream_span(self, flow: Flow, parent: trace.SpanContext, chat_attributes: dict | None) -> None:
         try:
             session = {k: v for k, v in (chat_attributes or {}).items() if k in SESSION_IDS}
-            record_upstream_span(self._tracer, parent, flow, session)
+            record_upstream_span(self._spans, parent, flow, session)
         except Exception:
             log.debug("upstream span for %s %s failed", flow.method, flow.raw_path, exc_info=True)
 

@@ -22,20 +22,19 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 from opentelemetry.semconv._incubating.attributes import jsonrpc_attributes as jsonrpc
 from opentelemetry.semconv._incubating.attributes import mcp_attributes as mcp
 from opentelemetry.semconv._incubating.attributes import rpc_attributes as rpc
 from opentelemetry.semconv.attributes import error_attributes as err
 from opentelemetry.semconv.attributes import network_attributes as net
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
 from llm_gateway.mcp.jsonrpc import CallStarted, McpCall
 from llm_gateway.mcp.report import CallReport
 from llm_gateway.telemetry.content import content_capture
 from llm_gateway.telemetry.session_spans import SessionSpans
+from llm_gateway.telemetry.spans import SpanMaker
 
 log = logging.getLogger("llm_gateway.telemetry")
 
@@ -51,11 +50,11 @@ _MAX_PARENTS = 1024  # tools/calls in flight whose parent is remembered
 class McpSpans:
     """`record(report)` for each call event an MCP observer reports."""
 
-    def __init__(self, tracer: trace.Tracer, env: Mapping[str, str], sessions: SessionSpans | None = None) -> None:
-        self._tracer = tracer
+    def __init__(self, spans: SpanMaker, env: Mapping[str, str], sessions: SessionSpans | None = None) -> None:
+        self._spans = spans
         self._capture = content_capture(env).on_spans
         self._sessions = sessions
-        self._parents: OrderedDict[tuple, tuple[otel_context.Context, dict[str, Any]] | None] = OrderedDict()
+        self._parents: OrderedDict[tuple, tuple[SpanContext, dict[str, Any]] | None] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"McpSpans(capture={self._capture}, in_flight={len(self._parents)})"
@@ -78,18 +77,15 @@ class McpSpans:
         found = None
         if call.method == "tools/call":
             found = self._parents.pop(_key(report, call), None) or self._parent(call.target, call.arguments)
-        parent, session_ids = found if found is not None else (otel_context.Context(), {})
+        parent, session_ids = found if found is not None else (None, {})
         name = f"{call.method} {call.target}" if call.target and call.method in _NAMED_TARGETS else call.method
         attributes = self._attributes(report, call, under_tool=found is not None)
         attributes.update(session_ids)  # every span of a session carries its ids
-        span = self._tracer.start_span(name, context=parent, kind=SpanKind.CLIENT, attributes=attributes,
-                                       start_time=call.started_ns)
         error_type = call.error_type
-        if error_type:
-            span.set_status(Status(StatusCode.ERROR, call.error_message or error_type))
-        span.end(end_time=call.ended_ns)
+        status = Status(StatusCode.ERROR, call.error_message or error_type) if error_type else None
+        self._spans.record(name, SpanKind.CLIENT, call.started_ns, call.ended_ns, attributes, parent, status)
 
-    def _parent(self, tool: str | None, arguments: Any) -> tuple[otel_context.Context, dict[str, Any]] | None:
+    def _parent(self, tool: str | None, arguments: Any) -> tuple[SpanContext, dict[str, Any]] | None:
         if self._sessions is None or tool is None:
             return None
         return self._sessions.pending_tool_context(tool, arguments)

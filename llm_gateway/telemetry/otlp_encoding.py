@@ -36,6 +36,8 @@ def _tag(field: int, wire_type: int) -> bytes:
 def _varint(value: int) -> bytes:
     if 0 <= value < 0x80:
         return _ONE_BYTE[value]
+    if 0 < value < 0x4000:  # two bytes: most token counts and lengths
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     if value < 0:  # int64: two's complement, always ten bytes
         value &= (1 << 64) - 1
     out = bytearray()
@@ -99,6 +101,7 @@ _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
 #: the flags' fixed32, by whether the parent (a span's) or the linked span (a link's) is remote
 _REMOTE_FLAGS = {False: struct.pack("<I", _HAS_IS_REMOTE), True: struct.pack("<I", _HAS_IS_REMOTE | _IS_REMOTE)}
 _INT64 = range(-(1 << 63), 1 << 63)
+_UINT63 = 1 << 63
 _pack_double = struct.Struct("<d").pack
 
 #: how many attribute keys and (key, text) pairs are kept encoded; past that the cache starts over
@@ -226,13 +229,18 @@ class OtlpSpanEncoder:
             # its own items() goes through the Mapping mixins, a lookup per key
             attributes = getattr(attributes, "_dict", attributes)
         parts = []
-        remembered = self._remembered
+        remembered, keys = self._remembered, self._keys
         for key, value in attributes.items():
+            kind = type(value)
             try:
-                if type(value) is str:  # numbers mostly differ from span to span (tokens, times): not kept
+                if kind is str:  # numbers mostly differ from span to span (tokens, times): not kept
                     message = remembered.get((key, value))
                     if message is None:
                         message = self._remember(remembered, (key, value), self._key_value(key, value))
+                elif kind is int and 0 <= value < _UINT63:  # token counts, ports, status codes: the common case
+                    number = _INT + _varint(value)
+                    payload = (keys.get(key) or self._key(key)) + _VALUE + _ONE_BYTE[len(number)] + number
+                    message = _ONE_BYTE[len(payload)] + payload if len(payload) < 0x80 else _length(payload) + payload
                 else:
                     message = self._key_value(key, value)
             except (TypeError, ValueError) as exc:
@@ -259,7 +267,7 @@ class OtlpSpanEncoder:
 def _own_attributes(span: ReadableSpan) -> Mapping[str, Any] | None:
     # `span.attributes` wraps them in a read-only proxy, whose items() costs a lookup per key.
     attributes = getattr(span, "_attributes", None)
-    return attributes if isinstance(attributes, BoundedAttributes) else span.attributes
+    return attributes if isinstance(attributes, (dict, BoundedAttributes)) else span.attributes
 
 
 def _trace_state(tag: bytes, context: SpanContext) -> bytes:

@@ -23,12 +23,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
-from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.semconv._incubating.attributes import file_attributes as file_attrs
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 from opentelemetry.semconv.attributes import error_attributes as err
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
 from llm_gateway.protocols.exchange import ChatRecord, ChatRequest, json_or_text
 from llm_gateway.sessions import tracker as tr
@@ -36,7 +34,8 @@ from llm_gateway.sessions.files import file_facts
 from llm_gateway.sessions.identity import identify
 from llm_gateway.sessions.tree import render
 from llm_gateway.telemetry.cost import CallCost, CostTotals
-from llm_gateway.telemetry.ids import derived_span_id, session_trace_id, span_id_for, trace_id_for
+from llm_gateway.telemetry.ids import derived_span_id, session_trace_id
+from llm_gateway.telemetry.spans import OpenSpan, SpanMaker
 from llm_gateway.telemetry.trace_context import environment_parent
 
 log = logging.getLogger("llm_gateway.telemetry")
@@ -85,14 +84,14 @@ class SessionSpans:
 
     def __init__(
         self,
-        tracer: trace.Tracer,
+        spans: SpanMaker,
         env: Mapping[str, str],
         *,
         capture: bool,
         on_finished: Callable[[tr.SessionState], None] | None = None,
     ) -> None:
         """`on_finished` is called with each finished session (the demo); LLM_GATEWAY_PRINT=tree prints them."""
-        self._tracer = tracer
+        self._maker = spans
         self._capture = capture
         idle = session_idle_seconds(env)
         if on_finished is None and env.get(ENV_PRINT, "").lower() == "tree":
@@ -106,9 +105,9 @@ class SessionSpans:
         self._redact_paths = env.get(ENV_REDACT_PATHS, "").lower() in ("1", "true", "yes")
         self._trace_per_turn = trace_per(env) == "turn"
         self._outer = environment_parent(env)  # TRACEPARENT: sessions (or turns) become children of that span
-        self._spans: dict[int, trace.Span] = {}  # id(state object) -> its open span
+        self._spans: dict[int, OpenSpan] = {}  # id(state object) -> its open span
         # id(agent) -> its last ended turn and that span's context: a check of the answer joins the turn late
-        self._answered: dict[int, tuple[tr.TurnState, trace.Span]] = {}
+        self._answered: dict[int, tuple[tr.TurnState, SpanContext]] = {}
         self._costs: dict[int, CostTotals] = {}  # id(turn or session) -> its running cost
         self._tool_sessions: dict[int, dict[str, Any]] = {}  # id(open tool run) -> its session's ids
         self._named_turns: dict[int, set[tuple[str, str]]] = {}  # id(session) -> turns given a derived span id
@@ -119,32 +118,32 @@ class SessionSpans:
 
     def call_started(
         self, headers: Mapping[str, str], request: ChatRequest, provider: str, at_ns: int
-    ) -> tuple[int, otel_context.Context, dict[str, Any]]:
-        """Place a starting call; returns its exchange id, the parent context for its chat span and the
-        session attributes the chat span carries."""
+    ) -> tuple[int, SpanContext, dict[str, Any]]:
+        """Place a starting call; returns its exchange id, the parent of its chat span and the session attributes
+        the chat span carries."""
         exchange_id = next(self._ids)
         identity = identify(headers, request, agent_name=self._agent_name)
         placement, events = self._tracker.call_started(exchange_id, identity, request, provider, at_ns)
         self._apply(events)
         turn = placement.call.turn
-        parent = self._spans.get(id(turn))
-        if parent is None:  # the turn had ended: the call checks its answer (`tracker.AFTERWORD_NS`)
-            parent = self._answered[id(turn.agent)][1]
+        open_turn = self._spans.get(id(turn))
+        # else the turn had ended: the call checks its answer (`tracker.AFTERWORD_NS`)
+        parent = open_turn.context if open_turn is not None else self._answered[id(turn.agent)][1]
         attributes = _session_ids(placement.session)
         if placement.call.auxiliary:
             attributes[AUXILIARY] = True
-        return exchange_id, trace.set_span_in_context(parent), attributes
+        return exchange_id, parent, attributes
 
     def pending_tool_context(
         self, tool_name: str, arguments: object = None
-    ) -> tuple[otel_context.Context, dict[str, Any]] | None:
+    ) -> tuple[SpanContext, dict[str, Any]] | None:
         """The context of the open `execute_tool` span that an MCP call belongs to (`SessionTracker.pending_tool`
         says which), and the session ids its spans carry."""
         run = self._tracker.pending_tool(tool_name, arguments)
         span = self._spans.get(id(run)) if run is not None else None
         if span is None:
             return None
-        return trace.set_span_in_context(span), self._tool_sessions.get(id(run), {})
+        return span.context, self._tool_sessions.get(id(run), {})
 
     def call_finished(self, exchange_id: int, record: ChatRecord, at_ns: int, cost: CallCost | None = None) -> None:
         if cost is not None:
@@ -172,53 +171,53 @@ class SessionSpans:
                 log.debug("session span for %r failed", event, exc_info=True)
 
     def _handle(self, event: tr.Event) -> None:
+        spans = self._maker
         match event:
             case tr.SessionStarted(session=session):
                 if self._trace_per_turn:
                     return
-                with trace_id_for(session_trace_id(session.key)), span_id_for(derived_span_id(session.key)):
-                    span = self._tracer.start_span(
-                        f"session {session.client}", kind=SpanKind.INTERNAL, start_time=session.started_ns,
-                        context=self._outer or otel_context.Context(), attributes=self._session_attributes(session),
-                    )
-                self._spans[id(session)] = span
+                self._spans[id(session)] = spans.start(
+                    f"session {session.client}", SpanKind.INTERNAL, session.started_ns,
+                    self._session_attributes(session), self._outer,
+                    trace_id=session_trace_id(session.key), span_id=derived_span_id(session.key),
+                )
             case tr.TurnStarted(session=session, turn=turn):
                 self._start_turn(session, turn)
             case tr.ToolStarted(session=session, tool=tool):
-                parent = self._spans[id(tool.turn)]
-                self._spans[id(tool)] = self._tracer.start_span(
-                    f"execute_tool {tool.name}", kind=SpanKind.INTERNAL, start_time=tool.started_ns,
-                    context=trace.set_span_in_context(parent), attributes=self._tool_attributes(session, tool),
+                self._spans[id(tool)] = spans.start(
+                    f"execute_tool {tool.name}", SpanKind.INTERNAL, tool.started_ns,
+                    self._tool_attributes(session, tool), self._spans[id(tool.turn)].context,
                 )
                 self._tool_sessions[id(tool)] = _session_ids(session)
             case tr.ToolFinished(tool=tool):
                 self._tool_sessions.pop(id(tool), None)
-                span = self._spans.pop(id(tool))
-                span.set_attribute(TOOL_OUTCOME, tool.outcome or "unknown")
+                attributes: dict[str, Any] = {TOOL_OUTCOME: tool.outcome or "unknown"}
+                status = None
                 if tool.outcome == "error":  # a result that was never seen is no error: the status stays unset
-                    span.set_attribute(err.ERROR_TYPE, "tool_error")
-                    span.set_status(Status(StatusCode.ERROR, "tool_error"))
+                    attributes[err.ERROR_TYPE] = "tool_error"
+                    status = Status(StatusCode.ERROR, "tool_error")
                 if self._capture and tool.result is not None:
-                    span.set_attribute(gen_ai.GEN_AI_TOOL_CALL_RESULT, _json_text(tool.result))
-                span.end(end_time=tool.ended_ns)
+                    attributes[gen_ai.GEN_AI_TOOL_CALL_RESULT] = _json_text(tool.result)
+                spans.end(self._spans.pop(id(tool)), tool.ended_ns, attributes, status)
             case tr.TurnFinished(turn=turn):
                 span = self._spans.pop(id(turn))
-                span.set_attributes(_totals(turn.usage, turn.models, self._costs.pop(id(turn), None)))
-                span.set_attribute(TURN_CALLS, turn.call_count)
+                attributes = _totals(turn.usage, turn.models, self._costs.pop(id(turn), None))
+                attributes[TURN_CALLS] = turn.call_count
+                status = None
                 if turn.error_type:
-                    span.set_attribute(err.ERROR_TYPE, turn.error_type)
-                    span.set_status(Status(StatusCode.ERROR, turn.error_type))
-                span.end(end_time=turn.ended_ns)
-                self._answered[id(turn.agent)] = (turn, trace.NonRecordingSpan(span.get_span_context()))
+                    attributes[err.ERROR_TYPE] = turn.error_type
+                    status = Status(StatusCode.ERROR, turn.error_type)
+                spans.end(span, turn.ended_ns, attributes, status)
+                self._answered[id(turn.agent)] = (turn, span.context)
             case tr.SessionFinished(session=session):
                 span = self._spans.pop(id(session), None)
                 if span is not None:
-                    span.set_attributes(_totals(session.usage, session.models, self._costs.pop(id(session), None)))
-                    span.set_attribute(SESSION_CALLS, session.calls)
-                    span.set_attribute(SESSION_TURNS, session.turns)
+                    attributes = _totals(session.usage, session.models, self._costs.pop(id(session), None))
+                    attributes[SESSION_CALLS] = session.calls
+                    attributes[SESSION_TURNS] = session.turns
                     if session.providers:
-                        span.set_attribute(PROVIDERS, session.providers)
-                    span.end(end_time=session.ended_ns)
+                        attributes[PROVIDERS] = session.providers
+                    spans.end(span, session.ended_ns, attributes)
                 self._costs.pop(id(session), None)
                 self._named_turns.pop(id(session), None)
                 for agent in session.all_agents:
@@ -235,10 +234,6 @@ class SessionSpans:
         if turn.prompt_ordinal is not None and name not in named:
             named.add(name)
             span_id = derived_span_id(session.key, *name)
-        with span_id_for(span_id):
-            self._open_turn_span(session, turn)
-
-    def _open_turn_span(self, session: tr.SessionState, turn: tr.TurnState) -> None:
         agent = turn.agent
         attributes = {
             gen_ai.GEN_AI_OPERATION_NAME: "invoke_agent",
@@ -248,23 +243,17 @@ class SessionSpans:
         }
         if agent.key is not None:
             attributes[gen_ai.GEN_AI_AGENT_ID] = agent.key
+        trace_id = None
         if turn.spawned_by is not None and id(turn.spawned_by) in self._spans:
-            parent = trace.set_span_in_context(self._spans[id(turn.spawned_by)])
+            parent = self._spans[id(turn.spawned_by)].context
         elif agent.parent is not None and agent.parent.turn is not None:
-            parent = trace.set_span_in_context(self._spans[id(agent.parent.turn)])
+            parent = self._spans[id(agent.parent.turn)].context
         elif self._trace_per_turn:
-            with trace_id_for(session_trace_id(f"{session.key}#{session.turns}")):
-                self._spans[id(turn)] = self._tracer.start_span(
-                    f"invoke_agent {agent.name}", kind=SpanKind.INTERNAL, start_time=turn.started_ns,
-                    context=self._outer or otel_context.Context(), attributes=attributes,
-                )
-            return
+            parent, trace_id = self._outer, session_trace_id(f"{session.key}#{session.turns}")
         else:
-            parent = trace.set_span_in_context(self._spans[id(session)])
-        self._spans[id(turn)] = self._tracer.start_span(
-            f"invoke_agent {agent.name}", kind=SpanKind.INTERNAL, start_time=turn.started_ns, context=parent,
-            attributes=attributes,
-        )
+            parent = self._spans[id(session)].context
+        self._spans[id(turn)] = self._maker.start(f"invoke_agent {agent.name}", SpanKind.INTERNAL, turn.started_ns,
+                                                  attributes, parent, trace_id=trace_id, span_id=span_id)
 
     def _session_attributes(self, session: tr.SessionState) -> dict[str, Any]:
         return {**_session_ids(session), SESSION_SOURCE: session.source, CLIENT: session.client}

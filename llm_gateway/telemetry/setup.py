@@ -16,12 +16,12 @@ from urllib.parse import unquote, urlsplit
 
 from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics as otel_metrics
-from opentelemetry import trace
 from opentelemetry.propagate import set_global_textmap
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 if TYPE_CHECKING:  # the metrics and logs SDKs are imported where a pipeline is built: the relay never needs them
     from opentelemetry.sdk._logs import LoggerProvider
@@ -34,9 +34,9 @@ if TYPE_CHECKING:  # the metrics and logs SDKs are imported where a pipeline is 
 from llm_gateway import __version__
 from llm_gateway.redact import url_without_credentials
 from llm_gateway.telemetry.content import content_capture
-from llm_gateway.telemetry.ids import SessionIdGenerator
 from llm_gateway.telemetry.prices import check_price_file
 from llm_gateway.telemetry.span_losses import SpanLosses, WaitingBatchSpanProcessor
+from llm_gateway.telemetry.spans import SpanMaker
 from llm_gateway.telemetry.spool import SpanSpool, SpoolingSpanExporter, spool_bytes, spooled
 from llm_gateway.telemetry.upstream_spans import http_span_mode
 
@@ -57,6 +57,10 @@ class Telemetry:
     """What the rest of the gateway needs from OpenTelemetry, and the one place that shuts it down."""
 
     tracer_provider: TracerProvider
+    #: makes the gateway's spans (`spans.py`), which go to `span_processors`
+    spans: SpanMaker
+    #: every span processor, registered with the provider (the instrumentations' spans go there too)
+    span_processors: SynchronousMultiSpanProcessor
     meter_provider: MeterProvider | None
     destination: str  # for the startup line, e.g. "otlp http://127.0.0.1:4318/v1/traces"
     #: events (log records): only when the content capture mode asks for the inference details events
@@ -68,9 +72,9 @@ class Telemetry:
     #: the histograms aggregated by the gateway and exported with the meter provider's metrics
     chat_histograms: ChatHistograms | None = None
 
-    @property
-    def tracer(self) -> trace.Tracer:
-        return self.tracer_provider.get_tracer(INSTRUMENTATION_NAME, __version__)
+    def add_span_processor(self, processor: SpanProcessor) -> None:
+        """Another processor for every span, the gateway's and the instrumentations' (`llm-gateway run`, tests)."""
+        self.span_processors.add_span_processor(processor)
 
     @property
     def meter(self) -> otel_metrics.Meter:
@@ -246,7 +250,10 @@ def configure(env: Mapping[str, str] | None = None, *, local: bool = False,
     if not plan and not local:
         return None
     resource = _resource(env)
-    provider = TracerProvider(resource=resource, id_generator=SessionIdGenerator())
+    provider = TracerProvider(resource=resource)
+    # Every processor the provider calls, which the gateway's own spans are handed to (`spans.py`).
+    processors = SynchronousMultiSpanProcessor()
+    provider.add_span_processor(processors)
     losses = SpanLosses() if wait_for_room else None
     spool = None
     for name, _ in plan:
@@ -254,7 +261,7 @@ def configure(env: Mapping[str, str] | None = None, *, local: bool = False,
         if isinstance(exporter, SpoolingSpanExporter):
             spool = exporter.spool
         processor = WaitingBatchSpanProcessor(exporter, losses) if losses is not None else BatchSpanProcessor(exporter)
-        provider.add_span_processor(processor)
+        processors.add_span_processor(processor)
     metrics = _metric_reader(env, resource) if plan else None
     meter_provider = histograms = None
     if metrics is not None:
@@ -265,8 +272,9 @@ def configure(env: Mapping[str, str] | None = None, *, local: bool = False,
     if not env.get("OTEL_PROPAGATORS"):
         # The relay forwards requests byte for byte: no traceparent is added unless the user asks for it.
         set_global_textmap(CompositePropagator([]))
-    return Telemetry(provider, meter_provider, describe(plan), _logger_provider(env, resource, plan), losses,
-                     spool, histograms)
+    spans = SpanMaker(provider, processors, InstrumentationScope(INSTRUMENTATION_NAME, __version__))
+    return Telemetry(provider, spans, processors, meter_provider, describe(plan),
+                     _logger_provider(env, resource, plan), losses, spool, histograms)
 
 
 def describe(plan: list[tuple[str, str]]) -> str:

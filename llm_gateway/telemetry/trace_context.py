@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -37,15 +36,15 @@ def extract(carrier: Mapping[str, str]) -> trace.SpanContext | None:
     return span_context if span_context.is_valid else None
 
 
-def environment_parent(env: Mapping[str, str]) -> otel_context.Context | None:
-    """The context of the span `TRACEPARENT` names in the environment, or None."""
+def environment_parent(env: Mapping[str, str]) -> trace.SpanContext | None:
+    """The span `TRACEPARENT` names in the environment, or None."""
     span_context = extract({"traceparent": env.get("TRACEPARENT", ""), "tracestate": env.get("TRACESTATE", "")})
     if span_context is None:
         if env.get("TRACEPARENT"):
             log.warning("TRACEPARENT=%r is not a W3C traceparent: sessions start traces of their own",
                         env["TRACEPARENT"])
         return None
-    return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+    return span_context
 
 
 def incoming_mode(env: Mapping[str, str]) -> str:
@@ -57,14 +56,13 @@ def incoming_mode(env: Mapping[str, str]) -> str:
 
 
 def chat_parent(
-    mode: str, headers: Mapping[str, str], session_parent: otel_context.Context
-) -> tuple[otel_context.Context, list[trace.Link]]:
-    """The parent context and links of a chat span, given the request's headers and its place in the session."""
+    mode: str, headers: Mapping[str, str], session_parent: trace.SpanContext
+) -> tuple[trace.SpanContext, list[trace.Link]]:
+    """The parent and links of a chat span, given the request's headers and its place in the session."""
     caller = extract(headers) if mode != "ignore" else None
     if caller is None:
         return session_parent, []
     if mode == "link":
         return session_parent, [trace.Link(caller)]
-    turn = trace.get_current_span(session_parent).get_span_context()
-    links = [trace.Link(turn)] if turn.is_valid else []
-    return trace.set_span_in_context(trace.NonRecordingSpan(caller)), links
+    links = [trace.Link(session_parent)] if session_parent.is_valid else []
+    return caller, links

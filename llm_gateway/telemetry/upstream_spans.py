@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from opentelemetry import trace
 from opentelemetry.semconv.attributes import error_attributes as err
 from opentelemetry.semconv.attributes import http_attributes as http
 from opentelemetry.semconv.attributes import server_attributes as server
 from opentelemetry.semconv.attributes import url_attributes as url
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
 from llm_gateway.flow import Flow
 from llm_gateway.redact import url_without_credentials
+from llm_gateway.telemetry.spans import SpanMaker
 
 ENV_HTTP_SPANS = "LLM_GATEWAY_HTTP_SPANS"
 #: gateway: this module (default); aiohttp: opentelemetry-instrumentation-aiohttp-client; none: no HTTP span
@@ -36,7 +36,7 @@ def http_span_mode(env: Mapping[str, str]) -> str:
 
 
 def record_upstream_span(
-    tracer: trace.Tracer, parent: trace.Span, flow: Flow, session: Mapping[str, str] | None = None
+    spans: SpanMaker, parent: SpanContext, flow: Flow, session: Mapping[str, str] | None = None
 ) -> None:
     """One `{METHOD}` CLIENT span from the request leaving for the upstream to its last byte (or the failure);
     `session`: the session's ids, which every span of a session carries."""
@@ -60,8 +60,5 @@ def record_upstream_span(
     error_type = str(status) if status is not None and status >= 400 else flow.error
     if error_type:
         attributes[err.ERROR_TYPE] = error_type
-    span = tracer.start_span(flow.method, context=trace.set_span_in_context(parent), kind=SpanKind.CLIENT,
-                             attributes=attributes, start_time=sent)
-    if error_type:
-        span.set_status(Status(StatusCode.ERROR, flow.error_message if flow.error else None))
-    span.end(end_time=flow.ended_ns)
+    span_status = Status(StatusCode.ERROR, flow.error_message if flow.error else None) if error_type else None
+    spans.record(flow.method, SpanKind.CLIENT, sent, flow.ended_ns, attributes, parent, span_status)

@@ -12,6 +12,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from llm_gateway.cli import _parser
 from llm_gateway.config import ConfigError, Settings, load_settings
@@ -19,6 +20,7 @@ from llm_gateway.mcp.jsonrpc import CallStarted, Direction, McpCall
 from llm_gateway.mcp.report import CALLS_PATH, PIPE, CallReport, from_json, to_json
 from llm_gateway.routing import MCP_PROTOCOL, Router
 from llm_gateway.telemetry.mcp_spans import McpSpans
+from llm_gateway.telemetry.spans import SpanMaker
 from tests.mcp.helpers import mcp_spans
 from tests.support.otlp import OTLPReceiver
 from tests.support.servers import RecordingUpstream, running_gateway, running_upstream
@@ -147,34 +149,32 @@ async def test_http_relay_json_answers_and_error_statuses_become_spans(mcp_gatew
 class _Sessions:
     """Stands in for SessionSpans: an execute_tool span that is open at first, then closed."""
 
-    def __init__(self, tracer: trace.Tracer) -> None:
-        self.tool_span = tracer.start_span("execute_tool read_text_file")
+    def __init__(self, spans: SpanMaker) -> None:
+        self.tool_span = spans.start("execute_tool read_text_file", trace.SpanKind.INTERNAL, 1, {})
         self.open = True
         self.asked: list[tuple] = []
 
     def pending_tool_context(self, tool_name, arguments=None):
         self.asked.append((tool_name, arguments))
-        return (trace.set_span_in_context(self.tool_span), {"session.id": "s-1"}) if self.open else None
+        return (self.tool_span.context, {"session.id": "s-1"}) if self.open else None
 
 
-def _tracer() -> tuple[trace.Tracer, InMemorySpanExporter]:
+def _spans() -> tuple[SpanMaker, InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return provider.get_tracer("test"), exporter
+    return SpanMaker(TracerProvider(), SimpleSpanProcessor(exporter), InstrumentationScope("test")), exporter
 
 
 def test_parent_found_when_the_call_started_holds_after_the_tool_span_closed():
-    tracer, exporter = _tracer()
-    sessions = _Sessions(tracer)
-    spans = McpSpans(tracer, {}, sessions)
+    maker, exporter = _spans()
+    sessions = _Sessions(maker)
+    spans = McpSpans(maker, {}, sessions)
     started = CallStarted("tools/call", 1, Direction.CLIENT_TO_SERVER, 10, "read_text_file", {"path": "a"})
     spans.record(CallReport(started, "fs", PIPE, "sid"))
     sessions.open = False  # the agent's next model request closed the execute_tool span before the report
     finished = McpCall("tools/call", 1, Direction.CLIENT_TO_SERVER, 10, 20, "read_text_file", {"path": "a"})
     spans.record(CallReport(finished, "fs", PIPE, "sid"))
     (span,) = exporter.get_finished_spans()
-    assert span.parent.span_id == sessions.tool_span.get_span_context().span_id
+    assert span.parent.span_id == sessions.tool_span.context.span_id
     assert sessions.asked == [("read_text_file", {"path": "a"})]
     # the tool run is the execute_tool span above it: this one is its MCP leg, not a second run (issue 14)
     assert "gen_ai.operation.name" not in span.attributes
@@ -182,9 +182,9 @@ def test_parent_found_when_the_call_started_holds_after_the_tool_span_closed():
 
 
 def test_only_tool_calls_look_for_a_parent_and_server_requests_are_client_spans_too():
-    tracer, exporter = _tracer()
-    sessions = _Sessions(tracer)
-    spans = McpSpans(tracer, {}, sessions)
+    maker, exporter = _spans()
+    sessions = _Sessions(maker)
+    spans = McpSpans(maker, {}, sessions)
     prompt = McpCall("prompts/get", 1, Direction.CLIENT_TO_SERVER, 1, 2, target="read_text_file")
     sampling = McpCall("sampling/createMessage", 0, Direction.SERVER_TO_CLIENT, 1, 2, failure="connection_closed")
     spans.record(CallReport(prompt, "fs", PIPE))
@@ -199,9 +199,9 @@ def test_only_tool_calls_look_for_a_parent_and_server_requests_are_client_spans_
 
 
 def test_a_broken_report_never_raises():
-    tracer, _ = _tracer()
+    maker, _ = _spans()
     broken = dataclasses.replace(CALL, started_ns="soon")  # what a bad client could send past validation
-    McpSpans(tracer, {}).record(CallReport(broken, "fs", PIPE))
+    McpSpans(maker, {}).record(CallReport(broken, "fs", PIPE))
 
 
 def test_the_tracing_addons_include_the_mcp_observer():
@@ -234,17 +234,17 @@ def test_observer_frees_the_chunks_it_has_read_unless_an_addon_keeps_them():
 
 
 def test_a_tool_call_with_no_tool_run_above_it_is_the_tool_execution():
-    tracer, exporter = _tracer()
+    maker, exporter = _spans()
     call = McpCall("tools/call", 1, Direction.CLIENT_TO_SERVER, 10, 20, "read_text_file", {"path": "a"})
-    McpSpans(tracer, {}).record(CallReport(call, "fs", PIPE, "sid"))
+    McpSpans(maker, {}).record(CallReport(call, "fs", PIPE, "sid"))
     (span,) = exporter.get_finished_spans()
     assert span.parent is None and span.attributes["gen_ai.operation.name"] == "execute_tool"
 
 
 def test_resource_uri_is_an_attribute_never_part_of_the_name():
-    tracer, exporter = _tracer()
+    maker, exporter = _spans()
     read = McpCall("resources/read", 3, Direction.CLIENT_TO_SERVER, 1, 2, target="file:///home/u/notes.md")
-    McpSpans(tracer, {}).record(CallReport(read, "fs", PIPE, "sid"))
+    McpSpans(maker, {}).record(CallReport(read, "fs", PIPE, "sid"))
     (span,) = exporter.get_finished_spans()
     assert span.name == "resources/read"
     assert span.attributes["mcp.resource.uri"] == "file:///home/u/notes.md"
@@ -254,8 +254,8 @@ def test_resource_uri_is_an_attribute_never_part_of_the_name():
                                                       ("2026-07-28", False), ("2027-01-01", False)])
 def test_session_id_only_on_revisions_that_have_sessions(version, has_session):
     """The 2026-07-28 revision removed MCP sessions: the conventions say mcp.session.id MUST NOT be set there."""
-    tracer, exporter = _tracer()
+    maker, exporter = _spans()
     call = McpCall("tools/list", 4, Direction.CLIENT_TO_SERVER, 1, 2, protocol_version=version)
-    McpSpans(tracer, {}).record(CallReport(call, "fs", PIPE, "sid-1"))
+    McpSpans(maker, {}).record(CallReport(call, "fs", PIPE, "sid-1"))
     (span,) = exporter.get_finished_spans()
     assert ("mcp.session.id" in span.attributes) is has_session

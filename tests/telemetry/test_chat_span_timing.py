@@ -1,6 +1,6 @@
 """When the chat span's work happens: nothing in front of the upstream call or of the first byte to the client, and
-the SDK span itself only when the call ends (an open SDK span holds some 3 KiB for a whole stream), with the times
-of the request and of its end. Driven hook by hook, as the relay calls them, with the recorded Anthropic stream cut
+the span itself only when the call ends (nothing is held for it during a stream), with the times of the request and
+of its end. Driven hook by hook, as the relay calls them, with the recorded Anthropic stream cut
 as it was recorded."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import time
 
 import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
-from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -25,14 +24,6 @@ from tests.support import FIXTURES
 EXCHANGE = load(FIXTURES / "anthropic/tools-streaming.json").exchanges[0]
 
 
-class StartedSpans(SpanProcessor):
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def on_start(self, span, parent_context=None) -> None:
-        self.names.append(span.name)
-
-
 def _flow() -> Flow:
     request = EXCHANGE.request
     headers = CIMultiDictProxy(CIMultiDict(request.headers))
@@ -45,10 +36,9 @@ def _flow() -> Flow:
 def test_the_span_is_made_when_the_call_ends_with_the_times_of_its_request_and_its_end():
     telemetry = configure({}, local=True)
     assert telemetry is not None
-    started, ended = StartedSpans(), InMemorySpanExporter()
-    telemetry.tracer_provider.add_span_processor(started)
-    telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(ended))
-    chat = ChatSpans(telemetry, {}, SessionSpans(telemetry.tracer, {}, capture=False))
+    ended = InMemorySpanExporter()
+    telemetry.add_span_processor(SimpleSpanProcessor(ended))
+    chat = ChatSpans(telemetry, {}, SessionSpans(telemetry.spans, {}, capture=False))
     flow = _flow()
 
     chat.request(flow)
@@ -56,7 +46,7 @@ def test_the_span_is_made_when_the_call_ends_with_the_times_of_its_request_and_i
     flow.status, flow.response_headers = EXCHANGE.response.status, CIMultiDictProxy(
         CIMultiDict(EXCHANGE.response.headers))
     chat.response_headers(flow)
-    assert started.names == []  # nothing parsed or started in front of the upstream call and the first byte
+    assert flow.state()[chat].run is None  # nothing parsed or started in front of the upstream call and first byte
 
     first, *rest = EXCHANGE.response.chunks
     for observe in flow.chunk_observers or ():
@@ -65,13 +55,13 @@ def test_the_span_is_made_when_the_call_ends_with_the_times_of_its_request_and_i
     for chunk in rest:
         for observe in flow.chunk_observers or ():
             observe(time.time_ns(), chunk.data)
-    assert name not in started.names  # the stream is parsed as it goes; its span waits for the end
+    assert flow.state()[chat].run is not None  # the stream is parsed as it goes ...
+    assert flow.state()[chat].span is None and not ended.get_finished_spans()  # ... its span waits for the end
     assert flow.state()[chat].http_request.body == b""  # parsed: the call does not hold the request body any more
     assert flow.request_body == EXCHANGE.request.body  # ... whose flow is the relay's, untouched
 
     flow.ended_ns = time.time_ns()
     chat.done(flow)
-    assert started.names.index(name) < started.names.index(EXCHANGE.request.method)  # its upstream HTTP span
     finished = {s.name: s for s in ended.get_finished_spans()}
     chat_span = finished[name]
     http_span = finished[EXCHANGE.request.method]
