@@ -1,18 +1,19 @@
 """GenAI client metrics for each model call: token usage, operation duration, time to first chunk and time per
-output chunk (streamed calls only), and cost.
+output chunk (streamed calls only), and cost; and the agent sessions open.
 
 Instruments are the conventions' (`gen_ai_metrics`), with the bucket boundaries the conventions advise. Only the
 duration carries `error.type`: the others' attributes do not have it. Cost has no metric in the conventions:
-`llm_gateway.client.cost` counts USD with the token usage's dimensions, for dashboards to sum.
+`llm_gateway.client.cost` counts USD with the token usage's dimensions, for dashboards to sum. Neither have
+sessions: `llm_gateway.sessions.open` is how many the gateway is following, read at each collection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.metrics import Meter
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 from opentelemetry.semconv._incubating.metrics import gen_ai_metrics as metrics
 from opentelemetry.semconv.attributes import error_attributes as err
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # the metrics SDK is loaded where a metrics pipeline is built
     from llm_gateway.telemetry.local_histogram import LocalHistogram
 
 CLIENT_COST = "llm_gateway.client.cost"
+SESSIONS_OPEN = "llm_gateway.sessions.open"
 TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
 DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 #: the conventions advise none for time per output chunk: these are their server time-per-output-token boundaries
@@ -44,16 +46,17 @@ _TOKEN_TYPES = (("input", gen_ai.GEN_AI_USAGE_INPUT_TOKENS), ("output", gen_ai.G
 @dataclass(frozen=True, slots=True)
 class ChatHistograms:
     """The histograms aggregated by the gateway (see `local_histogram.py`): the SDK's `record` cleans and hashes the
-    attributes each time, about 20 µs; time per output chunk is recorded once per stream chunk, token usage twice a
-    call. The duration (and the cost counter) stay with the SDK: the periodic reader exports only when its own
-    instruments have data, and the duration is recorded with every call, after these."""
+    attributes each time, 10-20 µs; time per output chunk is recorded once per stream chunk, token usage twice a
+    call, the duration once. The SDK's periodic reader exports only when its own instruments have data: the open
+    sessions, observed at every collection, give it some whenever there is a pipeline."""
 
     chunk_gaps: LocalHistogram
     tokens: LocalHistogram
     time_to_first_chunk: LocalHistogram
+    duration: LocalHistogram
 
     def __iter__(self) -> Iterator[LocalHistogram]:
-        return iter((self.chunk_gaps, self.tokens, self.time_to_first_chunk))
+        return iter((self.chunk_gaps, self.tokens, self.time_to_first_chunk, self.duration))
 
 
 def chat_histograms() -> ChatHistograms:
@@ -68,22 +71,27 @@ def chat_histograms() -> ChatHistograms:
                               TOKEN_BUCKETS),
         time_to_first_chunk=LocalHistogram(metrics.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK, "s",
                                            "Time to receive the first chunk of a streamed response", DURATION_BUCKETS),
+        duration=LocalHistogram(metrics.GEN_AI_CLIENT_OPERATION_DURATION, "s", "GenAI operation duration",
+                                DURATION_BUCKETS),
     )
 
 
 class ChatMetrics:
-    """Token usage and the chunk times go to `local`, the local histograms of the pipeline's metric reader
-    (`setup.py` builds them with every reader); None where no metric is exported."""
+    """The histograms go to `local`, the local histograms of the pipeline's metric reader (`setup.py` builds them
+    with every reader); None where no metric is exported. `open_sessions` tells how many sessions are open."""
 
-    __slots__ = ("_cost", "_duration", "_local")
+    __slots__ = ("_cost", "_local")
 
-    def __init__(self, meter: Meter, local: ChatHistograms | None = None) -> None:
-        self._duration = meter.create_histogram(
-            metrics.GEN_AI_CLIENT_OPERATION_DURATION, unit="s", description="GenAI operation duration",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
-        )
+    def __init__(self, meter: Meter, local: ChatHistograms | None = None,
+                 open_sessions: Callable[[], int] | None = None) -> None:
         self._local = local
         self._cost = meter.create_counter(CLIENT_COST, unit="USD", description="Cost of the model calls")
+        if open_sessions is not None:
+            def observe(options: CallbackOptions) -> Iterable[Observation]:
+                return (Observation(open_sessions()),)
+
+            meter.create_observable_up_down_counter(SESSIONS_OPEN, [observe], unit="{session}",
+                                                    description="Agent sessions the gateway is following")
 
     def record(self, request_attrs: dict[str, Any], response_attrs: dict[str, Any], duration_s: float,
                chunk_gaps_ns: Sequence[int] = ()) -> None:
@@ -91,7 +99,7 @@ class ChatMetrics:
         the time between each chunk and the one before it."""
         dims = {k: v for k in _DIMENSIONS if (v := response_attrs.get(k, request_attrs.get(k))) is not None}
         local = self._local
-        if local is not None:  # before the duration (see ChatHistograms)
+        if local is not None:
             if request_attrs.get(gen_ai.GEN_AI_REQUEST_STREAM):
                 local.chunk_gaps.record_many([gap_ns / 1e9 for gap_ns in chunk_gaps_ns], dims)
                 if (ttfc := response_attrs.get(gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)) is not None:
@@ -99,7 +107,7 @@ class ChatMetrics:
             for token_type, key in _TOKEN_TYPES:
                 if key in response_attrs:
                     local.tokens.record_many((response_attrs[key],), {**dims, gen_ai.GEN_AI_TOKEN_TYPE: token_type})
-        error_type = response_attrs.get(err.ERROR_TYPE)
-        self._duration.record(duration_s, {**dims, err.ERROR_TYPE: error_type} if error_type else dims)
+            error_type = response_attrs.get(err.ERROR_TYPE)
+            local.duration.record_many((duration_s,), {**dims, err.ERROR_TYPE: error_type} if error_type else dims)
         if USAGE_COST in response_attrs:
             self._cost.add(response_attrs[USAGE_COST], dims)

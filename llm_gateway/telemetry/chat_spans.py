@@ -67,7 +67,7 @@ class ChatSpans:
         self._read_content = mode.captured  # for spans, events or both
         # EVENT_ONLY / SPAN_AND_EVENT: each call's inference details event too
         self._events = telemetry.logger if mode.on_events else None
-        self._metrics = ChatMetrics(telemetry.meter, telemetry.chat_histograms)
+        self._metrics = ChatMetrics(telemetry.meter, telemetry.chat_histograms, sessions.open_sessions)
         self._http_spans = http_span_mode(env)
         self._sessions = sessions
         self._prices = usable_price_table(env)

@@ -134,6 +134,10 @@ class SessionSpans:
             attributes[AUXILIARY] = True
         return exchange_id, parent, attributes
 
+    def open_sessions(self) -> int:
+        """How many sessions are open (any thread may ask: the count of a dict is read whole)."""
+        return len(self._tracker.sessions)
+
     def pending_tool_context(
         self, tool_name: str, arguments: object = None
     ) -> tuple[SpanContext, dict[str, Any]] | None:

@@ -33,10 +33,10 @@ def _points(stream: bool, response: dict[str, Any], gaps: list[int]) -> dict[str
     data = reader.get_metrics_data()
     found: dict[str, list[Any]] = {}
     local = [m for h in histograms if (m := h.collect(AggregationTemporality.CUMULATIVE)) is not None]
-    for resource in data.resource_metrics if data else []:
-        for scope in resource.scope_metrics:
-            for metric in [*scope.metrics, *local]:
-                found[metric.name] = list(metric.data.data_points)
+    sdk = [metric for resource in data.resource_metrics for scope in resource.scope_metrics
+           for metric in scope.metrics] if data else []
+    for metric in [*sdk, *local]:
+        found[metric.name] = list(metric.data.data_points)
     return found
 
 
@@ -92,3 +92,15 @@ def test_a_whole_body_in_one_piece_has_no_gap() -> None:
     run, events = _chat_run()
     run.body(1, b"".join(events))
     assert run.chunk_gaps_ns == []
+
+
+def test_the_sessions_open_are_read_at_each_collection() -> None:
+    reader = InMemoryMetricReader()
+    open_sessions = [3]
+    ChatMetrics(MeterProvider(metric_readers=[reader]).get_meter("test"), chat_histograms(), lambda: open_sessions[0])
+    values = []
+    for count in (3, 0):
+        open_sessions[0] = count
+        (metric,) = reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
+        values.append((metric.name, metric.data.data_points[0].value, metric.data.is_monotonic))
+    assert values == [("llm_gateway.sessions.open", 3, False), ("llm_gateway.sessions.open", 0, False)]

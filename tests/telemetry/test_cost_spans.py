@@ -101,6 +101,13 @@ async def test_unnamed_host_without_prices_is_unpriced(traced_gateway, receiver:
     _, span = await _chat_span(traced_gateway, receiver, "openai_chat/composed-n2-streaming", 0)
     assert span.attributes["llm_gateway.cost.unpriced_reason"] == "unknown_provider"
     assert "gen_ai.usage.cost" not in span.attributes and "llm_gateway.cost.price_source" not in span.attributes
+    # No SDK instrument recorded the call (no cost): its histograms, which the gateway aggregates itself, are
+    # exported anyway, beside the sessions open, which the SDK reads at every collection
+    assert "llm_gateway.client.cost" not in receiver.metric_names
+    (duration,) = receiver.metrics["gen_ai.client.operation.duration"][-1].histogram.data_points
+    assert duration.count == 1 and 0 < duration.sum < 60
+    (sessions,) = receiver.metrics["llm_gateway.sessions.open"][-1].sum.data_points
+    assert sessions.as_int == 0  # the export at shutdown, which ended the session
 
 
 async def test_unknown_model_is_unpriced_with_its_reason(traced_gateway, receiver: OTLPReceiver, tmp_path: Path):
