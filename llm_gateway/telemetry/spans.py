@@ -15,6 +15,7 @@ of the gateway's needs `on_start`, and a span's record does not exist before its
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -104,7 +105,8 @@ class SpanMaker:
 
     def end(self, span: OpenSpan, end_ns: int | None, attributes: Mapping[str, Any] | None = None,
             status: Status | None = None) -> None:
-        """End `span` at `end_ns` with `attributes` added (over what it started with) and `status`."""
+        """End `span` at `end_ns` (None: now, as the SDK's `Span.end`) with `attributes` added (over what it started
+        with) and `status`."""
         if not span.recording:
             return
         if attributes:
@@ -112,7 +114,8 @@ class SpanMaker:
         self._processor.on_end(ReadableSpan(
             name=span.name, context=span.context, parent=span.parent, resource=self._resource,
             attributes=self._checked(span.attributes), links=span.links, kind=span.kind, status=status or _UNSET,
-            start_time=span.start_ns, end_time=end_ns, instrumentation_scope=self._scope,
+            start_time=span.start_ns, end_time=time.time_ns() if end_ns is None else end_ns,
+            instrumentation_scope=self._scope,
         ))
 
     def record(self, name: str, kind: SpanKind, start_ns: int, end_ns: int | None, attributes: Mapping[str, Any],

@@ -4,6 +4,8 @@ sampling decisions, for the default sampler and any other the provider has."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -107,3 +109,11 @@ def test_another_sampler_is_asked_as_the_sdk_asks_it(sampler):
     maker.end(root, 2)
     assert exporter.get_finished_spans() == ()
     assert root.context.is_valid and not root.context.trace_flags.sampled
+
+
+def test_a_span_ended_without_a_time_ends_now_as_in_the_sdk():
+    maker, exporter = _pair(TracerProvider())
+    before = time.time_ns()
+    maker.end(maker.start("execute_tool read", SpanKind.INTERNAL, before, {}), None)
+    (span,) = exporter.get_finished_spans()
+    assert before <= span.end_time <= time.time_ns()
