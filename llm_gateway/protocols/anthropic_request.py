@@ -10,7 +10,7 @@ from typing import Any
 
 from llm_gateway.protocols._json import integer, items, obj, text
 from llm_gateway.protocols._parts import blob
-from llm_gateway.protocols.exchange import ChatRequest, RequestParams, ToolResult, fingerprint, tool_descriptions
+from llm_gateway.protocols.exchange import ChatRequest, RequestParams, ToolResult, fingerprints, tool_descriptions
 
 __all__ = ["parse_messages_body"]
 
@@ -60,6 +60,7 @@ def parse_messages_body(doc: dict[str, Any], capture: bool) -> ChatRequest:
     messages, history = scan.messages, scan.history_tool_calls
     # the attribution block would make every request of a session look new
     system_text = "\n".join(line for line in system if not line.startswith(_BILLING_PREFIX))
+    conversation, agent = fingerprints(system_text, _first_user_text(messages), sorted(tool_names))
     request = ChatRequest(
         operation="chat",
         model=text(doc.get("model")),
@@ -73,8 +74,8 @@ def parse_messages_body(doc: dict[str, Any], capture: bool) -> ChatRequest:
         prompt_ordinal=scan.prompts or None,
         history_tool_calls=history,
         hints=_hints(doc),
-        conversation_fingerprint=fingerprint(system_text, _first_user_text(messages)),
-        agent_fingerprint=fingerprint(system_text, sorted(tool_names)),
+        conversation_fingerprint=conversation,
+        agent_fingerprint=agent,
     )
     if capture:
         request.system_instructions = [{"type": "text", "content": line} for line in system] or None

@@ -234,10 +234,25 @@ def fingerprint(*parts: object) -> str:
     """A short stable digest of the given parts (strings, lists of strings, None), for grouping only."""
     digest = hashlib.blake2b(digest_size=12)
     for part in parts:
-        text = "\x1f".join(map(str, part)) if isinstance(part, list | tuple) else str(part or "")
-        digest.update(text.encode("utf-8", "replace"))
-        digest.update(b"\x1e")
+        _add(digest, part)
     return digest.hexdigest()
+
+
+def fingerprints(first: object, conversation: object, agent: object) -> tuple[str, str]:
+    """`fingerprint(first, conversation)` and `fingerprint(first, agent)`, with `first` (a system prompt, often
+    tens of KB that every request repeats) read once."""
+    common = hashlib.blake2b(digest_size=12)
+    _add(common, first)
+    both = common.copy()
+    _add(common, conversation)
+    _add(both, agent)
+    return common.hexdigest(), both.hexdigest()
+
+
+def _add(digest: Any, part: object) -> None:
+    text = "\x1f".join(map(str, part)) if isinstance(part, list | tuple) else str(part or "")
+    digest.update(text.encode("utf-8", "replace"))
+    digest.update(b"\x1e")
 
 
 def json_or_text(arguments: str) -> Any:

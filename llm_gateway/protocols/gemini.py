@@ -46,7 +46,7 @@ from llm_gateway.protocols._parts import blob, modality
 from llm_gateway.protocols._response import Identity, reported, total
 from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponseParser
 from llm_gateway.protocols.errors import error_fields
-from llm_gateway.protocols.exchange import ChatRequest, RequestParams, ToolResult, fingerprint, tool_descriptions
+from llm_gateway.protocols.exchange import ChatRequest, RequestParams, ToolResult, fingerprints, tool_descriptions
 from llm_gateway.protocols.framing.jsonarray import JsonArrayDecoder
 from llm_gateway.protocols.framing.sse import SSEEvent
 
@@ -110,6 +110,7 @@ def _parse_request(request: HttpRequest, capture: bool) -> ChatRequest:
     tool_names = [tool["name"] for tool in tools]
     config = obj(_get(body, "generationConfig"))
     system_text = "\n".join(system)
+    conversation, agent = fingerprints(system_text, _first_user_text(contents), sorted(tool_names))
     chat = ChatRequest(
         operation="generate_content",
         model=path.model or _model_name(doc.get("model")),
@@ -123,8 +124,8 @@ def _parse_request(request: HttpRequest, capture: bool) -> ChatRequest:
         prompt_ordinal=sum(1 for c in contents if c.role == "user" and not any(True for _ in c.responses())) or None,
         history_tool_calls=_history_tool_calls(contents),
         hints=_hints(doc, body) if wrapped else {},
-        conversation_fingerprint=fingerprint(system_text, _first_user_text(contents)),
-        agent_fingerprint=fingerprint(system_text, sorted(tool_names)),
+        conversation_fingerprint=conversation,
+        agent_fingerprint=agent,
     )
     if capture:
         chat.system_instructions = [{"type": "text", "content": line} for line in system] or None

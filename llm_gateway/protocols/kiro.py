@@ -71,7 +71,7 @@ from llm_gateway.protocols._parts import blob
 from llm_gateway.protocols._response import Identity, usage_from_uncached
 from llm_gateway.protocols.base import HttpRequest, HttpResponseHead, ResponseParser
 from llm_gateway.protocols.errors import error_fields
-from llm_gateway.protocols.exchange import ChatRequest, RequestParams, fingerprint
+from llm_gateway.protocols.exchange import ChatRequest, RequestParams, fingerprints
 from llm_gateway.protocols.framing.eventstream import Frame
 from llm_gateway.protocols.transcript import Transcript
 
@@ -126,8 +126,8 @@ def _parse_request(request: HttpRequest, capture: bool) -> ChatRequest:
     model = text(current.get("modelId"))
     chat = transcript.fill(ChatRequest(model=model, stream=True, params=_params(doc)))
     prompt = _agent_prompt(context)
-    chat.agent_fingerprint = fingerprint(prompt, sorted(chat.tool_names))
-    chat.conversation_fingerprint = fingerprint(prompt, transcript.first_user)
+    chat.conversation_fingerprint, chat.agent_fingerprint = fingerprints(prompt, transcript.first_user,
+                                                                         sorted(chat.tool_names))
     chat.hints = _hints(doc, state, current, request.headers)
     return chat
 

@@ -34,7 +34,7 @@ from llm_gateway.protocols._parts import blob
 from llm_gateway.protocols._response import Identity, reported
 from llm_gateway.protocols._states import unexpected
 from llm_gateway.protocols.base import HttpRequest, HttpResponseHead
-from llm_gateway.protocols.exchange import ChatRequest, RequestParams, ToolResult, fingerprint, tool_descriptions
+from llm_gateway.protocols.exchange import ChatRequest, RequestParams, ToolResult, fingerprints, tool_descriptions
 from llm_gateway.protocols.framing.jsonarray import JsonArrayDecoder
 from llm_gateway.protocols.framing.lines import LineDecoder
 
@@ -72,6 +72,7 @@ def _parse_request(request: HttpRequest, capture: bool) -> ChatRequest:
     tools = [obj(tool.get("function")) for tool in items(doc.get("tools"))]
     tool_names = [name for tool in tools if (name := text(tool.get("name")))]
     first_user = next((m.content() for m in messages if m.role == "user"), "")
+    conversation, agent = fingerprints(system, first_user, sorted(tool_names))
     chat = ChatRequest(
         operation="text_completion" if generate else "chat",
         model=text(doc.get("model")),
@@ -84,8 +85,8 @@ def _parse_request(request: HttpRequest, capture: bool) -> ChatRequest:
         continues_tool_loop=bool(messages) and messages[-1].role == "tool",
         prompt_ordinal=sum(1 for m in messages if m.role == "user") or None,
         history_tool_calls=_history_tool_calls(messages),
-        conversation_fingerprint=fingerprint(system, first_user),
-        agent_fingerprint=fingerprint(system, sorted(tool_names)),
+        conversation_fingerprint=conversation,
+        agent_fingerprint=agent,
     )
     if capture:
         chat.system_instructions = [{"type": "text", "content": system}] if system else None

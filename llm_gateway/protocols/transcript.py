@@ -10,7 +10,7 @@ from typing import Any
 
 from llm_gateway.protocols._json import text
 from llm_gateway.protocols._openai import content_parts, content_text
-from llm_gateway.protocols.exchange import ChatRequest, ToolResult, fingerprint, json_or_text, tool_descriptions
+from llm_gateway.protocols.exchange import ChatRequest, ToolResult, fingerprints, json_or_text, tool_descriptions
 
 
 @dataclass(slots=True)
@@ -86,8 +86,8 @@ class Transcript:
         request.continues_tool_loop = self.answers_tools
         request.prompt_ordinal = self.prompts or None
         request.history_tool_calls = self.calls
-        request.conversation_fingerprint = fingerprint(system_text, self.first_user)
-        request.agent_fingerprint = fingerprint(system_text, sorted(request.tool_names))
+        request.conversation_fingerprint, request.agent_fingerprint = fingerprints(
+            system_text, self.first_user, sorted(request.tool_names))
         if self.capture:
             request.system_instructions = self.instructions or None
             request.input_messages = self.messages

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 from multidict import CIMultiDict
 
-from llm_gateway.protocols.exchange import ChatRequest
+from llm_gateway.protocols.exchange import ChatRequest, fingerprint, fingerprints
 from llm_gateway.sessions.identity import client_name, identify
 
 
@@ -66,3 +66,14 @@ def test_a_known_agent_is_agentic_even_when_renamed_and_an_sdk_is_not():
     unknown = identify(_headers(user_agent="my-script/2"), ChatRequest())
     assert (agent.client, agent.agentic) == ("My Bot", True)
     assert not sdk.agentic and not unknown.agentic
+
+
+def test_the_two_fingerprints_of_a_request_are_those_of_their_parts_read_apart():
+    """`fingerprints` reads the system prompt once for both; the keys it gives must not move (a session's trace id
+    derives from them across restarts)."""
+    system = "You are a coding agent." * 1000
+    for first, conversation, agent in ((system, "fix the bug", ["Read", "Edit"]), (None, "", []),
+                                       ("s", ["x", "y"], ("a",))):
+        assert fingerprints(first, conversation, agent) == (fingerprint(first, conversation),
+                                                            fingerprint(first, agent))
+    assert fingerprint(system, "fix the bug") != fingerprint(system, "fix the tests")
