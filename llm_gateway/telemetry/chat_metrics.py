@@ -80,15 +80,17 @@ class ChatMetrics:
     """The histograms go to `local`, the local histograms of the pipeline's metric reader (`setup.py` builds them
     with every reader); None where no metric is exported. `open_sessions` tells how many sessions are open."""
 
-    __slots__ = ("_cost", "_local")
+    __slots__ = ("_cost", "_local", "_recorded")
 
     def __init__(self, meter: Meter, local: ChatHistograms | None = None,
                  open_sessions: Callable[[], int] | None = None) -> None:
         self._local = local
+        self._recorded = False
         self._cost = meter.create_counter(CLIENT_COST, unit="USD", description="Cost of the model calls")
         if open_sessions is not None:
             def observe(options: CallbackOptions) -> Iterable[Observation]:
-                return (Observation(open_sessions()),)
+                # nothing before the first call: a gateway that traced nothing has nothing to export at exit
+                return (Observation(open_sessions()),) if self._recorded else ()
 
             meter.create_observable_up_down_counter(SESSIONS_OPEN, [observe], unit="{session}",
                                                     description="Agent sessions the gateway is following")
@@ -97,6 +99,7 @@ class ChatMetrics:
                chunk_gaps_ns: Sequence[int] = ()) -> None:
         """Record one call from its span attributes (known at the start, and at the end) and, for a streamed call,
         the time between each chunk and the one before it."""
+        self._recorded = True
         dims = {k: v for k in _DIMENSIONS if (v := response_attrs.get(k, request_attrs.get(k))) is not None}
         local = self._local
         if local is not None:

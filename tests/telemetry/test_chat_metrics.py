@@ -94,10 +94,13 @@ def test_a_whole_body_in_one_piece_has_no_gap() -> None:
     assert run.chunk_gaps_ns == []
 
 
-def test_the_sessions_open_are_read_at_each_collection() -> None:
+def test_the_sessions_open_are_read_at_each_collection_once_a_call_was_recorded() -> None:
     reader = InMemoryMetricReader()
     open_sessions = [3]
-    ChatMetrics(MeterProvider(metric_readers=[reader]).get_meter("test"), chat_histograms(), lambda: open_sessions[0])
+    metrics = ChatMetrics(MeterProvider(metric_readers=[reader]).get_meter("test"), chat_histograms(),
+                          lambda: open_sessions[0])
+    assert reader.get_metrics_data() is None  # nothing traced: nothing to export (nor to fail exporting at exit)
+    metrics.record(REQUEST, RESPONSE, 1.5)
     values = []
     for count in (3, 0):
         open_sessions[0] = count
