@@ -70,6 +70,8 @@ class FlowShipper:
         """The flow's request, and its response head once there is one, ahead of anything else of it."""
         shipping.announced = True
         process = self._process
+        if shipping.generation != process.generation:
+            return  # the process it was admitted to was lost since (counted there): the new one never hears of it
         process.send(flow_wire.opened(shipping.flow_id, flow))
         if flow.response_started_ns is not None:  # the upstream answered: the relay set it for `response_headers`
             process.send(flow_wire.answered(shipping.flow_id, flow))

@@ -104,3 +104,15 @@ def test_a_websocket_goes_into_the_pipe_with_its_first_message():
     assert pipe.sent == []
     notify_message(flow.message_observers or (), time.time_ns(), SocketMessage(True, Opcode.TEXT, b"{}"))
     assert _kinds(pipe) == ["Opened", "Answered", "Relayed"]
+
+
+def test_a_flow_admitted_before_its_telemetry_process_was_lost_is_not_opened_in_the_next_one():
+    pipe = Pipe()
+    shipper, flow = FlowShipper(pipe), _flow()  # type: ignore[arg-type]
+    call_hook([shipper], "request", flow)
+    _answer(flow)
+    pipe.generation = 2  # lost and started again between the request and its first byte
+    notify_chunk(flow.chunk_observers or (), time.time_ns(), EXCHANGE.response.chunks[0].data)
+    flow.ended_ns = time.time_ns()
+    finish([shipper], flow)
+    assert "Opened" not in _kinds(pipe) and "Ended" not in _kinds(pipe)  # no replica left open in the new process
