@@ -26,6 +26,7 @@ from llm_gateway.offload import FlowShipper, TelemetryProcess
 from llm_gateway.proxy import CAError, ForwardProxy, ProxyServer
 from llm_gateway.proxy.ca_files import CA_CERT, ENV_CA_DIR
 from llm_gateway.proxy.intercept import ENV_INTERCEPT
+from llm_gateway.redact import url_without_credentials
 from llm_gateway.relay import Relay
 from llm_gateway.routing import Router
 from llm_gateway.sessions.tracker import SessionState
@@ -174,11 +175,14 @@ class Gateway:
 
     def describe(self) -> str:
         lines = [f"llm-gateway listening on {self.url}"]
+        # the URLs as configured, but for credentials in them (these lines end up in logs)
         for name, url in sorted(self.router.upstreams.items()):
-            lines.append(f"  {name:<10} -> {url}")
-        lines.append(f"  {'(other)':<10} -> {self.router.catch_all or '404 (no catch-all upstream set)'}")
+            lines.append(f"  {name:<10} -> {url_without_credentials(url)}")
+        catch_all = self.router.catch_all
+        lines.append(f"  {'(other)':<10} -> "
+                     f"{url_without_credentials(catch_all) if catch_all else '404 (no catch-all upstream set)'}")
         for name, url in sorted(self.router.mcp_servers.items()):
-            lines.append(f"  {'mcp/' + name:<10} -> {url}  (MCP: {self.url}/mcp/{name})")
+            lines.append(f"  {'mcp/' + name:<10} -> {url_without_credentials(url)}  (MCP: {self.url}/mcp/{name})")
         if self.relay.proxy is not None:
             lines += self.relay.proxy.describe(self.url)
         tracing = self.telemetry or self.telemetry_process

@@ -51,6 +51,8 @@ async def test_an_error_names_the_upstream_without_the_credentials_in_its_url(se
     assert (status, error["error"]["type"]) == (502, "upstream_unreachable")
     assert error["error"]["upstream"] == dead.replace("gateway-user:s3cret", "REDACTED:REDACTED")
     assert "s3cret" not in str(error)
+    # nor do the startup lines, which end up in logs
+    assert f"anthropic  -> {error['error']['upstream']}" in gateway.describe() and "s3cret" not in gateway.describe()
 
 
 async def test_silent_upstream_gives_504_after_read_timeout(servers: AsyncExitStack) -> None:
