@@ -2,7 +2,8 @@
 
 One message per addon hook: `Opened` (request), `Answered` (response_headers), `Chunk` (each relayed chunk),
 `Relayed` (each relayed WebSocket message), `Ended` (done or error); `Report` carries an MCP call report from an
-`llm-gateway mcp` wrapper. They are named tuples, cheap to build on the relay's path; on the pipe they travel as
+`llm-gateway mcp` wrapper. The relay sends a flow's `Opened` and `Answered` with its first chunk or message, or with
+its end (`shipper.py`): the telemetry process replays the hooks in their order all the same. They are named tuples, cheap to build on the relay's path; on the pipe they travel as
 plain tuples led by a kind number (`encode` / `decode`). `FlowReplicas.apply` turns each message back into the
 hook to call.
 """

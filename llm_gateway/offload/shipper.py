@@ -1,4 +1,5 @@
-"""The relay's one tracing addon when tracing runs in the telemetry process: each hook becomes a message."""
+"""The relay's one tracing addon when tracing runs in the telemetry process: each hook becomes a message, sent
+once the bytes it is about went to the client."""
 
 from __future__ import annotations
 
