@@ -297,7 +297,7 @@ class Bench:
         warmup = p.rps_warmup_s if warmup is None else warmup
         warmup_requests = measure(warmup).get("requests", 0) if warmup else 0
         cpu_before = tree_cpu_seconds(pid) if pid else None
-        children_before = children_cpu_seconds(pid) if pid else 0.0
+        main_before = tree_cpu_seconds_of([pid]) if pid else 0.0
         result = measure(p.rps_duration_s if duration is None else duration)
         result["warmup_requests"] = warmup_requests
         if pid and cpu_before is not None and result.get("requests"):
@@ -306,7 +306,7 @@ class Bench:
             # what of it the server's own process used, without its children (the gateway's telemetry process,
             # nginx's worker): which of the two a traced run's CPU went to while the load was on
             result["server_main_process_cpu_ms_per_request"] = round(
-                (tree_cpu_seconds_of([pid]) - (cpu_before - children_before)) * 1000 / requests, 4)
+                (tree_cpu_seconds_of([pid]) - main_before) * 1000 / requests, 4)
         return result
 
     def stalls(self) -> dict:

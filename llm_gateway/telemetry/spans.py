@@ -119,11 +119,9 @@ class SpanMaker:
         ))
 
     def record(self, name: str, kind: SpanKind, start_ns: int, end_ns: int | None, attributes: Mapping[str, Any],
-               parent: SpanContext | None = None, status: Status | None = None) -> SpanContext:
-        """A span whose end is known at its start, in one step; returns its context."""
-        span = self.start(name, kind, start_ns, attributes, parent)
-        self.end(span, end_ns, status=status)
-        return span.context
+               parent: SpanContext | None = None, status: Status | None = None) -> None:
+        """A span whose end is known at its start, in one step."""
+        self.end(self.start(name, kind, start_ns, attributes, parent), end_ns, status=status)
 
     def _checked(self, attributes: dict[str, Any]) -> Mapping[str, Any]:
         """`attributes` as the SDK would keep them: plain values and lists of text (made tuples, as it makes every
