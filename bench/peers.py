@@ -119,6 +119,8 @@ def start_gateway(name: str, upstream_url: str, sink_url: str | None, log_dir: P
 
     port = free_port()
     env = _clean_env()
+    # its span spool in the run's directory: what it could not deliver at the end is not sent by a later gateway
+    env["LLM_GATEWAY_STATE_DIR"] = str(log_dir / f"{name}-state")
     if sink_url is not None:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink_url
         env["OTEL_SERVICE_NAME"] = "llm-gateway-bench"

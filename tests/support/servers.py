@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from llm_gateway.config import Settings
 from llm_gateway.recordings import Fixture, load
 from llm_gateway.recordings.replay import ReplayUpstream
 from llm_gateway.server import Gateway
+from llm_gateway.telemetry.spool import ENV_STATE_DIR
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
@@ -34,7 +36,9 @@ async def running_gateway(
 ) -> AsyncIterator[Gateway]:
     """The gateway on 127.0.0.1 and a free port. `env` defaults to {}: no OTEL_* variable, tracing off."""
     settings = dataclasses.replace(settings or Settings(), host=LOOPBACK, port=0)
-    gateway = await Gateway.start(settings, env={} if env is None else env)
+    # state (the span spool) in the test session's directory (tests/conftest.py), unless the test names one
+    env = {ENV_STATE_DIR: os.environ[ENV_STATE_DIR], **(env or {})}
+    gateway = await Gateway.start(settings, env=env)
     try:
         yield gateway
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -12,6 +13,7 @@ from llm_gateway.recordings import Fixture
 from llm_gateway.recordings.replay import ReplayUpstream
 from llm_gateway.routing import UPSTREAM_NAMES
 from llm_gateway.server import Gateway
+from llm_gateway.telemetry.spool import ENV_STATE_DIR
 from tests.support.otlp import OTLPReceiver
 
 
@@ -36,7 +38,8 @@ def traced_gateway(receiver: OTLPReceiver, monkeypatch: pytest.MonkeyPatch):
     @asynccontextmanager
     async def start(fixtures: Sequence[Fixture], *, capture: bool = False, extra_env: dict | None = None,
                     speed: float = 0.0):
-        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_SERVICE_NAME": "llm-gateway-test"}
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_SERVICE_NAME": "llm-gateway-test",
+               ENV_STATE_DIR: os.environ[ENV_STATE_DIR]}  # the session's (tests/conftest.py)
         if capture:
             env["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "true"
         env.update(extra_env or {})
