@@ -22,11 +22,11 @@ from llm_gateway.config import Settings
 from llm_gateway.protocols.base import Opcode
 from llm_gateway.recordings import REDACTED, Exchange, Fixture, load
 from llm_gateway.recordings.replay import ReplayUpstream
-from llm_gateway.relay import HOP_BY_HOP
 from llm_gateway.routing import UPSTREAM_NAMES
 from llm_gateway.server import Gateway
 from llm_gateway.sessions.tracker import SessionState
 from llm_gateway.sessions.tree import render
+from llm_gateway.upstream.http1 import HOP_BY_HOP
 
 #: Recorded Kiro CLI 2.4.1 traffic (see fixtures/SOURCES.md), shipped in the repository's fixtures/.
 DEFAULT_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "kiro" / "cli-2.4.1-session.json"

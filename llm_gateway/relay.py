@@ -26,9 +26,10 @@ from llm_gateway.proxy.connect import BadConnect
 from llm_gateway.proxy.forward import ForwardProxy
 from llm_gateway.proxy.intercept import ProxiedHost
 from llm_gateway.redact import url_without_credentials
+from llm_gateway.relayed_response import RelayedResponse
 from llm_gateway.routing import Route, Router
 from llm_gateway.upstream.connection import UpstreamError
-from llm_gateway.upstream.http1 import HEADER_NAMES, header_name, header_text
+from llm_gateway.upstream.http1 import HOP_BY_HOP, Fields, end_to_end, header_text
 from llm_gateway.upstream.pool import UpstreamPool
 from llm_gateway.upstream.via_aiohttp import AiohttpUpstream
 
@@ -39,25 +40,6 @@ GATEWAY_PATHS = "/_gateway/"
 #: Answers the gateway's own `/_gateway/...` endpoints (MCP call reports); None lets the request be relayed.
 InternalHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse | None]]
 
-#: Fields never copied from a received message into one the gateway sends (relayed, replayed or played back):
-#: the RFC 9110 section 7.6.1 hop-by-hop fields, the ones the HTTP library recomputes (Host, Content-Length), and
-#: Expect (the body was already read).
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-        "expect",
-    }
-)
 # The WebSocket handshake is negotiated anew on each leg.
 _WS_HANDSHAKE = frozenset(
     {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-accept"}
@@ -71,35 +53,20 @@ def _connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> fro
     return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
 
 
-class HeaderNotUTF8(ValueError):
-    """A request header's value is not UTF-8: aiohttp's client writes header text as UTF-8, so those bytes could
-    only reach the upstream altered. The request is refused instead."""
+def forward_headers(fields: Fields, extra_drop: frozenset[str] = frozenset()) -> CIMultiDict[str]:
+    """A message's end-to-end fields (`end_to_end`) as text, for aiohttp's client and its WebSocket handshakes."""
+    kept = end_to_end(fields, HOP_BY_HOP | extra_drop if extra_drop else HOP_BY_HOP)
+    return CIMultiDict([(header_text(name), header_text(value)) for name, value in kept])
 
 
-def forward_headers(
-    raw: Sequence[tuple[bytes, bytes]], extra_drop: frozenset[str] = frozenset(), *, exact: bool = False
-) -> CIMultiDict[str]:
-    """The end-to-end headers of a message, in order, repeated fields kept, names as sent. With `exact`, a value
-    that is not UTF-8 raises HeaderNotUTF8 instead of passing as Latin-1 text."""
-    text = _exact_header_text if exact else header_text
-    pairs = []
-    listed: set[str] | None = None  # the names the Connection header lists: hop-by-hop for this message
-    for raw_name, raw_value in raw:
-        name = HEADER_NAMES.get(raw_name) or header_name(raw_name, text)
-        value = text(raw_value)
-        if name[1] == "connection":
-            listed = listed or set()
-            listed.update(token for t in value.split(",") if (token := t.strip().lower()))
-        pairs.append((name, value))
-    drop = HOP_BY_HOP if listed is None and not extra_drop else HOP_BY_HOP | (listed or set()) | extra_drop
-    return CIMultiDict([(name, value) for (name, lowered), value in pairs if lowered not in drop])
-
-
-def _exact_header_text(raw: bytes) -> str:
+def _all_utf8(fields: Fields) -> bool:
     try:
-        return raw.decode("utf-8")
+        for name, value in fields:
+            name.decode("utf-8")
+            value.decode("utf-8")
     except UnicodeDecodeError:
-        raise HeaderNotUTF8(raw) from None
+        return False
+    return True
 
 
 def error_response(status: int, error_type: str, message: str, **extra: str) -> web.Response:
@@ -198,11 +165,6 @@ class Relay:
                                      "framed with Transfer-Encoding: chunked alone (RFC 9112, section 6.1)")
             refused.force_close()  # where this body ends is a guess: nothing after it is read as a request
             return refused
-        try:
-            headers = forward_headers(request.raw_headers, exact=True)
-        except HeaderNotUTF8:
-            return error_response(400, "header_not_utf8", "llm-gateway relays header values byte for byte and "
-                                  "cannot send one that is not UTF-8 (its HTTP client writes header text as UTF-8)")
         if _is_websocket_upgrade(request):
             return await self._relay_websocket(request, route)
 
@@ -213,6 +175,12 @@ class Relay:
         if body is None:
             return _too_large(limit)
         route = self.router.with_body(route, raw_path, request.headers, body)
+        fields = end_to_end(request.raw_headers)
+        assert self._upstream is not None, "Relay.start() was not awaited"
+        if self._upstream.writes_header_text and not _all_utf8(fields):
+            return error_response(400, "header_not_utf8", "llm-gateway relays header values byte for byte; with "
+                                  "LLM_GATEWAY_HTTP_SPANS=aiohttp its HTTP client (aiohttp's) writes header text as "
+                                  "UTF-8 and cannot send one that is not")
 
         flow = Flow(
             method=request.method,
@@ -226,7 +194,7 @@ class Relay:
         if self.addons:
             call_hook(self.addons, "request", flow)
         try:
-            response = await self._forward(request, flow, headers)
+            response = await self._forward(request, flow, fields)
         except asyncio.CancelledError:
             self._fail(flow, "client_gone", "the client closed the connection before the response ended")
             raise
@@ -248,20 +216,19 @@ class Relay:
             return error_response(400, "bad_request_target", f"llm-gateway: {exc}")
         return await self.handle(request.clone(rel_url=URL(path, encoded=True)), via)
 
-    async def _forward(self, request: web.BaseRequest, flow: Flow, headers: CIMultiDict[str]) -> web.StreamResponse:
-        """`headers`: the request's end-to-end headers (`forward_headers`)."""
-        assert self._upstream is not None, "Relay.start() was not awaited"
+    async def _forward(self, request: web.BaseRequest, flow: Flow, fields: Fields) -> web.StreamResponse:
+        """`fields`: the request's end-to-end header fields (`end_to_end`)."""
         self.in_flight += 1
         try:
-            return await self._exchange(request, flow, headers)
+            return await self._exchange(request, flow, fields)
         finally:
             self.in_flight -= 1
 
-    async def _exchange(self, request: web.BaseRequest, flow: Flow, headers: CIMultiDict[str]) -> web.StreamResponse:
+    async def _exchange(self, request: web.BaseRequest, flow: Flow, fields: Fields) -> web.StreamResponse:
         assert self._upstream is not None
         flow.upstream_started_ns = time.time_ns()
         try:
-            upstream = await self._upstream.request(flow.method, flow.upstream_url, headers.items(), flow.request_body)
+            upstream = await self._upstream.request(flow.method, flow.upstream_url, fields, flow.request_body)
         except TimeoutError as exc:
             return self._upstream_failed(flow, 504, "upstream_timeout", exc)
         except UpstreamError as exc:
@@ -273,14 +240,9 @@ class Relay:
             flow.response_started_ns = time.time_ns()
             if self.addons:
                 call_hook(self.addons, "response_headers", flow)
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-            response.headers.extend(forward_headers(upstream.raw_headers))
-            if upstream.headers.get("Content-Length") is not None:
-                response.content_length = int(upstream.headers["Content-Length"])
             whole = upstream.whole_body()
-            if whole is not None:
-                # aiohttp (3.11 on) then holds the head back and sends it with the body in one write
-                response._send_headers_immediately = False
+            response = RelayedResponse(upstream.status, upstream.reason, upstream.raw_headers,
+                                       head_with_body=whole is not None)
             await response.prepare(request)
             read, record = upstream.read, _chunk_recorder(flow)
             try:

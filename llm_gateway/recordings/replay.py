@@ -24,7 +24,7 @@ from multidict import CIMultiDictProxy
 
 from llm_gateway.protocols.base import Opcode
 from llm_gateway.recordings.fixtures import Exchange, Fixture, RecordedMessage, header
-from llm_gateway.relay import HOP_BY_HOP
+from llm_gateway.upstream.http1 import HOP_BY_HOP
 
 #: fields of a recorded upgrade's response that this server's own handshake sets
 _WS_HANDSHAKE = frozenset({"sec-websocket-accept", "sec-websocket-extensions", "sec-websocket-protocol"})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
@@ -13,6 +13,27 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELET
 #: methods whose request always carries Content-Length, even 0 (as aiohttp's client wrote them)
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+#: Fields never copied from a received message into one the gateway sends (relayed, replayed or played back):
+#: the RFC 9110 section 7.6.1 hop-by-hop fields, the ones the sender frames anew (Host, Content-Length), and
+#: Expect (the body was already read).
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "expect",
+    }
+)
+#: header fields as received: (name, value) bytes pairs, in order
+Fields = Sequence[tuple[bytes, bytes]]
 
 
 class Target(NamedTuple):
@@ -46,19 +67,30 @@ def target_of(url: str) -> Target:
     return Target(scheme, host, port, shown if port == default_port else f"{shown}:{port}", path, authorization)
 
 
-def request_head(method: str, target: Target, headers: Iterable[tuple[str, str]], body: bytes | None) -> bytes:
-    """The request line and header block: Host first, then `headers` in order (the client's end-to-end fields,
-    repeats kept), the URL's Basic credentials unless the client sent an Authorization of its own, then
+def request_head(method: str, target: Target, fields: Fields, body: bytes | None) -> bytes:
+    """The request line and header block: Host first, then `fields` in order (the client's end-to-end fields as it
+    sent them, repeats kept), the URL's Basic credentials unless the client sent an Authorization of its own, then
     Content-Length when there is a body or the method always has one."""
-    lines = [f"{method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"]
-    lines += [f"{name}: {value}\r\n" for name, value in headers]
-    if target.authorization and not any(line[:14].lower() == "authorization:" for line in lines[1:]):
-        lines.append(f"Authorization: {target.authorization}\r\n")
+    parts = [f"{method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n".encode()]
+    for name, value in fields:
+        parts += (name, b": ", value, b"\r\n")
+    if target.authorization and not any(name.lower() == b"authorization" for name, _ in fields):
+        parts.append(f"Authorization: {target.authorization}\r\n".encode())
     if body or method in BODY_METHODS:
-        lines.append(f"Content-Length: {len(body or b'')}\r\n")
-    lines.append("\r\n")
-    # aiohttp's client wrote header text as UTF-8 too, so a value read from UTF-8 bytes goes on as those bytes
-    return "".join(lines).encode()
+        parts.append(b"Content-Length: %d\r\n" % len(body or b""))
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def end_to_end(fields: Fields, drop: frozenset[str] = HOP_BY_HOP) -> list[tuple[bytes, bytes]]:
+    """The fields of a message that go on to the next hop, as received and in order: all but those named in `drop`
+    (lowercase) and those its Connection field lists (hop-by-hop for this message alone)."""
+    lowered = [(HEADER_NAMES.get(name) or header_name(name))[1] for name, _ in fields]
+    if "connection" in lowered:
+        listed = {token.strip().lower().decode("latin-1") for (_, value), name in zip(fields, lowered, strict=True)
+                  if name == "connection" for token in value.split(b",")}
+        drop = drop | listed
+    return [field for field, name in zip(fields, lowered, strict=True) if name not in drop]
 
 
 def header_text(raw: bytes) -> str:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Iterable
 
 from llm_gateway.upstream.connection import Connection, UpstreamClosed, UpstreamResponse, UpstreamUnreachable
-from llm_gateway.upstream.http1 import IDEMPOTENT_METHODS, Target, request_head, target_of
+from llm_gateway.upstream.http1 import IDEMPOTENT_METHODS, Fields, Target, request_head, target_of
 
 #: how long an unused connection is kept (aiohttp's client kept them 15 s too); many servers close theirs sooner,
 #: which the pool notices when the close arrives
@@ -20,6 +19,9 @@ _JOIN_BELOW = 64 * 1024
 class UpstreamPool:
     """HTTP/1.1 connections to the upstreams, reused one request at a time, LIFO (the warmest first)."""
 
+    #: header fields go out as the bytes they came in, whatever their encoding
+    writes_header_text = False
+
     def __init__(self, connect_timeout: float, read_timeout: float, keepalive_s: float = KEEPALIVE_S) -> None:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
@@ -27,12 +29,12 @@ class UpstreamPool:
         self._idle: dict[tuple[str, str, int], list[Connection]] = {}
         self._tls: ssl.SSLContext | None = None
 
-    async def request(self, method: str, url: str, headers: Iterable[tuple[str, str]],
-                      body: bytes | None) -> UpstreamResponse:
-        """Send the request and wait for the response's head. Raises UpstreamError (502) or TimeoutError (504);
-        the caller reads the body and then calls `release()` on the response."""
+    async def request(self, method: str, url: str, fields: Fields, body: bytes | None) -> UpstreamResponse:
+        """Send the request with the header `fields` (end-to-end, as received) and wait for the response's head.
+        Raises UpstreamError (502) or TimeoutError (504); the caller reads the body and then calls `release()` on
+        the response."""
         target = _TARGETS.get(url) or _target(url)
-        head = request_head(method, target, headers, body)
+        head = request_head(method, target, fields, body)
         message: bytes | list[bytes] = head if not body else head + body if len(body) < _JOIN_BELOW else [head, body]
         connection = self._idle_connection(target)
         reused = connection is not None

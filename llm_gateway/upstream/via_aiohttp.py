@@ -3,14 +3,12 @@ instrumentation's HTTP spans exist only for requests aiohttp sends. Same calls a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from llm_gateway.upstream.connection import UpstreamClosed, UpstreamUnreachable
-from llm_gateway.upstream.http1 import BODY_METHODS
+from llm_gateway.upstream.http1 import BODY_METHODS, Fields
 
 
 class AiohttpResponse:
@@ -49,13 +47,17 @@ class AiohttpResponse:
 class AiohttpUpstream:
     """`request()` through an aiohttp ClientSession (the relay's, which also carries its WebSockets)."""
 
+    #: aiohttp's client writes header text as UTF-8: a value that is not UTF-8 cannot go on unchanged
+    writes_header_text = True
+
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self._session = session
 
-    async def request(self, method: str, url: str, headers: Iterable[tuple[str, str]],
-                      body: bytes | None) -> AiohttpResponse:
+    async def request(self, method: str, url: str, fields: Fields, body: bytes | None) -> AiohttpResponse:
+        """`fields`: UTF-8 (the relay refuses a request whose fields are not, see `writes_header_text`)."""
+        headers = CIMultiDict([(name.decode(), value.decode()) for name, value in fields])
         try:
-            response = await self._session.request(method, URL(url, encoded=True), headers=CIMultiDict(headers),
+            response = await self._session.request(method, URL(url, encoded=True), headers=headers,
                                                    data=body if body or method in BODY_METHODS else None,
                                                    allow_redirects=False)
         except aiohttp.ServerTimeoutError as exc:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import h11
 from hypothesis import strategies as st
 
-from llm_gateway.relay import HOP_BY_HOP
+from llm_gateway.upstream.http1 import HOP_BY_HOP
 
 # ------------------------------------------------------------------------------------------------ strategies
 

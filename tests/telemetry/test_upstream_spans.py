@@ -4,6 +4,7 @@ checked in test_chat_spans_every_exchange.py; these are the cases no recording h
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from yarl import URL
 
@@ -16,7 +17,7 @@ from tests.support import FIXTURES
 from tests.support.chat_spans import chat_spans
 from tests.support.exchanges import send_recorded
 from tests.support.otlp import OTLPReceiver
-from tests.support.servers import closed_port_url
+from tests.support.servers import closed_port_url, raw_http
 
 ANTHROPIC = load(FIXTURES / "anthropic/tools-streaming.json")
 GEMINI = load(FIXTURES / "gemini/tool-loop-streaming.json")
@@ -94,6 +95,19 @@ async def test_the_http_span_can_come_from_the_instrumentation_or_not_at_all(
     assert (http.kind, http.attributes["http.method"], http.attributes["http.status_code"]) == (
         "CLIENT", "POST", exchange.response.status)
     assert http.attributes["http.url"] == upstream.url + exchange.request.path
+
+
+async def test_with_the_instrumentation_a_header_value_that_is_not_utf8_is_refused_not_relayed_altered(
+    traced_gateway,
+):
+    # aiohttp's client writes header text as UTF-8: the Latin-1 byte \xe9 would reach the upstream as \xc3\xa9.
+    extra_env = {"LLM_GATEWAY_HTTP_SPANS": "aiohttp"}
+    async with traced_gateway([ANTHROPIC], extra_env=extra_env) as (gateway, upstream):
+        response = await raw_http(gateway.port, b"POST /v1/messages HTTP/1.1\r\nHost: g\r\nx-title: caf\xe9\r\n"
+                                                b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")
+        assert response.startswith(b"HTTP/1.1 400 ")
+        assert orjson.loads(response.split(b"\r\n\r\n", 1)[1])["error"]["type"] == "header_not_utf8"
+        assert upstream.requests == []
 
 
 def test_an_unknown_mode_is_a_configuration_error() -> None:

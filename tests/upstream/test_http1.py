@@ -30,7 +30,7 @@ def test_a_url_the_client_cannot_send_to_is_refused(url: str) -> None:
 
 def test_head_has_host_first_then_the_fields_in_order_repeats_and_case_kept_then_the_length() -> None:
     target = target_of("http://up.test:81/v1/x")
-    head = request_head("POST", target, [("X-A", "1"), ("x-a", "2"), ("Authorization", "k")], b'{"a":1}')
+    head = request_head("POST", target, [(b"X-A", b"1"), (b"x-a", b"2"), (b"Authorization", b"k")], b'{"a":1}')
     assert head == (b"POST /v1/x HTTP/1.1\r\nHost: up.test:81\r\nX-A: 1\r\nx-a: 2\r\nAuthorization: k\r\n"
                     b"Content-Length: 7\r\n\r\n")
 
@@ -56,6 +56,6 @@ def test_credentials_in_the_upstream_url_go_as_basic_authorization_unless_the_cl
     target = target_of("https://us%40er:p%3Ass@proxy.test/v1")
     assert (target.host_header, target.path) == ("proxy.test", "/v1")
     expected = "Basic " + base64.b64encode(b"us@er:p:ss").decode()
-    assert f"\r\nAuthorization: {expected}\r\n".encode() in request_head("GET", target, [("X-A", "1")], None)
-    own = request_head("GET", target, [("authorization", "Bearer k")], None)
+    assert f"\r\nAuthorization: {expected}\r\n".encode() in request_head("GET", target, [(b"X-A", b"1")], None)
+    own = request_head("GET", target, [(b"authorization", b"Bearer k")], None)
     assert b"\r\nauthorization: Bearer k\r\n" in own and b"Basic" not in own

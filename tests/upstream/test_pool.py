@@ -32,7 +32,7 @@ async def test_the_request_goes_as_written_and_the_connection_is_kept_for_the_ne
     async with raw_upstream(answer_each) as server:
         upstream.url = server.url
         for _ in range(3):
-            response = await pool.request("POST", f"{server.url}/v1/messages?x=%2F", [("X-Key", "k")], b"{}")
+            response = await pool.request("POST", f"{server.url}/v1/messages?x=%2F", [(b"X-Key", b"k")], b"{}")
             assert (response.status, response.reason, await body_of(response)) == (200, "OK", b"hello")
             assert response.raw_headers == [(b"Content-Length", b"5"), (b"X-Up", b"1"), (b"x-up", b"2")]
             assert response.headers.getall("X-UP") == ["1", "2"]

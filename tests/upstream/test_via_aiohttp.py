@@ -24,7 +24,7 @@ async def upstream_client() -> AsyncIterator[AiohttpUpstream]:
 async def test_an_answer_comes_whole_and_its_connection_goes_back(upstream_client: AiohttpUpstream) -> None:
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Up: 1\r\n\r\nhello"
     async with raw_upstream(answer_once(answer, then_close=False)) as server:
-        response = await upstream_client.request("POST", server.url + "/v1", [("X-Key", "k")], b"{}")
+        response = await upstream_client.request("POST", server.url + "/v1", [(b"X-Key", b"k")], b"{}")
         assert (response.status, response.reason, response.headers["X-Up"]) == (200, "OK", "1")
         assert response.whole_body() is None  # read as it comes
         assert await body_of(response) == b"hello"
