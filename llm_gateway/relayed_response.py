@@ -28,7 +28,8 @@ class RelayedResponse(web.StreamResponse):
         super().__init__(status=status, reason=reason)
         names = {(HEADER_NAMES.get(name) or header_name(name))[1] for name, _ in fields}
         self._fields = end_to_end(fields, _DROPPED if "transfer-encoding" not in names else HOP_BY_HOP)
-        # Transfer-Encoding wins over Content-Length (RFC 9112 section 6.3); the parser refused a malformed length
+        # Transfer-Encoding wins over Content-Length (RFC 9112 section 6.3; both parsers the relay reads upstreams
+        # with refuse an answer that has both, and a malformed length)
         self._length = (_content_length(self._fields) if "content-length" in names and "transfer-encoding" not in
                         names else None)
         if self._length is None and "content-length" in names:
