@@ -94,6 +94,10 @@ def _stable(sink_url: str, quiet_s: float = 1.0, limit_s: float = 120.0) -> None
         time.sleep(quiet_s)
 
 
+def _fields(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode(), value.encode()) for name, value in headers.items()]
+
+
 class Calls:
     """The flow messages of the bench's exchange, one session after another, as the shipper builds them."""
 
@@ -104,31 +108,30 @@ class Calls:
         self._chunks = stream_chunks
         self._ids = 0
 
-    def messages(self, session: int, call: int) -> list[flow_wire.Message]:
+    def messages(self, session: int, call: int) -> list[tuple]:
         body = _conversation(session, call, stream=self._chunks > 0, tool_turns=self._tool_turns)
         from multidict import CIMultiDict, CIMultiDictProxy
 
-        headers = CIMultiDictProxy(CIMultiDict({**self._headers, "Content-Length": str(len(body))}))
+        fields = {**self._headers, "Content-Length": str(len(body))}
+        headers = CIMultiDictProxy(CIMultiDict(fields))
         route = self._router.resolve("POST", wire.MESSAGES_PATH, headers)
         assert route is not None
         now = time.time_ns()
-        flow = Flow("POST", wire.MESSAGES_PATH, headers, body, route, route.upstream_url(wire.MESSAGES_PATH), now)
+        flow = Flow("POST", wire.MESSAGES_PATH, headers, body, route, route.upstream_url(wire.MESSAGES_PATH), now,
+                    request_fields=_fields(fields))
         self._ids += 1
         flow_id = self._ids
-        out: list[flow_wire.Message] = [flow_wire.opened(flow_id, flow)]
         flow.upstream_started_ns, flow.status = now + 20_000, 200
         flow.response_started_ns = now + 200_000
-        if self._chunks:
-            flow.response_headers = CIMultiDictProxy(CIMultiDict({"Content-Type": "text/event-stream"}))
-            out.append(flow_wire.answered(flow_id, flow))
-            out += [flow_wire.Chunk(flow_id, now + 200_000 + i * 2_000_000, wire.stream_chunk(i, self._chunks, 0))
-                    for i in range(self._chunks)]
-            flow.ended_ns = now + 200_000 + self._chunks * 2_000_000
-        else:
-            flow.response_headers = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json"}))
-            out.append(flow_wire.answered(flow_id, flow))
-            out.append(flow_wire.Chunk(flow_id, now + 250_000, wire.ANSWER_BODY))
-            flow.ended_ns = now + 260_000
+        answer = {"Content-Type": "text/event-stream" if self._chunks else "application/json"}
+        flow.response_headers, flow.response_fields = CIMultiDictProxy(CIMultiDict(answer)), _fields(answer)
+        if not self._chunks:  # the answer came whole: the flow goes in one message
+            flow.ended_ns = now + 250_000
+            return [flow_wire.exchanged(flow_id, flow, (flow.ended_ns, wire.ANSWER_BODY))]
+        out = [flow_wire.opened(flow_id, flow), flow_wire.answered(flow_id, flow)]
+        out += [flow_wire.chunk(flow_id, now + 200_000 + i * 2_000_000, wire.stream_chunk(i, self._chunks, 0))
+                for i in range(self._chunks)]
+        flow.ended_ns = now + 200_000 + self._chunks * 2_000_000
         out.append(flow_wire.ended(flow_id, flow))
         return out
 
@@ -180,7 +183,7 @@ def run_level(sessions: int, calls_per_session: int, stream_chunks: int, sink_ur
         child.stdin.flush()
         calls = Calls(stream_chunks, tool_turns)
         # One call first: what the child loads on its first call (adapters, the price table) is start-up, not load.
-        child.stdin.write(frame(flow_wire.encode(calls.messages(-1, 0))))
+        child.stdin.write(frame(calls.messages(-1, 0)))
         child.stdin.flush()
         wait_until(lambda: _sink_spans(sink_url) >= spans_before + 2, 60)
         _idle(child.pid, at_least_s=1.0)
@@ -196,16 +199,16 @@ def run_level(sessions: int, calls_per_session: int, stream_chunks: int, sink_ur
             time.sleep(1.0)
         cpu_before, threads_before = _cpu_s(child.pid), _thread_cpu_s(child.pid)
         started = time.monotonic()
-        batch: list[flow_wire.Message] = []
+        batch: list[tuple] = []
         # Calls interleave across sessions (session 0 call 0, session 1 call 0, ...), so all are open at once.
         for call in range(calls_per_session):
             for session in range(sessions):
                 batch += calls.messages(session, call)
                 if len(batch) >= BATCH:
-                    child.stdin.write(frame(flow_wire.encode(batch)))
+                    child.stdin.write(frame(batch))
                     batch = []
         if batch:
-            child.stdin.write(frame(flow_wire.encode(batch)))
+            child.stdin.write(frame(batch))
         child.stdin.flush()
         total_calls = sessions * calls_per_session
         # At least every chat span and its upstream HTTP span, then until no more come.

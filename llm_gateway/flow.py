@@ -24,6 +24,7 @@ from multidict import CIMultiDictProxy
 
 from llm_gateway.protocols.base import Adapter, HttpRequest, SocketMessage
 from llm_gateway.routing import Kind, Route, adapter_for
+from llm_gateway.upstream.http1 import Fields
 
 log = logging.getLogger("llm_gateway.relay")
 
@@ -60,6 +61,10 @@ class Flow:
     message_observers: list[Callable[[int, SocketMessage], None]] | None = None
     #: for a model call read from a WebSocket's messages: that WebSocket's flow (None for an HTTP exchange)
     socket: Flow | None = None
+    #: the request's and the response's header fields as received, (name, value) bytes in order: what the
+    #: telemetry process is sent (it reads them into `request_headers` and `response_headers` itself)
+    request_fields: Fields = ()
+    response_fields: Fields = ()
 
     def state(self) -> dict[object, Any]:
         """The addons' per-flow state (key: the addon), made on first use."""
@@ -79,7 +84,8 @@ def model_call(flow: Flow) -> tuple[Adapter, HttpRequest] | None:
 
 def observe_chunks(flow: Flow, observer: Callable[[int, bytes], None]) -> None:
     """Have `observer(time_ns, data)` called with each response chunk as it is relayed. It runs between two
-    writes of a live stream: it must be quick, and what it raises is logged and dropped."""
+    writes of a live stream: it must be quick, and what it raises is logged and dropped. When `flow.ended_ns` is
+    set already, the chunk is the flow's last (the relay had the answer whole and wrote it in one go)."""
     if flow.chunk_observers is None:
         flow.chunk_observers = []
     flow.chunk_observers.append(observer)

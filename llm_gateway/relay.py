@@ -186,6 +186,7 @@ class Relay:
             method=request.method,
             raw_path=raw_path,
             request_headers=request.headers,
+            request_fields=request.raw_headers,
             request_body=body,
             route=route,
             upstream_url=route.upstream_url(raw_path),
@@ -236,7 +237,7 @@ class Relay:
 
         try:
             flow.status = upstream.status
-            flow.response_headers = upstream.headers
+            flow.response_headers, flow.response_fields = upstream.headers, upstream.raw_headers
             flow.response_started_ns = time.time_ns()
             if self.addons:
                 call_hook(self.addons, "response_headers", flow)
@@ -248,8 +249,11 @@ class Relay:
             try:
                 if whole is not None:
                     await response.write_eof(whole)
+                    # The flow has ended before its one chunk is observed: an observer can tell it is the last
+                    # (`observe_chunks`). Nothing is awaited from here to `finish`.
+                    flow.ended_ns = time.time_ns()
                     if whole and record is not None:
-                        record(whole)
+                        record(whole, flow.ended_ns)
                 elif record is None:
                     while chunk := await read():
                         await response.write(chunk)
@@ -266,10 +270,12 @@ class Relay:
                 self._fail(flow, "upstream_stream_cut", f"{type(exc).__name__}: {exc}")
                 _abort(request)
                 return response
-            await response.write_eof()
+            if whole is None:
+                await response.write_eof()
         finally:
             upstream.release()  # a whole answer leaves its connection to the pool; else the upstream sees the cancel
-        flow.ended_ns = time.time_ns()
+        if flow.ended_ns is None:
+            flow.ended_ns = time.time_ns()
         finish(self.addons, flow)
         return response
 
@@ -304,7 +310,7 @@ class Relay:
         raw_path = request.raw_path
         flow = Flow(method=request.method, raw_path=raw_path, request_headers=request.headers, request_body=b"",
                     route=route, upstream_url=route.upstream_url(raw_path), started_ns=time.time_ns(),
-                    websocket=True)
+                    websocket=True, request_fields=request.raw_headers)
         if self.addons:
             call_hook(self.addons, "request", flow)
         headers = forward_headers(request.raw_headers, _WS_HANDSHAKE | {"sec-websocket-protocol"})
@@ -320,6 +326,7 @@ class Relay:
         except aiohttp.WSServerHandshakeError as exc:
             flow.status, flow.response_started_ns = exc.status, time.time_ns()
             flow.response_headers = CIMultiDictProxy(CIMultiDict(exc.headers or ()))
+            flow.response_fields = [(name.encode(), value.encode()) for name, value in flow.response_headers.items()]
             if self.addons:
                 call_hook(self.addons, "response_headers", flow)
             self._fail(flow, "upstream_websocket_refused", f"{exc.status} {exc.message}")
@@ -339,6 +346,7 @@ class Relay:
         handshake: aiohttp.ClientResponse | None = getattr(upstream, "_response", None)
         flow.status = handshake.status if handshake is not None else 101
         flow.response_headers = handshake.headers if handshake is not None else CIMultiDictProxy(CIMultiDict())
+        flow.response_fields = handshake.raw_headers if handshake is not None else ()
         flow.response_started_ns = time.time_ns()
         if self.addons:
             call_hook(self.addons, "response_headers", flow)
@@ -390,14 +398,15 @@ class _End(enum.Enum):
     GONE = "gone"
 
 
-def _chunk_recorder(flow: Flow) -> Callable[[bytes], None] | None:
+def _chunk_recorder(flow: Flow) -> Callable[[bytes, int | None], None] | None:
     """What hands each relayed body chunk to the flow's addons, with the time it went out; None when none asked."""
     chunks, observers = flow.chunks, flow.chunk_observers
     if chunks is None and observers is None:
         return None
 
-    def record(chunk: bytes) -> None:
-        at_ns = time.time_ns()
+    def record(chunk: bytes, at_ns: int | None = None) -> None:
+        if at_ns is None:
+            at_ns = time.time_ns()
         if chunks is not None:
             chunks.append((at_ns, chunk))
         if observers is not None:

@@ -3,9 +3,14 @@
 One message per addon hook: `Opened` (request), `Answered` (response_headers), `Chunk` (each relayed chunk),
 `Relayed` (each relayed WebSocket message), `Ended` (done or error); `Report` carries an MCP call report from an
 `llm-gateway mcp` wrapper. The relay sends a flow's `Opened` and `Answered` with its first chunk or message, or with
-its end (`shipper.py`): the telemetry process replays the hooks in their order all the same. They are named tuples,
-cheap to build on the relay's path; on the pipe they travel as plain tuples led by a kind number (`encode` /
-`decode`). `FlowReplicas.apply` turns each message back into the hook to call.
+its end (`shipper.py`): the telemetry process replays the hooks in their order all the same. A flow that ends before
+any of it was sent (an answer that came in one piece, a failure) goes whole as one `Exchanged`, most model calls
+that are not streamed: one message instead of four.
+
+On the pipe a message is a plain tuple led by its kind number (marshal, `frames.py`, writes only builtin types);
+the relay builds those tuples directly (`opened`, `answered`, `chunk`, ..., a function call each and nothing
+more), the telemetry process reads them as the named tuples below (`decode`). `FlowReplicas.apply` turns each
+message back into the hooks to call.
 """
 
 from __future__ import annotations
@@ -13,14 +18,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from multidict import CIMultiDict, CIMultiDictProxy
-
 from llm_gateway.flow import Flow
 from llm_gateway.mcp.report import CallReport
 from llm_gateway.protocols.base import Opcode, SocketMessage
 from llm_gateway.routing import Kind, Route, protocol_named
-
-Headers = list[tuple[str, str]]
+from llm_gateway.upstream.http1 import Fields, text_headers
 
 
 class Opened(NamedTuple):
@@ -29,7 +31,7 @@ class Opened(NamedTuple):
     flow_id: int
     method: str
     raw_path: str
-    request_headers: Headers
+    request_headers: Fields  # as received: bytes, read as text in the telemetry process
     request_body: bytes
     protocol: str | None  # the route's protocol name, None for a relayed non-call
     upstream: str | None
@@ -47,7 +49,7 @@ class Answered(NamedTuple):
     flow_id: int
     upstream_started_ns: int | None
     status: int | None
-    response_headers: Headers | None
+    response_headers: Fields | None
     response_started_ns: int | None
 
 
@@ -79,58 +81,103 @@ class Ended(NamedTuple):
     error_message: str | None
 
 
+class Exchanged(NamedTuple):
+    """A flow whole, ended before any of it was sent: its `Opened`, its `Answered` when `response_started_ns` is set,
+    its one `Chunk` when `chunk_at_ns` is, then its `Ended`."""
+
+    flow_id: int
+    method: str
+    raw_path: str
+    request_headers: Fields
+    request_body: bytes
+    protocol: str | None
+    upstream: str | None
+    route_kind: str
+    base_url: str
+    prefix: str
+    upstream_url: str
+    started_ns: int
+    websocket: bool
+    upstream_started_ns: int | None
+    status: int | None
+    response_headers: Fields | None
+    response_started_ns: int | None
+    chunk_at_ns: int | None
+    chunk_data: bytes | None
+    ended_ns: int | None
+    error: str | None
+    error_message: str | None
+
+
 class Report(NamedTuple):
     """An MCP call report (`POST /_gateway/mcp/calls`), for the addons' `report` hook."""
 
     report: CallReport
 
 
-Message = Opened | Answered | Chunk | Ended | Report | Relayed
-_KINDS: tuple[type[Message], ...] = (Opened, Answered, Chunk, Ended, Report, Relayed)
-_KIND_NUMBERS = {kind: number for number, kind in enumerate(_KINDS)}
-
-
-def encode(batch: list[Message]) -> list[tuple]:
-    """The batch as plain tuples, for the pipe: marshal (`frames.py`) writes only plain builtin types, and pickle
-    wrote a named tuple through its Python-level reduce (per chunk message, built and pickled: 1.4 µs as a named
-    tuple, 0.6 µs converted here)."""
-    numbers = _KIND_NUMBERS
-    return [(numbers[type(message)], *message) for message in batch]
+Message = Opened | Answered | Chunk | Ended | Report | Relayed | Exchanged
+#: a message's kind number (the first item of its tuple on the pipe) is its place here
+_KINDS: tuple[type[Message], ...] = (Opened, Answered, Chunk, Ended, Report, Relayed, Exchanged)
+OPENED, ANSWERED, CHUNK, ENDED, REPORT, RELAYED, EXCHANGED = range(len(_KINDS))
 
 
 def decode(batch: list[tuple]) -> list[Message]:
     return [_KINDS[raw[0]]._make(raw[1:]) for raw in batch]
 
 
-def opened(flow_id: int, flow: Flow) -> Opened:
+def opened(flow_id: int, flow: Flow) -> tuple:
     route = flow.route
     protocol = route.protocol
-    return Opened(flow_id, flow.method, flow.raw_path, _plain(flow.request_headers), flow.request_body,
-                  protocol.name if protocol else None, protocol.upstream if protocol else None, route.kind.value,
-                  route.base_url, route.prefix, flow.upstream_url, flow.started_ns, flow.websocket)
+    return (OPENED, flow_id, flow.method, flow.raw_path, flow.request_fields, flow.request_body,
+            protocol.name if protocol else None, protocol.upstream if protocol else None, route.kind.value,
+            route.base_url, route.prefix, flow.upstream_url, flow.started_ns, flow.websocket)
 
 
-def relayed(flow_id: int, at_ns: int, message: SocketMessage) -> Relayed:
-    return Relayed(flow_id, at_ns, message.from_client, int(message.opcode), message.payload)
+def answered(flow_id: int, flow: Flow) -> tuple:
+    headers = flow.response_fields if flow.response_headers is not None else None
+    return ANSWERED, flow_id, flow.upstream_started_ns, flow.status, headers, flow.response_started_ns
 
 
-def answered(flow_id: int, flow: Flow) -> Answered:
-    headers = _plain(flow.response_headers) if flow.response_headers is not None else None
-    return Answered(flow_id, flow.upstream_started_ns, flow.status, headers, flow.response_started_ns)
+def chunk(flow_id: int, at_ns: int, data: bytes) -> tuple:
+    return CHUNK, flow_id, at_ns, data
 
 
-def ended(flow_id: int, flow: Flow) -> Ended:
-    return Ended(flow_id, flow.upstream_started_ns, flow.ended_ns, flow.error, flow.error_message)
+def relayed(flow_id: int, at_ns: int, message: SocketMessage) -> tuple:
+    return RELAYED, flow_id, at_ns, message.from_client, int(message.opcode), message.payload
 
 
-def _plain(headers: CIMultiDictProxy[str]) -> Headers:
-    # aiohttp's parser names headers with `istr`, a str subclass: marshal cannot write it (the whole batch would go
-    # as a pickle, which writes it through a Python-level reduce)
-    return [(str(name), value) for name, value in headers.items()]
+def ended(flow_id: int, flow: Flow) -> tuple:
+    return ENDED, flow_id, flow.upstream_started_ns, flow.ended_ns, flow.error, flow.error_message
 
 
-def _headers(pairs: Headers) -> CIMultiDictProxy[str]:
-    return CIMultiDictProxy(CIMultiDict(pairs))
+def exchanged(flow_id: int, flow: Flow, last_chunk: tuple[int, bytes] | None) -> tuple:
+    """`last_chunk`: (time_ns, bytes) of its one chunk, if it had one."""
+    route = flow.route
+    protocol = route.protocol
+    headers = flow.response_fields if flow.response_headers is not None else None
+    at_ns, data = last_chunk if last_chunk is not None else (None, None)
+    return (EXCHANGED, flow_id, flow.method, flow.raw_path, flow.request_fields, flow.request_body,
+            protocol.name if protocol else None, protocol.upstream if protocol else None, route.kind.value,
+            route.base_url, route.prefix, flow.upstream_url, flow.started_ns, flow.websocket,
+            flow.upstream_started_ns, flow.status, headers, flow.response_started_ns, at_ns, data,
+            flow.ended_ns, flow.error, flow.error_message)
+
+
+def report(call: CallReport) -> tuple:
+    return REPORT, call
+
+
+def _parts(whole: Exchanged) -> Iterator[Opened | Answered | Chunk | Ended]:
+    flow_id = whole.flow_id
+    yield Opened(flow_id, whole.method, whole.raw_path, whole.request_headers, whole.request_body, whole.protocol,
+                 whole.upstream, whole.route_kind, whole.base_url, whole.prefix, whole.upstream_url,
+                 whole.started_ns, whole.websocket)
+    if whole.response_started_ns is not None:
+        yield Answered(flow_id, whole.upstream_started_ns, whole.status, whole.response_headers,
+                       whole.response_started_ns)
+    if whole.chunk_at_ns is not None and whole.chunk_data is not None:
+        yield Chunk(flow_id, whole.chunk_at_ns, whole.chunk_data)
+    yield Ended(flow_id, whole.upstream_started_ns, whole.ended_ns, whole.error, whole.error_message)
 
 
 class FlowReplicas:
@@ -143,7 +190,12 @@ class FlowReplicas:
     def __len__(self) -> int:
         return len(self._open)
 
-    def apply(self, message: Opened | Answered | Chunk | Relayed | Ended) -> Iterator[tuple[str, Flow, tuple]]:
+    def apply(self, message: Opened | Answered | Chunk | Relayed | Ended | Exchanged
+              ) -> Iterator[tuple[str, Flow, tuple]]:
+        if isinstance(message, Exchanged):
+            for part in _parts(message):
+                yield from self.apply(part)
+            return
         if isinstance(message, Opened):
             yield "request", self._open_flow(message), ()
             return
@@ -155,7 +207,8 @@ class FlowReplicas:
                 flow.upstream_started_ns, flow.status = message.upstream_started_ns, message.status
                 flow.response_started_ns = message.response_started_ns
                 headers = message.response_headers
-                flow.response_headers = _headers(headers) if headers is not None else None
+                flow.response_headers = text_headers(headers) if headers is not None else None
+                flow.response_fields = headers or ()
                 yield "response_headers", flow, ()
             case Chunk():
                 if flow.chunks is not None:
@@ -179,6 +232,7 @@ class FlowReplicas:
         protocol = protocol_named(message.protocol, message.upstream) if message.protocol else None
         route = Route(protocol, Kind(message.route_kind), message.base_url, message.prefix)
         flow = self._open[message.flow_id] = Flow(
-            message.method, message.raw_path, _headers(message.request_headers), message.request_body, route,
-            message.upstream_url, message.started_ns, websocket=message.websocket)
+            message.method, message.raw_path, text_headers(message.request_headers), message.request_body, route,
+            message.upstream_url, message.started_ns, websocket=message.websocket,
+            request_fields=message.request_headers)
         return flow

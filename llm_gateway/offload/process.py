@@ -14,7 +14,6 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from llm_gateway.offload.flow_wire import Message, encode
 from llm_gateway.offload.frames import ACK, TALLY, frame
 
 log = logging.getLogger("llm_gateway.telemetry")
@@ -76,7 +75,7 @@ class TelemetryProcess:
         self.destination = destination
         self._env = dict(env)
         self._loop = asyncio.get_running_loop()
-        self._batch: list[Message] = []
+        self._batch: list[tuple] = []  # messages, as `flow_wire` builds them
         self._out = bytearray()
         self._writing = False  # a writer callback is registered
         self._gone = False
@@ -221,7 +220,7 @@ class TelemetryProcess:
     def running(self) -> bool:
         return not self._gone and self._child.poll() is None
 
-    def send(self, message: Message) -> None:
+    def send(self, message: tuple) -> None:
         if not self._batch:
             self._loop.call_later(FLUSH_INTERVAL_S, self._flush)
         self._batch.append(message)
@@ -231,7 +230,7 @@ class TelemetryProcess:
         if self._gone or not batch:
             return
         # Behind: what waits is kept compressed, several times as many flows within the bound
-        self._out += frame(encode(batch), compress=len(self._out) >= COMPRESS_ABOVE_BYTES)
+        self._out += frame(batch, compress=len(self._out) >= COMPRESS_ABOVE_BYTES)
         if not self._writing:
             self._write()
 

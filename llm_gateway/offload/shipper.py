@@ -20,6 +20,7 @@ class _Shipping:
     generation: int  # of the telemetry process it goes to
     flow_id: int
     announced: bool = False  # its request (and response head) went into the pipe
+    last_chunk: tuple[int, bytes] | None = None  # its one chunk, held for `Exchanged` (the flow had ended)
 
 
 class FlowShipper:
@@ -28,7 +29,9 @@ class FlowShipper:
 
     Nothing is copied in front of the upstream call or the first byte to the client: a flow's request and response
     head go into the pipe with its first chunk (or message), right after that chunk was written, or with its end
-    (about 8 µs a request that traced requests no longer wait for)."""
+    (about 8 µs a request that traced requests no longer wait for). A flow that had ended when its first chunk came
+    (the relay had the answer whole: `Flow.ended_ns` is set before its one chunk is observed) goes as one message.
+    """
 
     def __init__(self, process: TelemetryProcess) -> None:
         self._process = process
@@ -56,8 +59,11 @@ class FlowShipper:
         else:
             def on_chunk(at_ns: int, data: bytes) -> None:
                 if not shipping.announced:
+                    if flow.ended_ns is not None:  # the whole answer: it goes with the flow's end, in one message
+                        shipping.last_chunk = (at_ns, data)
+                        return
                     self._announce(flow, shipping)
-                send(flow_wire.Chunk(flow_id, at_ns, data))
+                send(flow_wire.chunk(flow_id, at_ns, data))
 
             observe_chunks(flow, on_chunk)
 
@@ -81,9 +87,10 @@ class FlowShipper:
         shipping = flow.state().pop(self, None)
         if shipping is None or not self._process.end_flow(shipping.generation):
             return  # untraced, or its telemetry process was lost (it was counted as untraced then)
-        if not shipping.announced:
-            self._announce(flow, shipping)
-        self._process.send(flow_wire.ended(shipping.flow_id, flow))
+        if shipping.announced:
+            self._process.send(flow_wire.ended(shipping.flow_id, flow))
+        else:
+            self._process.send(flow_wire.exchanged(shipping.flow_id, flow, shipping.last_chunk))
 
     def health(self) -> dict:
         """For `GET /_gateway/health`: is tracing keeping up?"""
@@ -96,4 +103,4 @@ class FlowShipper:
 
     def report(self, report: CallReport) -> None:
         """An MCP call report from an `llm-gateway mcp` wrapper (`POST /_gateway/mcp/calls`)."""
-        self._process.send(flow_wire.Report(report))
+        self._process.send(flow_wire.report(report))

@@ -23,7 +23,7 @@ import time
 from llm_gateway.addons import default_addons
 from llm_gateway.flow import Addon, call_hook, finish, notify_chunk, notify_message
 from llm_gateway.gc_schedule import FullCollections, collect_if_due, take_over_full_collections
-from llm_gateway.offload.flow_wire import Ended, FlowReplicas, Report, decode
+from llm_gateway.offload.flow_wire import Ended, Exchanged, FlowReplicas, Report, decode
 from llm_gateway.offload.frames import ACK, read_frame
 from llm_gateway.offload.memory import QUIET_S, MemoryReleaser
 from llm_gateway.telemetry.otlp_export import shared_encoder
@@ -47,7 +47,7 @@ class Replayer:
         self.addons = addons
         self.lock = threading.Lock()
         self._replicas = FlowReplicas()
-        self.ended = 0  # `Ended` messages applied
+        self.ended = 0  # flow ends applied (`Ended`, `Exchanged`)
         self.last_applied = time.monotonic()
         self.flows_ended = threading.Event()
 
@@ -63,7 +63,7 @@ class Replayer:
                 if isinstance(message, Report):  # an MCP call report, for the addon that has `report`
                     call_hook(self.addons, "report", message.report)
                     continue
-                if isinstance(message, Ended):
+                if isinstance(message, Ended | Exchanged):
                     self.ended += 1
                     self.flows_ended.set()
                 for hook, flow, args in self._replicas.apply(message):

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 #: methods a request may be sent again for when a kept-alive connection closed before answering (RFC 9110
 #: section 9.2.2): a model call (POST) never is
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
@@ -100,6 +102,15 @@ def header_text(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+def text_headers(fields: Fields) -> CIMultiDictProxy[str]:
+    """Header fields as text, read the way the relay's parsers read them (a value that is not UTF-8 keeps its
+    bytes as surrogates)."""
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in fields:
+        headers.add((HEADER_NAMES.get(name) or header_name(name))[0], value.decode("utf-8", "surrogateescape"))
+    return CIMultiDictProxy(headers)
 
 
 # Header names as text and lowercased, by their bytes: clients and upstreams send the same few dozen names with every

@@ -12,7 +12,6 @@ import pytest
 from bench.telemetry_load import Calls
 from llm_gateway.addons import default_addons
 from llm_gateway.gc_schedule import FullCollections
-from llm_gateway.offload import flow_wire
 from llm_gateway.offload.memory import MemoryReleaser, _malloc_trim
 from llm_gateway.offload.process import child_environment
 from llm_gateway.offload.worker import Replayer, collect_garbage
@@ -85,13 +84,13 @@ def test_a_traced_call_leaves_nothing_for_the_cyclic_collector():
     replayer = Replayer(default_addons({}, tracing=telemetry, relaying=False))
     calls = Calls(stream_chunks=5)
     for session in range(3):  # what the first calls load and keep (adapters, caches) is not garbage
-        replayer.apply(flow_wire.encode(calls.messages(session, 0)))
+        replayer.apply(calls.messages(session, 0))
     gc.collect()
     gc.disable()
     try:
         for call in range(1, 4):
             for session in range(10):
-                replayer.apply(flow_wire.encode(calls.messages(session, call)))
+                replayer.apply(calls.messages(session, call))
         left_in_cycles = gc.collect()
     finally:
         gc.enable()

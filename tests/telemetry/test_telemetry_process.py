@@ -17,6 +17,7 @@ from llm_gateway.config import Settings
 from llm_gateway.flow import Flow
 from llm_gateway.offload import flow_wire, process
 from llm_gateway.offload.flow_wire import FlowReplicas
+from llm_gateway.offload.frames import frame
 from llm_gateway.recordings import Fixture, load
 from llm_gateway.routing import Router
 from tests.reliability.support import telemetry_health_when
@@ -35,20 +36,25 @@ def _relayed_flow(error: str | None = None) -> Flow:
     route = Router(Settings(), {}).resolve(request.method, request.path, headers)
     assert route is not None
     flow = Flow(request.method, request.path, headers, request.body, route, "https://api.test" + request.path,
-                started_ns=1_000)
+                started_ns=1_000, request_fields=_fields(request.headers))
     flow.upstream_started_ns, flow.status, flow.response_started_ns = 1_100, response.status, 1_500
     flow.response_headers = CIMultiDictProxy(CIMultiDict(response.headers))
+    flow.response_fields = _fields(response.headers)
     flow.ended_ns, flow.error = 9_000, error
     flow.error_message = "the client closed the connection" if error else None
     return flow
+
+
+def _fields(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode(), value.encode()) for name, value in headers]
 
 
 @pytest.mark.parametrize("error", [None, "client_gone"])
 def test_a_flow_replica_gets_every_field_and_the_hooks_in_order(error: str | None) -> None:
     flow = _relayed_flow(error)
     chunks = [(2_000 + i, c.data) for i, c in enumerate(EXCHANGE.response.chunks)]
-    messages = [flow_wire.opened(7, flow), flow_wire.answered(7, flow),
-                *(flow_wire.Chunk(7, at, data) for at, data in chunks), flow_wire.ended(7, flow)]
+    messages = flow_wire.decode([flow_wire.opened(7, flow), flow_wire.answered(7, flow),
+                                 *(flow_wire.chunk(7, at, data) for at, data in chunks), flow_wire.ended(7, flow)])
     replicas = FlowReplicas()
     calls = [(hook, replica, args, replica.request_body) for m in messages
              for hook, replica, args in replicas.apply(m)]
@@ -71,9 +77,9 @@ def test_a_flow_replica_gets_every_field_and_the_hooks_in_order(error: str | Non
 def test_messages_of_a_flow_that_was_never_opened_are_ignored() -> None:
     replicas = FlowReplicas()
     flow = _relayed_flow()
-    assert list(replicas.apply(flow_wire.answered(3, flow))) == []
-    assert list(replicas.apply(flow_wire.Chunk(3, 1, b"x"))) == []
-    assert list(replicas.apply(flow_wire.ended(3, flow))) == []
+    for message in flow_wire.decode([flow_wire.answered(3, flow), flow_wire.chunk(3, 1, b"x"),
+                                     flow_wire.ended(3, flow)]):
+        assert list(replicas.apply(message)) == []
 
 
 async def _flushed() -> None:
@@ -200,12 +206,11 @@ async def test_a_dead_telemetry_process_leaves_traffic_untouched_and_is_started_
     assert len(chat_spans(receiver.spans)) == 1  # the request after the restart
 
 
-def test_header_names_cross_the_pipe_as_plain_text() -> None:
-    # aiohttp names headers with multidict's `istr`, which pickle writes through a Python-level reduce per name
-    from multidict import istr
-
+def test_a_flow_crosses_the_pipe_as_marshal_data() -> None:
+    # marshal writes plain builtin types only, twice as fast as pickle: a named tuple or aiohttp's `istr` header
+    # names (a str subclass) in a message would send the whole batch as a pickle (the frame's second bit)
     flow = _relayed_flow()
-    flow.request_headers = CIMultiDictProxy(CIMultiDict([(istr("Content-Type"), "application/json")]))
-    flow.response_headers = CIMultiDictProxy(CIMultiDict([(istr("Request-Id"), "req_1")]))
-    for headers in (flow_wire.opened(1, flow).request_headers, flow_wire.answered(1, flow).response_headers or []):
-        assert [type(name) for name, _ in headers] == [str]
+    batch = [flow_wire.opened(1, flow), flow_wire.answered(1, flow), flow_wire.chunk(1, 2_000, b"x"),
+             flow_wire.ended(1, flow), flow_wire.exchanged(2, flow, (2_000, b"x"))]
+    length = int.from_bytes(frame(batch)[:4], "big")
+    assert not length & (1 << 30)
