@@ -503,9 +503,13 @@ async def _read_body(request: web.BaseRequest, limit: int) -> bytes | None:
         # low-level web.Server does not answer this by itself; aiohttp's router would.
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0  # the interim response is not part of the response's own size
+    content = request.content
+    if content.is_eof():  # the whole body came with the head (a model call mostly does): no wait, no iteration
+        body = content.read_nowait()
+        return body if len(body) <= limit else None
     parts: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_any():
+    async for chunk in content.iter_any():
         size += len(chunk)
         if size > limit:
             return None

@@ -42,7 +42,8 @@ MCP_PATH = "/mcp/"  # `/mcp/NAME...` goes to the MCP server NAME
 class Router:
     """Resolves a request to a `Route`, or None when nothing recognizes it and no catch-all is set."""
 
-    __slots__ = ("_by_upstream", "_catch_all", "_choosers", "_mcp", "_mcp_urls", "_providers", "_set_urls", "_urls")
+    __slots__ = ("_by_upstream", "_catch_all", "_choosers", "_mcp", "_mcp_urls", "_providers", "_routes", "_set_urls",
+                 "_urls")
 
     def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
         env = os.environ if env is None else env
@@ -75,6 +76,7 @@ class Router:
         self._by_upstream = {name: tuple(p for p in PROVIDERS if p.upstream == name) for name in UPSTREAM_NAMES}
         self._mcp = {name: mcp_provider(name) for name in settings.mcp_upstreams}
         self._mcp_urls = dict(settings.mcp_upstreams)
+        self._routes: dict[tuple[Provider, Kind], Route] = {}  # a frozen dataclass is slow to make: made once
 
     @property
     def upstreams(self) -> Mapping[str, str]:
@@ -98,12 +100,16 @@ class Router:
             kind = provider.classify(method, path, headers)
             if kind is not None:
                 if chooser is None:
-                    return Route(provider, kind, url)
+                    return self._routes.get((provider, kind)) or self._route(provider, kind, url)
                 base, needs_body = chooser.base_url(path, headers)
                 return Route(provider, kind, base, needs_body=needs_body)
         if self._catch_all is not None:
             return Route(None, Kind.RELAY, self._catch_all)
         return None
+
+    def _route(self, provider: Provider, kind: Kind, url: str) -> Route:
+        route = self._routes[provider, kind] = Route(provider, kind, url)
+        return route
 
     def resolve_at(self, upstream: str | None, origin: str, method: str, path: str,
                    headers: Mapping[str, str]) -> Route:

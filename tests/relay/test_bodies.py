@@ -12,7 +12,7 @@ import pytest
 
 from llm_gateway.config import load_settings
 from llm_gateway.server import Gateway
-from tests.support.servers import RecordingUpstream, running_gateway, running_upstream
+from tests.support.servers import RecordingUpstream, raw_http, running_gateway, running_upstream
 
 _LIMIT = 1024
 
@@ -86,3 +86,20 @@ async def test_body_over_limit_gets_413_json_and_upstream_is_not_called(
     assert str(_LIMIT) in error["error"]["message"]
     assert "LLM_GATEWAY_MAX_BODY_BYTES" in error["error"]["message"]
     assert upstream.arrived == []
+
+
+@pytest.mark.parametrize("size", [_LIMIT, _LIMIT + 1])
+async def test_a_chunked_body_that_came_whole_with_its_head_is_held_to_the_limit(
+    servers: AsyncExitStack, size: int
+) -> None:
+    # One write: the relay finds the whole body read already and takes it without waiting (no Content-Length)
+    upstream = RecordingUpstream()
+    gateway = await _relay_to(servers, upstream, LLM_GATEWAY_MAX_BODY_BYTES=str(_LIMIT))
+    body = os.urandom(size)
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:300], body[300:]))
+    response = await raw_http(gateway.port, b"POST /v1/messages HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n"
+                                            b"Connection: close\r\n\r\n" + chunks + b"0\r\n\r\n")
+    if size <= _LIMIT:
+        assert response.startswith(b"HTTP/1.1 200 ") and upstream.arrived[0].body == body
+    else:
+        assert response.startswith(b"HTTP/1.1 413 ") and upstream.arrived == []
