@@ -8,6 +8,7 @@ from multidict import CIMultiDict
 from llm_gateway.config import ConfigError, Settings, load_settings
 from llm_gateway.routing import UPSTREAM_NAMES, Kind, Router, default_upstreams
 from llm_gateway.routing.kiro import kiro_upstream
+from llm_gateway.routing.providers import PROVIDERS, ROUTING_HEADERS
 
 CALL, RELAY = Kind.CALL, Kind.RELAY
 _VERTEX = "/v1/projects/p/locations/us-central1/publishers"
@@ -162,3 +163,45 @@ def test_unknown_upstream_name_is_config_error_listing_known_names(source: str) 
     assert "antrhopic" in message
     assert all(name in message for name in UPSTREAM_NAMES)
     assert "default" in message
+
+
+class _ReadHeaders(CIMultiDict):
+    """Headers that note each name looked up."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.read: set[str] = set()
+
+    def get(self, key, default=None):  # type: ignore[override]
+        self.read.add(key.lower())
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self.read.add(str(key).lower())
+        return super().__contains__(key)
+
+    def __getitem__(self, key):  # type: ignore[override]
+        self.read.add(key.lower())
+        return super().__getitem__(key)
+
+
+def test_classifiers_read_no_header_but_the_routing_headers() -> None:
+    # The router remembers its answers by the method, the path and these headers' values: a classifier reading
+    # any other header would get answers meant for another request.
+    read: set[str] = set()
+    for method, path, headers, _, _ in CASES:
+        for provider in PROVIDERS:
+            seen = _ReadHeaders({**headers, "User-Agent": "x", "Content-Type": "application/json"})
+            provider.classify(method, path, seen)
+            read |= seen.read
+    assert read <= set(ROUTING_HEADERS)
+    assert read == set(ROUTING_HEADERS)  # each is read somewhere: the list is not wider than it needs
+
+
+def test_a_router_remembering_its_answers_gives_each_request_its_own() -> None:
+    # The cases share paths that their headers tell apart (/v1/models, /v1/responses, Kiro's /)
+    router = _router()
+    for _ in range(2):
+        for method, path, headers, _, _ in CASES:
+            assert router.resolve(method, path, CIMultiDict(headers)) == _router().resolve(
+                method, path, CIMultiDict(headers))

@@ -4,10 +4,11 @@ An entry names the wire protocol, the upstream it goes to (`--upstream NAME=URL`
 URL), a classifier that recognizes its requests, and the adapter module that parses them (`protocols/base.py`
 says what an adapter is). Adding a provider is its adapter module plus one entry here (CONTRIBUTING.md).
 
-Classifiers look at the method, the path and two headers only (`X-Amz-Target` for AWS JSON protocols,
-`anthropic-version` for the `/v1/` paths Anthropic shares with OpenAI), never the body, so routing costs a few
-string comparisons. A path may carry a prefix before the provider's own path (an OpenRouter- or Azure-style base
-URL on the client side), so the OpenAI and Ollama rules match on the path's end.
+Classifiers look at the method, the path and the `ROUTING_HEADERS` only (`X-Amz-Target` for AWS JSON protocols,
+`anthropic-version` for the `/v1/` paths Anthropic shares with OpenAI, `Upgrade` for Codex's WebSocket), never the
+body, so routing costs a few string comparisons, and the router can remember its answers by those alone. A path
+may carry a prefix before the provider's own path (an OpenRouter- or Azure-style base URL on the client side), so
+the OpenAI and Ollama rules match on the path's end.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ class Kind(enum.Enum):
     RELAY = "relay"
 
 
-#: (method, raw path, headers) -> what the request is to this protocol, or None when it is not one of its requests
+#: (method, raw path, headers) -> what the request is to this protocol, or None when it is not one of its requests;
+#: of the headers it reads ROUTING_HEADERS alone
 Classifier = Callable[[str, str, Mapping[str, str]], Kind | None]
+ROUTING_HEADERS = ("x-amz-target", "anthropic-version", "upgrade")
 
 
 class UpstreamChooser(Protocol):

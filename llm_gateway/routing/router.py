@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from llm_gateway.config import ConfigError, Settings
 from llm_gateway.routing.providers import (
     PROVIDERS,
+    ROUTING_HEADERS,
     UPSTREAM_NAMES,
     Kind,
     Provider,
@@ -37,6 +38,9 @@ class Route:
 
 
 MCP_PATH = "/mcp/"  # `/mcp/NAME...` goes to the MCP server NAME
+#: routes remembered at most (paths carry query strings, which may differ with every request)
+_ROUTES_KEPT = 1024
+_UNKNOWN = object()
 
 
 class Router:
@@ -76,7 +80,7 @@ class Router:
         self._by_upstream = {name: tuple(p for p in PROVIDERS if p.upstream == name) for name in UPSTREAM_NAMES}
         self._mcp = {name: mcp_provider(name) for name in settings.mcp_upstreams}
         self._mcp_urls = dict(settings.mcp_upstreams)
-        self._routes: dict[tuple[Provider, Kind], Route] = {}  # a frozen dataclass is slow to make: made once
+        self._routes: dict[tuple, Route | None] = {}  # by (method, path, the routing headers' values)
 
     @property
     def upstreams(self) -> Mapping[str, str]:
@@ -96,20 +100,31 @@ class Router:
             route = self._mcp_route(path)
             if route is not None:
                 return route
+        # An agent sends the same few requests over and over: the answer is remembered by all that decides it
+        key = (method, path, *[headers.get(name) for name in ROUTING_HEADERS])
+        known = self._routes.get(key, _UNKNOWN)
+        if known is not _UNKNOWN:
+            return known
+        route, remember = self._classified(method, path, headers)
+        if remember:
+            if len(self._routes) >= _ROUTES_KEPT:
+                self._routes.clear()
+            self._routes[key] = route
+        return route
+
+    def _classified(self, method: str, path: str, headers: Mapping[str, str]) -> tuple[Route | None, bool]:
+        """The route, and whether the method, the path and the routing headers alone decided it (an upstream
+        chooser reads more of the request)."""
         for provider, url, chooser in self._providers:
             kind = provider.classify(method, path, headers)
             if kind is not None:
                 if chooser is None:
-                    return self._routes.get((provider, kind)) or self._route(provider, kind, url)
+                    return Route(provider, kind, url), True
                 base, needs_body = chooser.base_url(path, headers)
-                return Route(provider, kind, base, needs_body=needs_body)
+                return Route(provider, kind, base, needs_body=needs_body), False
         if self._catch_all is not None:
-            return Route(None, Kind.RELAY, self._catch_all)
-        return None
-
-    def _route(self, provider: Provider, kind: Kind, url: str) -> Route:
-        route = self._routes[provider, kind] = Route(provider, kind, url)
-        return route
+            return Route(None, Kind.RELAY, self._catch_all), True
+        return None, True
 
     def resolve_at(self, upstream: str | None, origin: str, method: str, path: str,
                    headers: Mapping[str, str]) -> Route:
