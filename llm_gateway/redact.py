@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 #: query parameters that carry credentials (Gemini's `?key=`, Azure SAS-style tokens): never shown
 SECRET_QUERY_PARAMS = frozenset({"key", "api-key", "api_key", "access_token", "token", "sig"})
 
 
+@functools.lru_cache(maxsize=256)  # every span of a call to the same URL asks again
 def url_without_credentials(full: str) -> str:
     """`full` with the credential-carrying query parameters taken out and user info redacted (`REDACTED:REDACTED@`,
     the semantic conventions' form for `url.full`), every other byte as it was."""

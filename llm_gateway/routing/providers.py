@@ -14,6 +14,7 @@ the OpenAI and Ollama rules match on the path's end.
 from __future__ import annotations
 
 import enum
+import functools
 import importlib
 import os
 from collections.abc import Callable, Mapping
@@ -215,6 +216,7 @@ def default_upstreams(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return urls
 
 
+@functools.cache  # every traced call asks: the import machinery's lookup is not free
 def adapter_for(protocol: str) -> Adapter | None:
     """The adapter of the protocol named `protocol`, or None when it has none (or it cannot be loaded)."""
     provider = _BY_NAME.get(protocol)

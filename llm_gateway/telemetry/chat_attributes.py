@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 from opentelemetry import trace
@@ -19,6 +18,7 @@ from opentelemetry.semconv.attributes import http_attributes as http
 from opentelemetry.semconv.attributes import server_attributes as server
 
 from llm_gateway.protocols.exchange import ChatRecord, ChatRequest
+from llm_gateway.upstream.http1 import host_and_port
 
 AttrPairs = Iterable[tuple[str, Any]]
 
@@ -46,9 +46,9 @@ def _filtered(pairs: AttrPairs) -> dict[str, Any]:
 
 
 def server_pairs(upstream_url: str) -> AttrPairs:
-    parts = urlsplit(upstream_url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return ((server.SERVER_ADDRESS, parts.hostname), (server.SERVER_PORT, port))
+    host, port = host_and_port(upstream_url)
+    return ((server.SERVER_ADDRESS, host), (server.SERVER_PORT, port))
+
 
 
 #: request hints worth a span attribute, as `llm_gateway.request.<hint>` (Kiro's model vendor, effort, mode)

@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from llm_gateway.protocols.exchange import ChatRecord
 from llm_gateway.telemetry.prices import PriceTable
+from llm_gateway.upstream.http1 import host_and_port
 
 USAGE_COST = "gen_ai.usage.cost"  # the name OpenLIT and the GenAI dashboards read; not in the conventions yet
 PRICE_SOURCE = "llm_gateway.cost.price_source"
@@ -119,7 +119,7 @@ def _provider(table: PriceTable, provider: str, upstream_url: str | None) -> Any
     host not OpenAI's (a compatible server: its host is the name here), by that exact id (a price file may give one),
     else by the upstream's URL."""
     providers = table.snapshot.providers
-    host = (urlsplit(upstream_url).hostname or "").lower() if upstream_url else ""
+    host = (host_and_port(upstream_url)[0] or "") if upstream_url else ""
     if provider == "openai" and host and host != "openai.com" and not host.endswith(".openai.com"):
         provider = host
     provider_id = _PROVIDER_IDS.get(provider)

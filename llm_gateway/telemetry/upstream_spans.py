@@ -9,7 +9,6 @@ p50 in bench/ (still available with `LLM_GATEWAY_HTTP_SPANS=aiohttp`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import urlsplit
 
 from opentelemetry.semconv.attributes import error_attributes as err
 from opentelemetry.semconv.attributes import http_attributes as http
@@ -20,12 +19,12 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 from llm_gateway.flow import Flow
 from llm_gateway.redact import url_without_credentials
 from llm_gateway.telemetry.spans import SpanMaker
+from llm_gateway.upstream.http1 import host_and_port
 
 ENV_HTTP_SPANS = "LLM_GATEWAY_HTTP_SPANS"
 #: gateway: this module (default); aiohttp: opentelemetry-instrumentation-aiohttp-client; none: no HTTP span
 HTTP_SPAN_MODES = ("gateway", "aiohttp", "none")
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def http_span_mode(env: Mapping[str, str]) -> str:
@@ -43,17 +42,15 @@ def record_upstream_span(
     sent = flow.upstream_started_ns
     if sent is None:
         return  # the exchange failed before the upstream was called
-    target = urlsplit(flow.upstream_url)
+    host, port = host_and_port(flow.upstream_url)
     attributes: dict[str, str | int] = {
         http.HTTP_REQUEST_METHOD: flow.method,
         url.URL_FULL: url_without_credentials(flow.upstream_url),
-        server.SERVER_ADDRESS: target.hostname or "",
+        server.SERVER_ADDRESS: host or "",
+        server.SERVER_PORT: port,
     }
     if session:
         attributes.update(session)
-    port = target.port or _DEFAULT_PORTS.get(target.scheme)
-    if port:
-        attributes[server.SERVER_PORT] = port
     status = flow.status
     if status is not None:
         attributes[http.HTTP_RESPONSE_STATUS_CODE] = status

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
@@ -67,6 +68,14 @@ def target_of(url: str) -> Target:
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         authorization = "Basic " + base64.b64encode(pair).decode()
     return Target(scheme, host, port, shown if port == default_port else f"{shown}:{port}", path, authorization)
+
+
+@functools.lru_cache(maxsize=256)
+def host_and_port(url: str) -> tuple[str | None, int]:
+    """The host of an http(s) URL and its port, the scheme's when it names none (for `server.address` and
+    `server.port`): agents call the same few URLs, each parsed once."""
+    parts = urlsplit(url)
+    return parts.hostname, parts.port or _DEFAULT_PORTS.get(parts.scheme.lower(), 80)
 
 
 def request_head(method: str, target: Target, fields: Fields, body: bytes | None) -> bytes:
