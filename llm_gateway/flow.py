@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from multidict import CIMultiDictProxy
 
 from llm_gateway.protocols.base import Adapter, HttpRequest, SocketMessage
 from llm_gateway.routing import Kind, Route, adapter_for
-from llm_gateway.upstream.http1 import Fields
+from llm_gateway.upstream.http1 import Fields, text_headers
 
 log = logging.getLogger("llm_gateway.relay")
 
@@ -40,7 +40,6 @@ class Flow:
     started_ns: int  # wall clock (time.time_ns) when the request arrived
     upstream_started_ns: int | None = None  # the request left for the upstream
     status: int | None = None
-    response_headers: CIMultiDictProxy[str] | None = None
     response_started_ns: int | None = None  # upstream headers received
     #: (time_ns, bytes) per chunk as relayed; None unless an addon asked for the body in `request`
     chunks: list[tuple[int, bytes]] | None = None
@@ -61,10 +60,26 @@ class Flow:
     message_observers: list[Callable[[int, SocketMessage], None]] | None = None
     #: for a model call read from a WebSocket's messages: that WebSocket's flow (None for an HTTP exchange)
     socket: Flow | None = None
-    #: the request's and the response's header fields as received, (name, value) bytes in order: what the
-    #: telemetry process is sent (it reads them into `request_headers` and `response_headers` itself)
+    #: the request's header fields as received, (name, value) bytes in order: what the telemetry process is sent
+    #: (it reads them into `request_headers` itself)
     request_fields: Fields = ()
-    response_fields: Fields = ()
+    #: the response's header fields as received, None until the upstream answered; `response_headers` reads them
+    response_fields: Fields | None = None
+    _response_headers: CIMultiDictProxy[str] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def response_headers(self) -> CIMultiDictProxy[str] | None:
+        """The response's headers as text, read from `response_fields` when first asked for: in the relay's process
+        no addon may ever ask (tracing in the telemetry process takes the fields)."""
+        if self._response_headers is None and self.response_fields is not None:
+            self._response_headers = text_headers(self.response_fields)
+        return self._response_headers
+
+    @response_headers.setter
+    def response_headers(self, headers: CIMultiDictProxy[str] | None) -> None:
+        self._response_headers = headers
+        self.response_fields = None if headers is None else [
+            (name.encode(), value.encode("utf-8", "surrogateescape")) for name, value in headers.items()]
 
     def state(self) -> dict[object, Any]:
         """The addons' per-flow state (key: the addon), made on first use."""

@@ -237,7 +237,7 @@ class Relay:
 
         try:
             flow.status = upstream.status
-            flow.response_headers, flow.response_fields = upstream.headers, upstream.raw_headers
+            flow.response_fields = upstream.raw_headers  # read as text only if an addon asks
             flow.response_started_ns = time.time_ns()
             if self.addons:
                 call_hook(self.addons, "response_headers", flow)
@@ -326,7 +326,6 @@ class Relay:
         except aiohttp.WSServerHandshakeError as exc:
             flow.status, flow.response_started_ns = exc.status, time.time_ns()
             flow.response_headers = CIMultiDictProxy(CIMultiDict(exc.headers or ()))
-            flow.response_fields = [(name.encode(), value.encode()) for name, value in flow.response_headers.items()]
             if self.addons:
                 call_hook(self.addons, "response_headers", flow)
             self._fail(flow, "upstream_websocket_refused", f"{exc.status} {exc.message}")
@@ -345,7 +344,6 @@ class Relay:
         # x-codex-turn-state, x-models-etag and openai-model there)
         handshake: aiohttp.ClientResponse | None = getattr(upstream, "_response", None)
         flow.status = handshake.status if handshake is not None else 101
-        flow.response_headers = handshake.headers if handshake is not None else CIMultiDictProxy(CIMultiDict())
         flow.response_fields = handshake.raw_headers if handshake is not None else ()
         flow.response_started_ns = time.time_ns()
         if self.addons:

@@ -134,8 +134,7 @@ def opened(flow_id: int, flow: Flow) -> tuple:
 
 
 def answered(flow_id: int, flow: Flow) -> tuple:
-    headers = flow.response_fields if flow.response_headers is not None else None
-    return ANSWERED, flow_id, flow.upstream_started_ns, flow.status, headers, flow.response_started_ns
+    return ANSWERED, flow_id, flow.upstream_started_ns, flow.status, flow.response_fields, flow.response_started_ns
 
 
 def chunk(flow_id: int, at_ns: int, data: bytes) -> tuple:
@@ -154,12 +153,11 @@ def exchanged(flow_id: int, flow: Flow, last_chunk: tuple[int, bytes] | None) ->
     """`last_chunk`: (time_ns, bytes) of its one chunk, if it had one."""
     route = flow.route
     protocol = route.protocol
-    headers = flow.response_fields if flow.response_headers is not None else None
     at_ns, data = last_chunk if last_chunk is not None else (None, None)
     return (EXCHANGED, flow_id, flow.method, flow.raw_path, flow.request_fields, flow.request_body,
             protocol.name if protocol else None, protocol.upstream if protocol else None, route.kind.value,
             route.base_url, route.prefix, flow.upstream_url, flow.started_ns, flow.websocket,
-            flow.upstream_started_ns, flow.status, headers, flow.response_started_ns, at_ns, data,
+            flow.upstream_started_ns, flow.status, flow.response_fields, flow.response_started_ns, at_ns, data,
             flow.ended_ns, flow.error, flow.error_message)
 
 
@@ -206,9 +204,7 @@ class FlowReplicas:
             case Answered():
                 flow.upstream_started_ns, flow.status = message.upstream_started_ns, message.status
                 flow.response_started_ns = message.response_started_ns
-                headers = message.response_headers
-                flow.response_headers = text_headers(headers) if headers is not None else None
-                flow.response_fields = headers or ()
+                flow.response_fields = message.response_headers  # read as text when an addon asks
                 yield "response_headers", flow, ()
             case Chunk():
                 if flow.chunks is not None:

@@ -12,9 +12,9 @@ import asyncio
 from typing import Protocol, cast
 
 import httptools
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDictProxy
 
-from llm_gateway.upstream.http1 import HEADER_NAMES, header_name, header_text
+from llm_gateway.upstream.http1 import header_text, text_headers
 
 #: unread body bytes past which the connection stops reading from its socket
 READ_BUFFER_LIMIT = 256 * 1024
@@ -112,7 +112,6 @@ class UpstreamResponse:
         "_parser",
         "_paused",
         "_waiter",
-        "headers",
         "raw_headers",
         "reason",
         "status",
@@ -122,7 +121,6 @@ class UpstreamResponse:
         self.status = 0
         self.reason = ""
         self.raw_headers: list[tuple[bytes, bytes]] = []
-        self.headers: CIMultiDictProxy[str] = _NO_HEADERS
         self._connection = connection
         self._loop = asyncio.get_running_loop()
         self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
@@ -158,6 +156,11 @@ class UpstreamResponse:
             if self._error is not None:
                 raise self._error
             await self._wait()
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """The header fields as text (read on each call: the relay itself needs only `raw_headers`)."""
+        return text_headers(self.raw_headers)
 
     def whole_body(self) -> bytes | None:
         """The whole body when all of it came with the head (a short answer mostly does), else None and nothing is
@@ -249,22 +252,17 @@ class UpstreamResponse:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.raw_headers.append((name, value))
+        if len(name) in _FRAMING_LENGTHS and name.lower() in _FRAMING:
+            self._framed = True
 
     def on_headers_complete(self) -> None:
         assert self._parser is not None  # called back by it
         status = self._parser.get_status_code()
         if 100 <= status < 200:  # an interim answer (103 Early Hints): the real one follows
             self._interim = True
-            self.reason, self.raw_headers = "", []
+            self.reason, self.raw_headers, self._framed = "", [], False
             return
         self.status = status
-        headers = CIMultiDict()
-        for raw_name, raw_value in self.raw_headers:
-            name, lowered = HEADER_NAMES.get(raw_name) or header_name(raw_name)
-            headers.add(name, raw_value.decode("utf-8", "surrogateescape"))
-            if lowered in _FRAMING:
-                self._framed = True
-        self.headers = CIMultiDictProxy(headers)
         self._head_done = True
         if self._method == "HEAD":  # no body follows, whatever the fields say; the parser would wait for one
             self._complete = True
@@ -296,5 +294,5 @@ def _time_out(waiter: asyncio.Future[None]) -> None:
         waiter.set_exception(TimeoutError("the upstream sent nothing within the read timeout"))
 
 
-_NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
-_FRAMING = frozenset({"content-length", "transfer-encoding"})
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+_FRAMING_LENGTHS = frozenset(len(name) for name in _FRAMING)
