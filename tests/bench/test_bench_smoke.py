@@ -4,6 +4,7 @@ direct against the gateway (tracing off), and every server stops. Speed is never
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 import urllib.request
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from bench import derive, loadgen, peers, profile, report, wire, wrk
+from bench import derive, instructions, loadgen, peers, profile, report, wire, wrk
 from bench.client import Exchange, ResponseParser
 from bench.proc import LOOPBACK, Managed, free_port, port_open, wait_until
 from bench.run import loadgen as run_loadgen
@@ -221,3 +222,12 @@ def test_profile_summary_leaves_out_waiting_threads_and_names_owners() -> None:
         "MainThread;run (llm_gateway/server.py);Runner.run (asyncio/runners.py);Relay._call (llm_gateway/relay.py);"
         "ChatSpans.request (telemetry/c.py) 3"
     ) in profile.compact(lines)
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="bench.instructions runs the relay under valgrind")
+def test_instructions_are_counted_per_request_without_the_start_or_the_warm_up(tmp_path: Path) -> None:
+    # The counters are zeroed after start-up and warm-up: what is left is per request, the same for 100 requests
+    # as for 300 (this is what makes it a figure to tell changes apart with, where seconds move by 30%)
+    few, more = (instructions.measure("gateway-off", requests, 2, 0, tmp_path / str(requests))
+                 for requests in (100, 300))
+    assert few > 0 and abs(few - more) / more < 0.05, (few, more)
