@@ -79,9 +79,10 @@ class RelayedResponse(web.StreamResponse):
 
 
 def _content_length(fields: list[tuple[bytes, bytes]]) -> int | None:
-    value = next(value for name, value in fields if (HEADER_NAMES.get(name) or header_name(name))[1] ==
-                 "content-length")
+    """The Content-Length the fields kept carry (the upstream's Connection field may have named it hop-by-hop)."""
+    value = next((value for name, value in fields if (HEADER_NAMES.get(name) or header_name(name))[1] ==
+                  "content-length"), None)
     try:
-        return int(value)
+        return int(value) if value is not None else None
     except ValueError:  # the upstream's parser takes none but digits; aiohttp's client's alike
         return None

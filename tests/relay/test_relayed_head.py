@@ -80,3 +80,13 @@ async def test_a_no_content_answer_loses_its_length(servers):
     assert lines[0] == b"HTTP/1.1 204 No Content" and b"X-Up: 1" in lines
     assert not any(line.lower().startswith((b"content-length", b"transfer-encoding")) for line in lines)
     assert body == b""
+
+
+async def test_a_length_the_upstream_names_hop_by_hop_is_framed_anew(servers):
+    # Connection may list any field as this hop's own; the body still arrives whole, framed for the client
+    answer = b"HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\nhello"
+    response = await _through_gateway(servers, answer, b"GET / HTTP/1.1")
+    lines, body = _split(response)
+    assert lines[0] == b"HTTP/1.1 200 OK" and b"Transfer-Encoding: chunked" in lines
+    assert not any(line.lower().startswith(b"content-length") for line in lines)
+    assert body == b"5\r\nhello\r\n0\r\n\r\n"
