@@ -81,32 +81,15 @@ class Ended(NamedTuple):
     error_message: str | None
 
 
-class Exchanged(NamedTuple):
-    """A flow whole, ended before any of it was sent: its `Opened`, its `Answered` when `response_started_ns` is set,
-    its one `Chunk` when `chunk_at_ns` is, then its `Ended`."""
-
-    flow_id: int
-    method: str
-    raw_path: str
-    request_headers: Fields
-    request_body: bytes
-    protocol: str | None
-    upstream: str | None
-    route_kind: str
-    base_url: str
-    prefix: str
-    upstream_url: str
-    started_ns: int
-    websocket: bool
-    upstream_started_ns: int | None
-    status: int | None
-    response_headers: Fields | None
-    response_started_ns: int | None
-    chunk_at_ns: int | None
-    chunk_data: bytes | None
-    ended_ns: int | None
-    error: str | None
-    error_message: str | None
+#: A flow whole, ended before any of it was sent: `Opened`'s fields, then those of its `Answered` (when
+#: `response_started_ns` is set), its one `Chunk` (when `chunk_at_ns` is) and its `Ended`.
+Exchanged = NamedTuple("Exchanged", [
+    *Opened.__annotations__.items(),
+    ("upstream_started_ns", "int | None"), ("status", "int | None"), ("response_headers", "Fields | None"),
+    ("response_started_ns", "int | None"), ("chunk_at_ns", "int | None"), ("chunk_data", "bytes | None"),
+    ("ended_ns", "int | None"), ("error", "str | None"), ("error_message", "str | None"),
+])
+_OPENED_LENGTH = len(Opened._fields)
 
 
 class Report(NamedTuple):
@@ -126,11 +109,16 @@ def decode(batch: list[tuple]) -> list[Message]:
 
 
 def opened(flow_id: int, flow: Flow) -> tuple:
+    return OPENED, flow_id, *_request(flow)
+
+
+def _request(flow: Flow) -> tuple:
+    """`Opened`'s fields after its flow id."""
     route = flow.route
     protocol = route.protocol
-    return (OPENED, flow_id, flow.method, flow.raw_path, flow.request_fields, flow.request_body,
-            protocol.name if protocol else None, protocol.upstream if protocol else None, route.kind.value,
-            route.base_url, route.prefix, flow.upstream_url, flow.started_ns, flow.websocket)
+    return (flow.method, flow.raw_path, flow.request_fields, flow.request_body, protocol.name if protocol else None,
+            protocol.upstream if protocol else None, route.kind.value, route.base_url, route.prefix,
+            flow.upstream_url, flow.started_ns, flow.websocket)
 
 
 def answered(flow_id: int, flow: Flow) -> tuple:
@@ -151,14 +139,9 @@ def ended(flow_id: int, flow: Flow) -> tuple:
 
 def exchanged(flow_id: int, flow: Flow, last_chunk: tuple[int, bytes] | None) -> tuple:
     """`last_chunk`: (time_ns, bytes) of its one chunk, if it had one."""
-    route = flow.route
-    protocol = route.protocol
     at_ns, data = last_chunk if last_chunk is not None else (None, None)
-    return (EXCHANGED, flow_id, flow.method, flow.raw_path, flow.request_fields, flow.request_body,
-            protocol.name if protocol else None, protocol.upstream if protocol else None, route.kind.value,
-            route.base_url, route.prefix, flow.upstream_url, flow.started_ns, flow.websocket,
-            flow.upstream_started_ns, flow.status, flow.response_fields, flow.response_started_ns, at_ns, data,
-            flow.ended_ns, flow.error, flow.error_message)
+    return (EXCHANGED, flow_id, *_request(flow), flow.upstream_started_ns, flow.status, flow.response_fields,
+            flow.response_started_ns, at_ns, data, flow.ended_ns, flow.error, flow.error_message)
 
 
 def report(call: CallReport) -> tuple:
@@ -167,9 +150,7 @@ def report(call: CallReport) -> tuple:
 
 def _parts(whole: Exchanged) -> Iterator[Opened | Answered | Chunk | Ended]:
     flow_id = whole.flow_id
-    yield Opened(flow_id, whole.method, whole.raw_path, whole.request_headers, whole.request_body, whole.protocol,
-                 whole.upstream, whole.route_kind, whole.base_url, whole.prefix, whole.upstream_url,
-                 whole.started_ns, whole.websocket)
+    yield Opened._make(whole[:_OPENED_LENGTH])
     if whole.response_started_ns is not None:
         yield Answered(flow_id, whole.upstream_started_ns, whole.status, whole.response_headers,
                        whole.response_started_ns)
