@@ -117,8 +117,8 @@ class Calls:
         route = self._router.resolve("POST", wire.MESSAGES_PATH, headers)
         assert route is not None
         now = time.time_ns()
-        flow = Flow("POST", wire.MESSAGES_PATH, headers, body, route, route.upstream_url(wire.MESSAGES_PATH), now,
-                    request_fields=_fields(fields))
+        flow = Flow("POST", wire.MESSAGES_PATH, _fields(fields), body, route, route.upstream_url(wire.MESSAGES_PATH),
+                    now)
         self._ids += 1
         flow_id = self._ids
         flow.upstream_started_ns, flow.status = now + 20_000, 200

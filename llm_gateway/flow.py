@@ -33,7 +33,9 @@ log = logging.getLogger("llm_gateway.relay")
 class Flow:
     method: str
     raw_path: str  # path and query exactly as the client sent them
-    request_headers: CIMultiDictProxy[str]
+    #: the request's header fields as received, (name, value) bytes in order: what the telemetry process is sent;
+    #: `request_headers` reads them
+    request_fields: Fields
     request_body: bytes
     route: Route
     upstream_url: str
@@ -60,12 +62,23 @@ class Flow:
     message_observers: list[Callable[[int, SocketMessage], None]] | None = None
     #: for a model call read from a WebSocket's messages: that WebSocket's flow (None for an HTTP exchange)
     socket: Flow | None = None
-    #: the request's header fields as received, (name, value) bytes in order: what the telemetry process is sent
-    #: (it reads them into `request_headers` itself)
-    request_fields: Fields = ()
     #: the response's header fields as received, None until the upstream answered; `response_headers` reads them
     response_fields: Fields | None = None
+    _request_headers: CIMultiDictProxy[str] | None = field(default=None, init=False, repr=False)
     _response_headers: CIMultiDictProxy[str] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def request_headers(self) -> CIMultiDictProxy[str]:
+        """The request's headers as text, read from `request_fields` when first asked for (the relay itself reads
+        none but the few it routes by)."""
+        if self._request_headers is None:
+            self._request_headers = text_headers(self.request_fields)
+        return self._request_headers
+
+    @request_headers.setter
+    def request_headers(self, headers: CIMultiDictProxy[str]) -> None:
+        self._request_headers = headers
+        self.request_fields = _fields(headers)
 
     @property
     def response_headers(self) -> CIMultiDictProxy[str] | None:
@@ -78,14 +91,17 @@ class Flow:
     @response_headers.setter
     def response_headers(self, headers: CIMultiDictProxy[str] | None) -> None:
         self._response_headers = headers
-        self.response_fields = None if headers is None else [
-            (name.encode(), value.encode("utf-8", "surrogateescape")) for name, value in headers.items()]
+        self.response_fields = None if headers is None else _fields(headers)
 
     def state(self) -> dict[object, Any]:
         """The addons' per-flow state (key: the addon), made on first use."""
         if self.scratch is None:
             self.scratch = {}
         return self.scratch
+
+
+def _fields(headers: CIMultiDictProxy[str]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode(), value.encode("utf-8", "surrogateescape")) for name, value in headers.items()]
 
 
 def model_call(flow: Flow) -> tuple[Adapter, HttpRequest] | None:

@@ -10,7 +10,9 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Protocol
+from urllib.parse import unquote
 
 import aiohttp
 import orjson
@@ -21,6 +23,7 @@ from yarl import URL
 from llm_gateway import __version__
 from llm_gateway.config import Settings
 from llm_gateway.flow import Addon, Flow, call_hook, finish, notify_chunk, notify_message
+from llm_gateway.front.request_head import RequestHead
 from llm_gateway.protocols.base import Opcode, SocketMessage
 from llm_gateway.proxy.connect import BadConnect
 from llm_gateway.proxy.forward import ForwardProxy
@@ -78,6 +81,48 @@ def error_response(status: int, error_type: str, message: str, **extra: str) -> 
         content_type="application/json",
         headers={"x-llm-gateway-error": error_type},
     )
+
+
+class ClientSide(Protocol):
+    """Where the relay writes an upstream's answer: aiohttp's server (`_AiohttpAnswer`) or the gateway's own
+    (`front.connection.FrontConnection`). Each write raises ConnectionResetError once the client is gone."""
+
+    async def start(self, status: int, reason: str, fields: Fields, whole: bytes | None) -> None:
+        """Send the head, made from the upstream's `fields` as received; `whole`: the whole body, sent with it (the
+        answer then ends there), or None when `write` and `end` follow."""
+
+    async def write(self, chunk: bytes) -> None: ...
+
+    async def end(self) -> None: ...
+
+    def abort(self) -> None:
+        """Cut the connection: the client sees the body end before its end."""
+
+
+class _AiohttpAnswer:
+    """The client's side of an exchange aiohttp's server reads: a `RelayedResponse`."""
+
+    __slots__ = ("request", "response", "write")
+
+    def __init__(self, request: web.BaseRequest) -> None:
+        self.request = request
+        self.response: RelayedResponse | None = None
+
+    async def start(self, status: int, reason: str, fields: Fields, whole: bytes | None) -> None:
+        response = self.response = RelayedResponse(status, reason, fields, head_with_body=whole is not None)
+        await response.prepare(self.request)
+        self.write = response.write
+        if whole is not None:
+            await response.write_eof(whole)
+
+    async def end(self) -> None:
+        assert self.response is not None
+        await self.response.write_eof()
+
+    def abort(self) -> None:
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
 
 
 class Relay:
@@ -151,15 +196,7 @@ class Relay:
         else:  # inside a connection the proxy reads: every path is that host's
             route = self.router.resolve_at(via.upstream, via.origin, request.method, raw_path, request.headers)
         if route is None:
-            return error_response(
-                404,
-                "route_not_found",
-                f"llm-gateway does not know where to send {request.method} {request.path}: no provider "
-                "protocol recognizes this path. Set a catch-all upstream with --upstream default=URL "
-                "(or LLM_GATEWAY_UPSTREAM_DEFAULT=URL), or send all traffic to one upstream with "
-                "LLM_GATEWAY_UPSTREAM=URL.",
-                path=request.path,
-            )
+            return _not_found(request.method, request.path)
         if _unknown_transfer_coding(request.headers):
             refused = error_response(501, "transfer_coding_not_implemented", "llm-gateway takes request bodies "
                                      "framed with Transfer-Encoding: chunked alone (RFC 9112, section 6.1)")
@@ -174,35 +211,42 @@ class Relay:
         body = await _read_body(request, limit)
         if body is None:
             return _too_large(limit)
-        route = self.router.with_body(route, raw_path, request.headers, body)
-        fields = end_to_end(request.raw_headers)
+        answer = _AiohttpAnswer(request)
+        failed = await self._relay(request.method, raw_path, request.headers, request.raw_headers, body, route, answer)
+        if failed is not None:
+            return failed
+        assert answer.response is not None  # started, or an exception was raised
+        return answer.response
+
+    async def serve(self, head: RequestHead, body: bytes, answer: ClientSide) -> web.Response | None:
+        """A request the gateway's own front end read (`front/`), relayed as `handle` relays one; returns the error
+        to answer with when nothing was."""
+        route = self.router.resolve(head.method, head.target, head.headers)
+        if route is None:
+            return _not_found(head.method, unquote(head.target.partition("?")[0]))
+        return await self._relay(head.method, head.target, head.headers, head.fields, body, route, answer)
+
+    async def _relay(self, method: str, raw_path: str, headers: Mapping[str, str], raw_fields: Fields, body: bytes,
+                     route: Route, answer: ClientSide) -> web.Response | None:
+        """`headers`: the request's as text (for the router), `raw_fields` as received."""
+        route = self.router.with_body(route, raw_path, headers, body)
+        fields = end_to_end(raw_fields)
         assert self._upstream is not None, "Relay.start() was not awaited"
         if self._upstream.writes_header_text and not _all_utf8(fields):
             return error_response(400, "header_not_utf8", "llm-gateway relays header values byte for byte; with "
                                   "LLM_GATEWAY_HTTP_SPANS=aiohttp its HTTP client (aiohttp's) writes header text as "
                                   "UTF-8 and cannot send one that is not")
-
-        flow = Flow(
-            method=request.method,
-            raw_path=raw_path,
-            request_headers=request.headers,
-            request_fields=request.raw_headers,
-            request_body=body,
-            route=route,
-            upstream_url=route.upstream_url(raw_path),
-            started_ns=time.time_ns(),
-        )
+        flow = Flow(method, raw_path, raw_fields, body, route, route.upstream_url(raw_path), time.time_ns())
         if self.addons:
             call_hook(self.addons, "request", flow)
         try:
-            response = await self._forward(request, flow, fields)
+            return await self._forward(answer, flow, fields)
         except asyncio.CancelledError:
             self._fail(flow, "client_gone", "the client closed the connection before the response ended")
             raise
         except BaseException as exc:
             self._fail(flow, "gateway_error", repr(exc))
             raise
-        return response
 
     async def _absolute_form(self, request: web.BaseRequest) -> web.StreamResponse:
         """A request for this gateway as a plain HTTP proxy (`POST http://host/path`): relayed like one the proxy
@@ -217,15 +261,16 @@ class Relay:
             return error_response(400, "bad_request_target", f"llm-gateway: {exc}")
         return await self.handle(request.clone(rel_url=URL(path, encoded=True)), via)
 
-    async def _forward(self, request: web.BaseRequest, flow: Flow, fields: Fields) -> web.StreamResponse:
-        """`fields`: the request's end-to-end header fields (`end_to_end`)."""
+    async def _forward(self, answer: ClientSide, flow: Flow, fields: Fields) -> web.Response | None:
+        """`fields`: the request's end-to-end header fields (`end_to_end`). Returns the error to answer with when
+        the upstream gave no answer to relay."""
         self.in_flight += 1
         try:
-            return await self._exchange(request, flow, fields)
+            return await self._exchange(answer, flow, fields)
         finally:
             self.in_flight -= 1
 
-    async def _exchange(self, request: web.BaseRequest, flow: Flow, fields: Fields) -> web.StreamResponse:
+    async def _exchange(self, answer: ClientSide, flow: Flow, fields: Fields) -> web.Response | None:
         assert self._upstream is not None
         flow.upstream_started_ns = time.time_ns()
         try:
@@ -242,13 +287,10 @@ class Relay:
             if self.addons:
                 call_hook(self.addons, "response_headers", flow)
             whole = upstream.whole_body()
-            response = RelayedResponse(upstream.status, upstream.reason, upstream.raw_headers,
-                                       head_with_body=whole is not None)
-            await response.prepare(request)
-            read, record = upstream.read, _chunk_recorder(flow)
+            await answer.start(upstream.status, upstream.reason, upstream.raw_headers, whole)
+            read, record, write = upstream.read, _chunk_recorder(flow), answer.write
             try:
                 if whole is not None:
-                    await response.write_eof(whole)
                     # The flow has ended before its one chunk is observed: an observer can tell it is the last
                     # (`observe_chunks`). Nothing is awaited from here to `finish`.
                     flow.ended_ns = time.time_ns()
@@ -256,28 +298,28 @@ class Relay:
                         record(whole, flow.ended_ns)
                 elif record is None:
                     while chunk := await read():
-                        await response.write(chunk)
+                        await write(chunk)
                 else:
                     while chunk := await read():
-                        await response.write(chunk)
+                        await write(chunk)
                         record(chunk)
             except ConnectionResetError:  # raised by the write: aiohttp's ClientConnectionResetError
                 self._fail(flow, "client_gone", "the client closed the connection before the response ended")
-                return response
+                return None
             except (TimeoutError, UpstreamError) as exc:
                 # Headers are out: the only honest signal left is to cut the connection, so the client sees a
                 # truncated body instead of a clean end.
                 self._fail(flow, "upstream_stream_cut", f"{type(exc).__name__}: {exc}")
-                _abort(request)
-                return response
+                answer.abort()
+                return None
             if whole is None:
-                await response.write_eof()
+                await answer.end()
         finally:
             upstream.release()  # a whole answer leaves its connection to the pool; else the upstream sees the cancel
         if flow.ended_ns is None:
             flow.ended_ns = time.time_ns()
         finish(self.addons, flow)
-        return response
+        return None
 
     def _upstream_failed(self, flow: Flow, status: int, cause: str, exc: BaseException) -> web.Response:
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -308,9 +350,8 @@ class Relay:
         back to the client. Addons see it as a flow whose messages they observe (see `flow.py`)."""
         assert self._session is not None
         raw_path = request.raw_path
-        flow = Flow(method=request.method, raw_path=raw_path, request_headers=request.headers, request_body=b"",
-                    route=route, upstream_url=route.upstream_url(raw_path), started_ns=time.time_ns(),
-                    websocket=True, request_fields=request.raw_headers)
+        flow = Flow(request.method, raw_path, request.raw_headers, b"", route, route.upstream_url(raw_path),
+                    time.time_ns(), websocket=True)
         if self.addons:
             call_hook(self.addons, "request", flow)
         headers = forward_headers(request.raw_headers, _WS_HANDSHAKE | {"sec-websocket-protocol"})
@@ -522,10 +563,15 @@ def _too_large(limit: int) -> web.Response:
     )
 
 
-def _abort(request: web.BaseRequest) -> None:
-    transport = request.transport
-    if transport is not None:
-        transport.abort()
+def _not_found(method: str, path: str) -> web.Response:
+    return error_response(
+        404,
+        "route_not_found",
+        f"llm-gateway does not know where to send {method} {path}: no provider protocol recognizes this path. Set "
+        "a catch-all upstream with --upstream default=URL (or LLM_GATEWAY_UPSTREAM_DEFAULT=URL), or send all "
+        "traffic to one upstream with LLM_GATEWAY_UPSTREAM=URL.",
+        path=path,
+    )
 
 
 def _dumps(obj: object) -> str:

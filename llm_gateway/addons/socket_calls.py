@@ -72,9 +72,9 @@ class SocketCalls:
                 case CallRequest(call=number, request=request):
                     parent = socket.flow
                     call = socket.calls[number] = Flow(
-                        request.method, parent.raw_path, CIMultiDictProxy(CIMultiDict(request.headers)),
-                        request.body, parent.route, parent.upstream_url, at_ns, upstream_started_ns=at_ns,
-                        socket=parent)
+                        request.method, parent.raw_path, (), request.body, parent.route, parent.upstream_url, at_ns,
+                        upstream_started_ns=at_ns, socket=parent)
+                    call.request_headers = CIMultiDictProxy(CIMultiDict(request.headers))
                     call_hook(self._addons, "request", call)
                 case CallResponse(call=number, head=head):
                     call = socket.calls[number]

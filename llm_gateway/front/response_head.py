@@ -38,9 +38,9 @@ def response_head(status: int, reason: str, fields: Fields, *, method: str, http
     length = _content_length(kept) if framed_by_length else None
     bodiless_status = status in (204, 304) or 100 <= status < 200
     empty = bodiless_status or method == "HEAD"
-    if length is None and framed_by_length or bodiless_status and length is not None:
-        # a length the upstream's Connection field named hop-by-hop; one a 204 or 304 must not carry (a HEAD's
-        # tells what a GET would get)
+    if framed_by_length and (length is None or bodiless_status):
+        # a length that is not one, or the upstream's Connection field named hop-by-hop; one a 204 or 304 must not
+        # carry (a HEAD's tells what a GET would get)
         kept = end_to_end(kept, frozenset({"content-length"}))
     chunked = not empty and length is None and http11
     if not empty and length is None and not http11:

@@ -22,7 +22,7 @@ from llm_gateway.flow import Flow
 from llm_gateway.mcp.report import CallReport
 from llm_gateway.protocols.base import Opcode, SocketMessage
 from llm_gateway.routing import Kind, Route, protocol_named
-from llm_gateway.upstream.http1 import Fields, text_headers
+from llm_gateway.upstream.http1 import Fields
 
 
 class Opened(NamedTuple):
@@ -209,7 +209,6 @@ class FlowReplicas:
         protocol = protocol_named(message.protocol, message.upstream) if message.protocol else None
         route = Route(protocol, Kind(message.route_kind), message.base_url, message.prefix)
         flow = self._open[message.flow_id] = Flow(
-            message.method, message.raw_path, text_headers(message.request_headers), message.request_body, route,
-            message.upstream_url, message.started_ns, websocket=message.websocket,
-            request_fields=message.request_headers)
+            message.method, message.raw_path, message.request_headers, message.request_body, route,
+            message.upstream_url, message.started_ns, websocket=message.websocket)
         return flow

@@ -13,7 +13,7 @@ def _flow() -> Flow:
     headers = CIMultiDictProxy(CIMultiDict())
     route = Router(Settings(), {}).resolve("POST", "/v1/messages", headers)
     assert route is not None
-    return Flow("POST", "/v1/messages", headers, b"{}", route, "http://up.test/v1/messages", started_ns=1)
+    return Flow("POST", "/v1/messages", (), b"{}", route, "http://up.test/v1/messages", started_ns=1)
 
 
 def test_fields_are_read_as_text_when_asked_repeats_and_bytes_kept() -> None:

@@ -29,8 +29,10 @@ def _flow() -> Flow:
     headers = CIMultiDictProxy(CIMultiDict(request.headers))
     route = Router(Settings(), {}).resolve(request.method, request.path, headers)
     assert route is not None
-    return Flow(request.method, request.path, headers, request.body, route, "http://127.0.0.1:9" + request.path,
+    flow = Flow(request.method, request.path, (), request.body, route, "http://127.0.0.1:9" + request.path,
                 started_ns=time.time_ns())
+    flow.request_headers = headers
+    return flow
 
 
 def test_the_span_is_made_when_the_call_ends_with_the_times_of_its_request_and_its_end():

@@ -48,8 +48,8 @@ def _flow(websocket: bool = False) -> Flow:
     headers = CIMultiDictProxy(CIMultiDict(request.headers))
     route = Router(Settings(), {}).resolve(request.method, request.path, headers)
     assert route is not None
-    return Flow(request.method, request.path, headers, request.body, route, "http://127.0.0.1:9" + request.path,
-                started_ns=time.time_ns(), websocket=websocket, request_fields=_fields(request.headers))
+    return Flow(request.method, request.path, _fields(request.headers), request.body, route,
+                "http://127.0.0.1:9" + request.path, started_ns=time.time_ns(), websocket=websocket)
 
 
 def _fields(headers) -> list[tuple[bytes, bytes]]:

@@ -35,8 +35,8 @@ def _relayed_flow(error: str | None = None) -> Flow:
     headers = CIMultiDictProxy(CIMultiDict(request.headers))
     route = Router(Settings(), {}).resolve(request.method, request.path, headers)
     assert route is not None
-    flow = Flow(request.method, request.path, headers, request.body, route, "https://api.test" + request.path,
-                started_ns=1_000, request_fields=_fields(request.headers))
+    flow = Flow(request.method, request.path, _fields(request.headers), request.body, route,
+                "https://api.test" + request.path, started_ns=1_000)
     flow.upstream_started_ns, flow.status, flow.response_started_ns = 1_100, response.status, 1_500
     flow.response_headers = CIMultiDictProxy(CIMultiDict(response.headers))
     flow.response_fields = _fields(response.headers)
