@@ -22,6 +22,7 @@ from yarl import URL
 
 from llm_gateway import __version__
 from llm_gateway.config import Settings
+from llm_gateway.errors import error_response
 from llm_gateway.flow import Addon, Flow, call_hook, finish, notify_chunk, notify_message
 from llm_gateway.front.request_head import RequestHead
 from llm_gateway.protocols.base import Opcode, SocketMessage
@@ -70,17 +71,6 @@ def _all_utf8(fields: Fields) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-def error_response(status: int, error_type: str, message: str, **extra: str) -> web.Response:
-    """A JSON error both the Anthropic and the OpenAI SDKs surface (each reads `error.message`)."""
-    body = {"type": "error", "error": {"type": error_type, "message": message, **extra}}
-    return web.Response(
-        status=status,
-        body=orjson.dumps(body),
-        content_type="application/json",
-        headers={"x-llm-gateway-error": error_type},
-    )
 
 
 class ClientSide(Protocol):

@@ -20,6 +20,7 @@ from aiohttp import web
 from llm_gateway.addons import default_addons
 from llm_gateway.config import ENV_HOST, ENV_PORT, ConfigError, Settings
 from llm_gateway.flow import call_hook
+from llm_gateway.front import front_enabled
 from llm_gateway.gc_schedule import collect_when_due, take_over_full_collections
 from llm_gateway.mcp.endpoint import GatewayEndpoints
 from llm_gateway.offload import FlowShipper, TelemetryProcess
@@ -133,7 +134,8 @@ class Gateway:
             await relay.start()
             undo.push_async_callback(relay.close)
             # also an HTTP forward proxy on the same port (CONNECT, absolute-form requests): `proxy/`
-            server = ProxyServer(relay.handle, proxy=proxy, handler_cancellation=True, access_log=None)
+            server = ProxyServer(relay.handle, proxy=proxy, serve=relay.serve if front_enabled(env) else None,
+                                 max_body_bytes=settings.max_body_bytes, handler_cancellation=True, access_log=None)
             runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
             await runner.setup()
             undo.push_async_callback(runner.cleanup)

@@ -26,6 +26,8 @@ import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from llm_gateway.config import DEFAULT_MAX_BODY
+from llm_gateway.front.connection import Front, Serve
 from llm_gateway.proxy.ca_files import CAError
 from llm_gateway.proxy.connect import BadConnect, Target, read_connect, starts_connect
 from llm_gateway.proxy.forward import ForwardProxy
@@ -44,12 +46,15 @@ _FIRST_BYTES_TIMEOUT_S = 3630.0
 
 
 class ProxyServer(web.Server):
-    """`web.Server(handler, ...)` plus the forward proxy. `handler(request, via=None)`."""
+    """`web.Server(handler, ...)` plus the forward proxy. `handler(request, via=None)`; `serve`: the front end's
+    (`front/`) for the plain requests of a connection that is not a CONNECT, None to leave all to aiohttp."""
 
-    def __init__(self, handler: ViaHandler, *, proxy: ForwardProxy, **kwargs: Any) -> None:
+    def __init__(self, handler: ViaHandler, *, proxy: ForwardProxy, serve: Serve | None = None,
+                 max_body_bytes: int = DEFAULT_MAX_BODY, **kwargs: Any) -> None:
         kwargs.setdefault("logger", RefusedRequests(logging.getLogger("aiohttp.server")))
         super().__init__(handler, **kwargs)
         self.proxy = proxy
+        self.front = Front(serve, max_body_bytes, self._aiohttp_protocol) if serve is not None else None
         self._origins: dict[tuple[str, int], web.Server] = {}  # one aiohttp server per intercepted host
         self._pending: set[asyncio.Task] = set()  # CONNECTs being answered (upstream connect, TLS handshake)
         self._tunnels: set[TunnelSide] = set()
@@ -60,8 +65,14 @@ class ProxyServer(web.Server):
     def _aiohttp_protocol(self) -> asyncio.Protocol:
         return super().__call__()
 
+    def _http_protocol(self) -> asyncio.Protocol:
+        """For a connection that is not a CONNECT."""
+        return self.front() if self.front is not None else self._aiohttp_protocol()
+
     def pre_shutdown(self) -> None:
         super().pre_shutdown()
+        if self.front is not None:
+            self.front.pre_shutdown()
         for server in self._origins.values():
             server.pre_shutdown()
 
@@ -72,7 +83,8 @@ class ProxyServer(web.Server):
             task.cancel()
         for side in list(self._tunnels):
             side.close()
-        await asyncio.gather(super().shutdown(timeout), *(s.shutdown(timeout) for s in self._origins.values()))
+        front = (self.front.shutdown(timeout),) if self.front is not None else ()
+        await asyncio.gather(super().shutdown(timeout), *front, *(s.shutdown(timeout) for s in self._origins.values()))
 
     # ------------------------------------------------------------------------------------------ CONNECT
 
@@ -224,7 +236,7 @@ class _FirstBytes(asyncio.Protocol):
     def _hand_over(self, transport: asyncio.Transport, buffer: bytes) -> None:
         self._stop_timer()
         self._transport = None
-        protocol = self._server._aiohttp_protocol()
+        protocol = self._server._http_protocol()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         protocol.data_received(buffer)
