@@ -6,6 +6,7 @@ cheaper, then measure the time with the full bench.
 
     python -m bench.instructions                       # gateway-off and gateway-on, 1,000 requests each
     python -m bench.instructions --paths gateway-on --requests 2000 --stream-chunks 20
+    python -m bench.instructions --front aiohttp        # aiohttp's server reading every request
 
 Needs valgrind (`apt install valgrind`). Each path: the fake upstream and the OTLP sink run natively; the gateway
 starts under callgrind, takes 200 requests to warm up, has its counters zeroed, then serves the measured requests
@@ -63,8 +64,10 @@ def _instructions(dump: Path) -> int:
     raise ValueError(f"no totals in {dump}")
 
 
-def measure(path: str, requests: int, concurrency: int, stream_chunks: int, workdir: Path) -> float:
-    """Instructions per request of the gateway's main process on `path`; `workdir` takes the logs and the dumps."""
+def measure(path: str, requests: int, concurrency: int, stream_chunks: int, workdir: Path,
+            front: str = "own") -> float:
+    """Instructions per request of the gateway's main process on `path`; `workdir` takes the logs and the dumps;
+    `front`: LLM_GATEWAY_FRONT (`aiohttp` has aiohttp's server read every request)."""
     workdir.mkdir(parents=True, exist_ok=True)
     servers: list[Managed] = []
     try:
@@ -74,6 +77,7 @@ def measure(path: str, requests: int, concurrency: int, stream_chunks: int, work
                                          cwd=str(REPO_ROOT)))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLM_GATEWAY_"))}
         env["LLM_GATEWAY_STATE_DIR"] = str(workdir / f"{path}-state")
+        env["LLM_GATEWAY_FRONT"] = front
         if path == "gateway-on":
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://{LOOPBACK}:{sink}"
         out = workdir / f"{path}.callgrind"
@@ -109,12 +113,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--stream-chunks", type=int, default=0, help="0: a ~1 KB JSON answer; N: an SSE stream of N "
                         "events sent at once")
+    parser.add_argument("--front", default="own", choices=("own", "aiohttp"), help="the server that reads the "
+                        "requests (LLM_GATEWAY_FRONT)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         sys.exit("python -m bench.instructions needs valgrind (apt install valgrind)")
     with tempfile.TemporaryDirectory(prefix="llm-gateway-instructions-") as tmp:
         for path in args.paths.split(","):
-            per_request = measure(path, args.requests, args.concurrency, args.stream_chunks, Path(tmp))
+            per_request = measure(path, args.requests, args.concurrency, args.stream_chunks, Path(tmp), args.front)
             answer = f"a stream of {args.stream_chunks} events" if args.stream_chunks else "a JSON answer"
             print(f"{path:<12} {per_request:>10,.0f} instructions a request ({args.requests} requests, "
                   f"{args.concurrency} connections, {answer})", flush=True)

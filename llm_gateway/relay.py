@@ -202,7 +202,8 @@ class Relay:
         if body is None:
             return _too_large(limit)
         answer = _AiohttpAnswer(request)
-        failed = await self._relay(request.method, raw_path, request.headers, request.raw_headers, body, route, answer)
+        failed = await self._relay(request.method, raw_path, request.headers, request.raw_headers,
+                                   end_to_end(request.raw_headers), body, route, answer)
         if failed is not None:
             return failed
         assert answer.response is not None  # started, or an exception was raised
@@ -214,13 +215,14 @@ class Relay:
         route = self.router.resolve(head.method, head.target, head.headers)
         if route is None:
             return _not_found(head.method, unquote(head.target.partition("?")[0]))
-        return await self._relay(head.method, head.target, head.headers, head.fields, body, route, answer)
+        return await self._relay(head.method, head.target, head.headers, head.fields, head.forwarded, body, route,
+                                 answer)
 
-    async def _relay(self, method: str, raw_path: str, headers: Mapping[str, str], raw_fields: Fields, body: bytes,
-                     route: Route, answer: ClientSide) -> web.Response | None:
-        """`headers`: the request's as text (for the router), `raw_fields` as received."""
+    async def _relay(self, method: str, raw_path: str, headers: Mapping[str, str], raw_fields: Fields,
+                     fields: Fields, body: bytes, route: Route, answer: ClientSide) -> web.Response | None:
+        """`headers`: the request's as text (for the router), `raw_fields` as received, `fields` the end-to-end
+        ones (`end_to_end`)."""
         route = self.router.with_body(route, raw_path, headers, body)
-        fields = end_to_end(raw_fields)
         assert self._upstream is not None, "Relay.start() was not awaited"
         if self._upstream.writes_header_text and not _all_utf8(fields):
             return error_response(400, "header_not_utf8", "llm-gateway relays header values byte for byte; with "

@@ -98,7 +98,7 @@ class FrontConnection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._buffer: bytes | bytearray = b""  # from the first byte of the next request on
-        self._reader: HeadReader | None = None  # reading a head that has not come whole yet
+        self._reader = HeadReader()
         self._head: RequestHead | None = None  # a head read whose body has not come whole yet
         self.task: asyncio.Task[None] | None = None  # the request being answered
         self._reading = True
@@ -166,16 +166,13 @@ class FrontConnection(asyncio.Protocol):
         buffer = self._buffer
         head = self._head
         if head is None:
-            reader = self._reader or HeadReader()
             try:
-                head = reader.read(buffer)
+                head = self._reader.read(buffer)
             except NotServed:
                 self._hand_over()
                 return
             if head is None:
-                self._reader = reader
                 return
-            self._reader = None
             if head.length > self._front.max_body_bytes:
                 self._hand_over()
                 return
@@ -234,7 +231,7 @@ class FrontConnection(asyncio.Protocol):
         protocol = self._front.fallback()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
-        buffer, self._buffer, self._reader, self._head = self._buffer, b"", None, None
+        buffer, self._buffer, self._head = self._buffer, b"", None
         protocol.data_received(bytes(buffer))
 
     def _look_for_idle(self) -> None:

@@ -3,10 +3,13 @@ plain request the front end serves raises `NotServed`, so that aiohttp reads the
 
 Served: an origin-form target outside `/_gateway/`, HTTP/1.0 or 1.1 (with one Host field), no body or one framed by
 Content-Length, none of Transfer-Encoding, Expect and Upgrade, no field twice that aiohttp takes once
-(`SINGLETON_HEADERS`), a head of at most MAX_HEAD_BYTES ending in CRLF CRLF. That is what agents'
-SDKs send for a model call. Everything else (chunked bodies, `100-continue`, WebSocket upgrades, CONNECT and
-absolute-form proxy requests, the gateway's endpoints, malformed or odd bytes) goes to aiohttp, whose limits and
-answers (400, 413, 431, 501) then apply as before.
+(`SINGLETON_HEADERS`) and no second Connection field, a head of at most MAX_HEAD_BYTES ending in CRLF CRLF and
+starting with the request line. That is what agents' SDKs send for a model call. Everything else (chunked bodies,
+`100-continue`, WebSocket upgrades, CONNECT and absolute-form proxy requests, the gateway's endpoints, malformed or
+odd bytes) goes to aiohttp, whose limits and answers (400, 413, 431, 501) then apply as before.
+
+llhttp is given no callbacks: each would be a Python call per header field, which cost more than the rest of the
+reading. Once it has taken a head, the head is read here by splitting its lines, which llhttp has checked.
 """
 
 from __future__ import annotations
@@ -16,13 +19,17 @@ from typing import NamedTuple
 import httptools
 from aiohttp.http_parser import SINGLETON_HEADERS
 
-from llm_gateway.upstream.http1 import HEADER_NAMES, header_name
+from llm_gateway.upstream.http1 import HEADER_NAMES, HOP_BY_HOP, end_to_end, header_name
 
 #: a head longer than this goes to aiohttp, whose limit for one line is 8,190 bytes (agents' heads: 1-4 KiB)
 MAX_HEAD_BYTES = 8 * 1024
 _GATEWAY_PATHS = b"/_gateway/"
 # Each asks for more than the front end does: a coding other than Content-Length, an interim answer, a new protocol.
 _NOT_SERVED_FIELDS = frozenset({"transfer-encoding", "expect", "upgrade"})
+# aiohttp refuses a second one of these (400); a second Connection field would be one more list to read
+_ONCE = SINGLETON_HEADERS | {"connection"}
+# Connection values that name no field to drop (Keep-Alive is dropped anyway)
+_PLAIN_CONNECTION = frozenset({b"close", b"keep-alive"})
 
 
 class NotServed(Exception):
@@ -35,77 +42,83 @@ class RequestHead(NamedTuple):
     http11: bool  # HTTP/1.1; else HTTP/1.0
     keep_alive: bool  # the connection may carry another request after this one's answer
     fields: list[tuple[bytes, bytes]]  # as received, in order
+    forwarded: list[tuple[bytes, bytes]]  # the end-to-end ones (`http1.end_to_end`)
     headers: dict[str, str]  # lowercase name -> the first value as text (what the router reads)
     length: int  # Content-Length, 0 without one
     size: int  # bytes of the head, CRLF CRLF included
 
 
 class HeadReader:
-    """Reads one request's head from the bytes of the connection as they come; also the parser's callbacks."""
+    """Reads the heads of a connection's requests, one at a time, from its bytes as they come."""
 
-    __slots__ = ("_fed", "_fields", "_headers", "_keep_alive", "_length", "_method", "_parser", "_refused", "_url",
-                 "_version")
+    __slots__ = ("_fed", "_parser")
+    # httptools looks these up on the object it is given: present and None, none is called
+    on_message_begin = on_url = on_header = on_headers_complete = on_body = on_message_complete = None
+    on_chunk_header = on_chunk_complete = None
 
     def __init__(self) -> None:
-        self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
-        self._fed = 0  # bytes of the buffer the parser has seen
-        self._url = b""
-        self._fields: list[tuple[bytes, bytes]] = []
-        self._headers: dict[str, str] = {}
-        self._length = b""
-        self._refused = False
-        self._version = ""  # set once the head is complete, with the method and keep-alive
-        self._method = b""
-        self._keep_alive = False
+        self._parser: httptools.HttpRequestParser | None = None
+        self._fed = 0  # bytes of the request's the parser has seen
 
     def read(self, buffer: bytes | bytearray) -> RequestHead | None:
-        """The head, once `buffer` (the bytes from the request's first, more of them on each call) holds all of it;
-        None until then. Raises NotServed."""
+        """The head of the request whose first byte starts `buffer`, once `buffer` holds all of it (call again with
+        more bytes until then: they are checked as they come); None until then. Raises NotServed."""
         parser, fed = self._parser, self._fed
-        assert parser is not None, "read again after the head was read"
+        if parser is None:
+            parser = self._parser = httptools.HttpRequestParser(self)
         end = buffer.find(b"\r\n\r\n", fed - 3 if fed > 3 else 0)
         stop = end + 4 if end >= 0 else len(buffer)
-        if stop > MAX_HEAD_BYTES:
+        if stop > MAX_HEAD_BYTES or buffer[:1] in (b"\r", b"\n"):  # a long head, an empty line first
+            self._parser, self._fed = None, 0
             raise NotServed
         try:
             parser.feed_data(buffer[fed:stop] if fed or stop < len(buffer) else buffer)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # the latter: CONNECT, Upgrade
-            self._parser = None
+            self._parser, self._fed = None, 0
             raise NotServed from None
-        self._fed = stop
-        version = self._version
         if end < 0:
-            if version:  # llhttp took a head that does not end in CRLF CRLF: odd bytes, aiohttp's
-                raise NotServed
+            self._fed = stop
             return None
-        self._parser = None  # it holds this reader (its callbacks): no cycle left for the collector
-        url = self._url
-        if (version not in ("1.1", "1.0") or self._refused or url[:1] != b"/" or url.startswith(_GATEWAY_PATHS)
-                or not url.isascii() or (version == "1.1" and "host" not in self._headers)):
-            raise NotServed
-        return RequestHead(self._method.decode("ascii"), url.decode("ascii"), version == "1.1", self._keep_alive,
-                           self._fields, self._headers, int(self._length) if self._length else 0, stop)
+        self._parser, self._fed = None, 0  # the next request's head is read by a new parser
+        return parse_head(bytes(buffer[:stop]))
 
-    # --- the parser's callbacks (httptools) ---
 
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._fields.append((name, value))
-        lowered = (HEADER_NAMES.get(name) or header_name(name))[1]
-        if lowered == "content-length":
-            self._length = value  # llhttp refuses a second one and any but digits
-        elif lowered in _NOT_SERVED_FIELDS:
-            self._refused = True
-        if lowered not in self._headers:
-            self._headers[lowered] = value.decode("utf-8", "surrogateescape")
-        elif lowered in SINGLETON_HEADERS:  # a second Host, Content-Type, User-Agent...: aiohttp answers 400
-            self._refused = True
-
-    def on_headers_complete(self) -> None:
-        # Read now: once a request without a body is complete, llhttp has forgotten its Connection field.
-        parser = self._parser
-        assert parser is not None
-        self._version, self._method, self._keep_alive = (
-            parser.get_http_version(), parser.get_method(), parser.should_keep_alive())
+def parse_head(head: bytes) -> RequestHead:
+    """A head llhttp took, CRLF CRLF included; raises NotServed for one the front end does not serve."""
+    lines = head.split(b"\r\n")
+    request_line = lines[0].split(b" ")
+    if len(request_line) != 3:
+        raise NotServed
+    method, target, version = request_line
+    if (version not in (b"HTTP/1.1", b"HTTP/1.0") or target[:1] != b"/" or target.startswith(_GATEWAY_PATHS)
+            or not target.isascii()):
+        raise NotServed
+    fields = [(name, value.strip(b" \t")) for name, _, value in (line.partition(b":") for line in lines[1:-2])]
+    forwarded: list[tuple[bytes, bytes]] = []
+    headers: dict[str, str] = {}
+    connection = b""
+    for field in fields:
+        name, value = field
+        key = (HEADER_NAMES.get(name) or header_name(name))[1]
+        if key in headers:
+            if key in _ONCE:
+                raise NotServed
+        else:
+            headers[key] = value.decode("utf-8", "surrogateescape")
+        if key in HOP_BY_HOP:
+            if key in _NOT_SERVED_FIELDS:
+                raise NotServed
+            if key == "connection":
+                connection = value.lower()
+        else:
+            forwarded.append(field)
+    http11 = version == b"HTTP/1.1"
+    if http11 and "host" not in headers:
+        raise NotServed
+    tokens = {token.strip() for token in connection.split(b",")} if connection else set()
+    if tokens - _PLAIN_CONNECTION:  # the Connection field names fields that stop here too
+        forwarded = end_to_end(fields)
+    keep_alive = b"close" not in tokens if http11 else b"keep-alive" in tokens
+    length = headers.get("content-length")
+    return RequestHead(method.decode("ascii"), target.decode("ascii"), http11, keep_alive, fields, forwarded,
+                       headers, int(length) if length else 0, len(head))

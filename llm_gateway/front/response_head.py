@@ -8,7 +8,7 @@ no default `Content-Type`: the client sees the upstream's. Both servers write it
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from aiohttp.helpers import rfc822_formatted_time
 
@@ -16,6 +16,8 @@ from llm_gateway.upstream.http1 import HEADER_NAMES, HOP_BY_HOP, Fields, end_to_
 
 # Content-Length is the upstream's to keep (the body goes on as it came); the others this hop frames anew.
 _DROPPED = HOP_BY_HOP - {"content-length"}
+# Connection values that name no field to drop (Keep-Alive is dropped anyway)
+_PLAIN_CONNECTION = frozenset({b"close", b"keep-alive", b""})
 
 
 class ResponseHead(NamedTuple):
@@ -29,42 +31,58 @@ class ResponseHead(NamedTuple):
 def response_head(status: int, reason: str, fields: Fields, *, method: str, http11: bool,
                   keep_alive: bool) -> ResponseHead:
     """`fields`: the upstream's, as received (hop-by-hop ones are dropped here); `method`, `http11` and
-    `keep_alive`: the client's request's."""
-    names = {(HEADER_NAMES.get(name) or header_name(name))[1] for name, _ in fields}
-    # Transfer-Encoding wins over Content-Length (RFC 9112 section 6.3; both parsers the relay reads upstreams with
-    # refuse an answer that has both, and a malformed length)
-    framed_by_length = "content-length" in names and "transfer-encoding" not in names
-    kept = end_to_end(fields, _DROPPED if framed_by_length else HOP_BY_HOP)
-    length = _content_length(kept) if framed_by_length else None
+    `keep_alive`: the client's request's. One pass over the fields (this runs for every answer); one whose
+    Connection field names other fields is read by `end_to_end`."""
+    block = [b"HTTP/1.%d %d %s\r\n" % (http11, status, reason.encode())]
+    length_at = -1  # where the Content-Length field is in `block`
+    length: int | None = None
+    dated = transfer_coded = False
+    for name, value in fields:
+        key = (HEADER_NAMES.get(name) or header_name(name))[1]
+        if key not in HOP_BY_HOP:
+            dated = dated or key == "date"
+            block += (name, b": ", value, b"\r\n")
+        elif key == "content-length":
+            length_at, length = len(block), _length(value)
+            block += (name, b": ", value, b"\r\n")
+        elif key == "transfer-encoding":
+            transfer_coded = True
+        elif key == "connection" and value.strip().lower() not in _PLAIN_CONNECTION:
+            return _listing_connection(status, reason, fields, method=method, http11=http11, keep_alive=keep_alive)
     bodiless_status = status in (204, 304) or 100 <= status < 200
     empty = bodiless_status or method == "HEAD"
-    if framed_by_length and (length is None or bodiless_status):
-        # a length that is not one, or the upstream's Connection field named hop-by-hop; one a 204 or 304 must not
-        # carry (a HEAD's tells what a GET would get)
-        kept = end_to_end(kept, frozenset({"content-length"}))
+    # Transfer-Encoding wins over Content-Length (RFC 9112 section 6.3; both parsers the relay reads upstreams with
+    # refuse an answer that has both, and a malformed length). A 204 or 304 must not carry one (a HEAD's tells what
+    # a GET would get).
+    if transfer_coded or bodiless_status:
+        length = None
+    if length_at >= 0 and length is None:
+        del block[length_at : length_at + 4]
     chunked = not empty and length is None and http11
     if not empty and length is None and not http11:
         keep_alive = False  # an HTTP/1.0 client: the body ends with the connection
-    parts = [b"HTTP/1.%d %d %s\r\n" % (http11, status, reason.encode())]
-    for name, value in kept:
-        parts += (name, b": ", value, b"\r\n")
     if chunked:
-        parts.append(b"Transfer-Encoding: chunked\r\n")
-    if "date" not in names:
-        parts.append(b"Date: %s\r\n" % rfc822_formatted_time().encode())
+        block.append(b"Transfer-Encoding: chunked\r\n")
+    if not dated:
+        block.append(b"Date: %s\r\n" % rfc822_formatted_time().encode())
     if not keep_alive and http11:
-        parts.append(b"Connection: close\r\n")
+        block.append(b"Connection: close\r\n")
     elif keep_alive and not http11:
-        parts.append(b"Connection: keep-alive\r\n")
-    parts.append(b"\r\n")
-    return ResponseHead(b"".join(parts), None if empty else length, chunked, empty, keep_alive)
+        block.append(b"Connection: keep-alive\r\n")
+    block.append(b"\r\n")
+    return ResponseHead(b"".join(block), None if empty else length, chunked, empty, keep_alive)
 
 
-def _content_length(fields: list[tuple[bytes, bytes]]) -> int | None:
-    """The Content-Length the fields kept carry (the upstream's Connection field may have named it hop-by-hop)."""
-    value = next((value for name, value in fields if (HEADER_NAMES.get(name) or header_name(name))[1] ==
-                  "content-length"), None)
+def _listing_connection(status: int, reason: str, fields: Fields, **request: Any) -> ResponseHead:
+    """The head of an answer whose Connection field names fields that stop at this hop too."""
+    kept = end_to_end(fields, _DROPPED)
+    if any(name.lower() == b"transfer-encoding" for name, _ in fields):
+        kept = [(name, value) for name, value in kept if name.lower() != b"content-length"]
+    return response_head(status, reason, kept, **request)
+
+
+def _length(value: bytes) -> int | None:
     try:
-        return int(value) if value is not None else None
+        return int(value)
     except ValueError:  # the upstream's parser takes none but digits; aiohttp's client's alike
         return None
