@@ -233,7 +233,7 @@ class Relay:
             call_hook(self.addons, "request", flow)
         try:
             return await self._forward(answer, flow, fields)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ConnectionResetError):  # the latter: gone before the head was written
             self._fail(flow, "client_gone", "the client closed the connection before the response ended")
             raise
         except BaseException as exc:

@@ -198,15 +198,18 @@ class FrontConnection(asyncio.Protocol):
             pass  # the client went away while its answer was written: connection_lost follows
         except Exception:
             log.exception("llm-gateway: failed answering a %s request", head.method)
-            self._keep_alive = False
-            if self._started:
-                self.abort()
-            else:
-                failed = error_response(500, "gateway_error", "llm-gateway failed answering this request; its log "
-                                        "says why")
-                self._send_whole(failed.status, failed.reason, _fields(failed), cast(bytes, failed.body))
+            self._failed()
         self.task = None
         self._answered()
+
+    def _failed(self) -> None:
+        """A 500 when nothing was answered yet, else a cut connection: the client sees the body end early."""
+        self._keep_alive = False
+        if self._started or self._transport is None or self._transport.is_closing():
+            self.abort()
+            return
+        failed = error_response(500, "gateway_error", "llm-gateway failed answering this request; its log says why")
+        self._send_whole(failed.status, failed.reason, _fields(failed), cast(bytes, failed.body))
 
     def _answered(self) -> None:
         transport = self._transport
