@@ -32,10 +32,10 @@ from llm_gateway.proxy.intercept import ProxiedHost
 from llm_gateway.redact import url_without_credentials
 from llm_gateway.relayed_response import RelayedResponse
 from llm_gateway.routing import Route, Router
-from llm_gateway.upstream.connection import UpstreamError
+from llm_gateway.upstream.connection import UpstreamError, UpstreamResponse, copy_body
 from llm_gateway.upstream.http1 import HOP_BY_HOP, Fields, end_to_end, header_text
 from llm_gateway.upstream.pool import UpstreamPool
-from llm_gateway.upstream.via_aiohttp import AiohttpUpstream
+from llm_gateway.upstream.via_aiohttp import AiohttpResponse, AiohttpUpstream
 
 log = logging.getLogger("llm_gateway.relay")
 
@@ -81,7 +81,9 @@ class ClientSide(Protocol):
         """Send the head, made from the upstream's `fields` as received; `whole`: the whole body, sent with it (the
         answer then ends there), or None when `write` and `end` follow."""
 
-    async def write(self, chunk: bytes) -> None: ...
+    async def relay_body(self, upstream: UpstreamResponse | AiohttpResponse,
+                         record: Callable[[bytes], None] | None) -> None:
+        """The upstream's body, to its end, each chunk handed to `record` after it was written."""
 
     async def end(self) -> None: ...
 
@@ -92,7 +94,7 @@ class ClientSide(Protocol):
 class _AiohttpAnswer:
     """The client's side of an exchange aiohttp's server reads: a `RelayedResponse`."""
 
-    __slots__ = ("request", "response", "write")
+    __slots__ = ("request", "response")
 
     def __init__(self, request: web.BaseRequest) -> None:
         self.request = request
@@ -101,9 +103,13 @@ class _AiohttpAnswer:
     async def start(self, status: int, reason: str, fields: Fields, whole: bytes | None) -> None:
         response = self.response = RelayedResponse(status, reason, fields, head_with_body=whole is not None)
         await response.prepare(self.request)
-        self.write = response.write
         if whole is not None:
             await response.write_eof(whole)
+
+    async def relay_body(self, upstream: UpstreamResponse | AiohttpResponse,
+                         record: Callable[[bytes], None] | None) -> None:
+        assert self.response is not None
+        await copy_body(upstream.read, self.response.write, record)
 
     async def end(self) -> None:
         assert self.response is not None
@@ -280,7 +286,7 @@ class Relay:
                 call_hook(self.addons, "response_headers", flow)
             whole = upstream.whole_body()
             await answer.start(upstream.status, upstream.reason, upstream.raw_headers, whole)
-            read, record, write = upstream.read, _chunk_recorder(flow), answer.write
+            record = _chunk_recorder(flow)
             try:
                 if whole is not None:
                     # The flow has ended before its one chunk is observed: an observer can tell it is the last
@@ -288,13 +294,8 @@ class Relay:
                     flow.ended_ns = time.time_ns()
                     if whole and record is not None:
                         record(whole, flow.ended_ns)
-                elif record is None:
-                    while chunk := await read():
-                        await write(chunk)
                 else:
-                    while chunk := await read():
-                        await write(chunk)
-                        record(chunk)
+                    await answer.relay_body(upstream, record)
             except ConnectionResetError:  # raised by the write: aiohttp's ClientConnectionResetError
                 self._fail(flow, "client_gone", "the client closed the connection before the response ended")
                 return None

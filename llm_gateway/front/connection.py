@@ -22,7 +22,9 @@ from aiohttp import web
 from llm_gateway.errors import error_response
 from llm_gateway.front.request_head import HeadReader, NotServed, RequestHead
 from llm_gateway.front.response_head import ResponseHead, response_head
+from llm_gateway.upstream.connection import UpstreamResponse, copy_body
 from llm_gateway.upstream.http1 import Fields
+from llm_gateway.upstream.via_aiohttp import AiohttpResponse
 
 log = logging.getLogger("llm_gateway.front")
 
@@ -89,8 +91,9 @@ class FrontConnection(asyncio.Protocol):
         "_started",
         "_timer",
         "_transport",
-        "_write_paused",
+        "_writable",
         "task",
+        "write_paused",
     )
 
     def __init__(self, front: Front) -> None:
@@ -102,7 +105,8 @@ class FrontConnection(asyncio.Protocol):
         self._head: RequestHead | None = None  # a head read whose body has not come whole yet
         self.task: asyncio.Task[None] | None = None  # the request being answered
         self._reading = True
-        self._write_paused = False
+        self.write_paused = False  # the transport's buffer is over its high-water mark
+        self._writable: Callable[[], None] | None = None  # called once it is not (`when_writable`)
         self._drained: asyncio.Future[None] | None = None
         self._received = 0  # bytes read, and as many at the idle timer's last look
         self._seen = 0
@@ -147,10 +151,13 @@ class FrontConnection(asyncio.Protocol):
             self.task.cancel()  # the relay ends the flow as `client_gone`
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self.write_paused = True
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        self.write_paused = False
+        writable, self._writable = self._writable, None
+        if writable is not None:
+            writable()
         waiter = self._drained
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -259,7 +266,7 @@ class FrontConnection(asyncio.Protocol):
             self._transport.write(head.block)  # type: ignore[union-attr]  # set by _head_for
         else:
             self._send_whole(status, reason, fields, whole)
-        if self._write_paused:
+        if self.write_paused:
             await self._drain()
 
     def _send_whole(self, status: int, reason: str, fields: Fields, body: bytes) -> None:
@@ -284,15 +291,28 @@ class FrontConnection(asyncio.Protocol):
         self._keep_alive, self._started = head.keep_alive, True
         return head
 
-    async def write(self, chunk: bytes) -> None:
+    async def relay_body(self, upstream: UpstreamResponse | AiohttpResponse,
+                         record: Callable[[bytes], None] | None) -> None:
+        if isinstance(upstream, UpstreamResponse):
+            await upstream.pipe(self, record)
+        else:  # aiohttp's client (LLM_GATEWAY_HTTP_SPANS=aiohttp)
+            await copy_body(upstream.read, self._write, record)
+
+    def send(self, chunk: bytes) -> None:
+        """A body chunk, written now (`upstream.connection.Sink`)."""
         transport = self._transport
         assert transport is not None
         if transport.is_closing():
             raise ConnectionResetError("the client closed the connection")
-        if self._empty:
-            return
-        transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if self._chunked else chunk)
-        if self._write_paused:
+        if not self._empty:
+            transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if self._chunked else chunk)
+
+    def when_writable(self, callback: Callable[[], None]) -> None:
+        self._writable = callback
+
+    async def _write(self, chunk: bytes) -> None:
+        self.send(chunk)
+        if self.write_paused:
             await self._drain()
 
     async def end(self) -> None:

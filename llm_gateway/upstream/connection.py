@@ -4,11 +4,16 @@ The response's body is handed to the reader as the connection receives it: each 
 that came since the last one, without a copy when one chunk came. Past 256 KiB unread, the connection stops
 reading from the socket until the reader catches up (the client's own pace reaches the upstream as TCP flow
 control). Every wait for the upstream is bounded by the read timeout, as aiohttp's `sock_read` bounded it.
+
+`pipe(sink)` instead hands each chunk to a sink (the client's connection) from the connection's own callback, as it
+arrives: no wake-up of the reader and no loop turn between the upstream's bytes and the client's. The socket is not
+read while the sink cannot take more. A silent upstream is then noticed within one to two read timeouts.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Protocol, cast
 
 import httptools
@@ -43,6 +48,17 @@ class Home(Protocol):
     def give_back(self, connection: Connection) -> None: ...
 
     def forget(self, connection: Connection) -> None: ...
+
+
+class Sink(Protocol):
+    """Where `UpstreamResponse.pipe` sends a body: the client's side of the exchange."""
+
+    write_paused: bool  # it cannot take more now: `when_writable` calls back once it can
+
+    def send(self, chunk: bytes) -> None:
+        """Write now; raises ConnectionResetError when the client is gone."""
+
+    def when_writable(self, callback: Callable[[], None]) -> None: ...
 
 
 class Connection(asyncio.Protocol):
@@ -111,6 +127,9 @@ class UpstreamResponse:
         "_method",
         "_parser",
         "_paused",
+        "_received",
+        "_record",
+        "_sink",
         "_waiter",
         "raw_headers",
         "reason",
@@ -136,6 +155,9 @@ class UpstreamResponse:
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._answered = False
+        self._sink: Sink | None = None  # piping the body (`pipe`)
+        self._record: Callable[[bytes], None] | None = None
+        self._received = 0  # body chunks piped
 
     # --- the reader's side ---
 
@@ -156,6 +178,30 @@ class UpstreamResponse:
             if self._error is not None:
                 raise self._error
             await self._wait()
+
+    async def pipe(self, sink: Sink, record: Callable[[bytes], None] | None) -> None:
+        """Send each body chunk to `sink` as it arrives, then hand it to `record`; returns once the body is whole.
+        Raises UpstreamError, TimeoutError, or the sink's ConnectionResetError."""
+        if self._chunks:
+            data = self._take()
+            sink.send(data)
+            if record is not None:
+                record(data)
+        self._sink, self._record = sink, record
+        try:
+            while not self._complete:
+                if self._error is not None:
+                    raise self._error
+                received = self._received
+                try:
+                    await self._wait()  # woken at the end, an error, or the read timeout
+                except TimeoutError:
+                    if self._received == received:
+                        raise
+        finally:
+            self._sink = self._record = None
+        if self._error is not None:
+            raise self._error
 
     @property
     def headers(self) -> CIMultiDictProxy[str]:
@@ -269,6 +315,10 @@ class UpstreamResponse:
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        sink = self._sink
+        if sink is not None:
+            self._piped(sink, body)
+            return
         self._chunks.append(body)
         self._buffered += len(body)
         if self._buffered > READ_BUFFER_LIMIT and not self._paused:
@@ -277,6 +327,31 @@ class UpstreamResponse:
                 transport.pause_reading()
                 self._paused = True
         self._wake()
+
+    def _piped(self, sink: Sink, body: bytes) -> None:
+        self._received += 1
+        try:
+            sink.send(body)
+        except ConnectionResetError as exc:  # the client is gone: the reader raises it
+            self._sink = None
+            self._error = exc
+            self._wake()
+            return
+        if self._record is not None:
+            self._record(body)
+        if sink.write_paused and not self._paused:
+            transport = self._connection.transport
+            if transport is not None and not transport.is_closing():
+                transport.pause_reading()
+                self._paused = True
+                sink.when_writable(self._resume_reading)
+
+    def _resume_reading(self) -> None:
+        if self._paused:
+            self._paused = False
+            transport = self._connection.transport
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
 
     def on_message_complete(self) -> None:
         if self._interim:
@@ -287,6 +362,19 @@ class UpstreamResponse:
         assert self._parser is not None
         self._keep_alive = self._method != "HEAD" and self._parser.should_keep_alive()
         self._wake()
+
+
+async def copy_body(read: Callable[[], Awaitable[bytes]], write: Callable[[bytes], Awaitable[None]],
+                    record: Callable[[bytes], None] | None) -> None:
+    """A body read chunk by chunk and written on, each chunk handed to `record` after its write (for a reader or a
+    writer that cannot be piped)."""
+    if record is None:
+        while chunk := await read():
+            await write(chunk)
+    else:
+        while chunk := await read():
+            await write(chunk)
+            record(chunk)
 
 
 def _time_out(waiter: asyncio.Future[None]) -> None:

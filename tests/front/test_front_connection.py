@@ -4,6 +4,7 @@ on one connection; keep-alive, pipelining, the idle limit and the shutdown grace
 from __future__ import annotations
 
 import asyncio
+import socket
 from contextlib import AsyncExitStack
 
 import aiohttp
@@ -142,3 +143,36 @@ async def test_the_aiohttp_front_serves_every_request_when_asked_to(servers) -> 
         assert gateway.runner.server.front is None  # type: ignore[union-attr]
     with pytest.raises(ConfigError, match="LLM_GATEWAY_FRONT"):
         await Gateway.start(Settings(host=LOOPBACK, port=0), env={"LLM_GATEWAY_FRONT": "fast"})
+
+
+async def test_a_client_that_reads_slowly_gets_a_large_stream_whole(servers) -> None:
+    events = [b"data: %06d %s\n\n" % (n, b"x" * 1000) for n in range(4000)]  # about 4 MiB
+
+    async def large_stream(request: web.BaseRequest) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for event in events:
+            await response.write(event)
+        return response
+
+    url = await servers.enter_async_context(running_upstream(large_stream))
+    gateway = await servers.enter_async_context(running_gateway(Settings(catch_all=url, force_all=True)))
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (LOOPBACK, gateway.port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=2**24)
+    try:
+        writer.write(b"POST /v1/messages HTTP/1.1\r\nHost: g\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        await asyncio.sleep(0.3)  # not reading: the gateway's buffer to this client fills, the upstream is held
+        answer = await asyncio.wait_for(reader.read(), _WAIT)
+    finally:
+        writer.close()
+    head, _, chunked = answer.partition(b"\r\n\r\n")
+    assert b"Transfer-Encoding: chunked" in head
+    body, rest = bytearray(), chunked
+    while (size := int(rest[: rest.index(b"\r\n")], 16)) > 0:
+        start = rest.index(b"\r\n") + 2
+        body += rest[start : start + size]
+        rest = rest[start + size + 2 :]
+    assert bytes(body) == b"".join(events)

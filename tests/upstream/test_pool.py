@@ -187,3 +187,97 @@ async def test_https_upstreams_are_verified_against_the_system_trust_store(
         finally:
             trusting.close()
         assert origin.bodies == [b"{}", b"{}"]
+
+
+class _Sink:
+    """The client's side of a piped body: what it was sent, in order; `paused` as a transport over its high-water
+    mark would be."""
+
+    def __init__(self, gone: bool = False) -> None:
+        self.sent: list[bytes] = []
+        self.recorded: list[bytes] = []
+        self.write_paused = False
+        self.gone = gone
+        self.on_writable: list = []
+
+    def send(self, chunk: bytes) -> None:
+        if self.gone:
+            raise ConnectionResetError("gone")
+        self.sent.append(chunk)
+
+    def when_writable(self, callback) -> None:
+        self.on_writable.append(callback)
+
+
+async def test_a_piped_body_goes_to_the_sink_as_it_arrives_each_chunk_recorded_after_it_was_sent(
+        pool: UpstreamPool) -> None:
+    sent = asyncio.Event()
+    sink = _Sink()
+
+    async def chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await sent.wait()
+        writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
+
+    def record(chunk: bytes) -> None:
+        assert sink.sent[-1] == chunk  # sent first
+        sink.recorded.append(chunk)
+
+    async with raw_upstream(chunked) as server:
+        response = await pool.request("GET", server.url + "/s", [], None)
+        piping = asyncio.create_task(response.pipe(sink, record))
+        while sink.sent != [b"first"]:  # before the rest was even sent
+            await asyncio.sleep(0.01)
+        sent.set()
+        await asyncio.wait_for(piping, 2.0)
+        assert sink.sent == sink.recorded == [b"first", b"second"]
+        assert response.at_eof()
+        response.release()
+
+
+async def test_a_paused_sink_holds_the_upstream_back_and_loses_nothing(pool: UpstreamPool) -> None:
+    body = bytes(range(256)) * (4 * READ_BUFFER_LIMIT // 256)
+    sink = _Sink()
+    sink.write_paused = True
+
+    async def large(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        await writer.drain()
+
+    async with raw_upstream(large) as server:
+        response = await pool.request("GET", server.url, [], None)
+        piping = asyncio.create_task(response.pipe(sink, None))
+        await asyncio.sleep(0.2)  # all of it could have come by now: only the sink's pause (and the kernel) held it
+        assert len(b"".join(sink.sent)) < len(body) and len(sink.on_writable) == 1
+        sink.write_paused = False
+        sink.on_writable.pop()()
+        await asyncio.wait_for(piping, 2.0)
+        assert b"".join(sink.sent) == body
+        response.release()
+
+
+async def test_a_sink_whose_client_is_gone_ends_the_pipe_with_its_error(pool: UpstreamPool) -> None:
+    async with raw_upstream(answer_once(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n",
+                                        then_close=False)) as server:
+        response = await pool.request("GET", server.url, [], None)
+        await asyncio.sleep(0.05)  # the chunk came with the head: the sink gets it at once
+        with pytest.raises(ConnectionResetError):
+            await asyncio.wait_for(response.pipe(_Sink(gone=True), None), 2.0)
+        response.release()
+
+
+async def test_silence_while_piping_is_a_timeout_within_two_read_timeouts() -> None:
+    pool = UpstreamPool(connect_timeout=2.0, read_timeout=0.2)
+    try:
+        async with raw_upstream(answer_once(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                                            then_close=False)) as server:
+            response = await pool.request("GET", server.url, [], None)
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(TimeoutError, match="read timeout"):
+                await response.pipe(_Sink(), None)
+            assert asyncio.get_running_loop().time() - started < 0.45
+            response.release()
+    finally:
+        pool.close()
