@@ -215,11 +215,13 @@ class Relay:
         assert answer.response is not None  # started, or an exception was raised
         return answer.response
 
-    async def serve(self, head: RequestHead, body: bytes, answer: ClientSide) -> web.Response | None:
-        """A request the gateway's own front end read (`front/`), relayed as `handle` relays one; returns the error
-        to answer with when nothing was."""
-        route = self.router.resolve(head.method, head.target, head.headers)
-        if route is None:
+    async def serve(self, head: RequestHead, body: bytes, answer: ClientSide,
+                    via: ProxiedHost | None = None) -> web.Response | None:
+        """A request the gateway's own front end read (`front/`), relayed as `handle` relays one (`via`: the host
+        it came for through the forward proxy); returns the error to answer with when nothing was."""
+        if via is not None:
+            route = self.router.resolve_at(via.upstream, via.origin, head.method, head.target, head.headers)
+        elif (route := self.router.resolve(head.method, head.target, head.headers)) is None:
             return _not_found(head.method, unquote(head.target.partition("?")[0]))
         return await self._relay(head.method, head.target, head.headers, head.fields, head.forwarded, body, route,
                                  answer)

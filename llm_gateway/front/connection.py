@@ -125,6 +125,8 @@ class FrontConnection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
         self._front.connections.add(self)
         self._timer = self._loop.call_later(KEEP_ALIVE_S, self._look_for_idle)
+        if self._buffer:  # bytes that came first: over TLS, start_tls hands the transport over after them
+            self._next()
 
     def data_received(self, data: bytes) -> None:
         self._received += len(data)
@@ -136,7 +138,8 @@ class FrontConnection(asyncio.Protocol):
         else:
             self._buffer = bytearray(buffer) + data
         if self.task is None:
-            self._next()
+            if self._transport is not None:
+                self._next()
         elif self._reading and len(self._buffer) > PIPELINED_LIMIT:
             self._reading = False
             self._transport.pause_reading()  # type: ignore[union-attr]  # set: bytes came

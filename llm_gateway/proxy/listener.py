@@ -1,12 +1,14 @@
 """The gateway's port as an HTTP forward proxy too: `ProxyServer` is aiohttp's low-level server that looks at the
 first bytes of each connection.
 
-A connection that does not start with `CONNECT ` is handed to aiohttp at once and never seen here again (the
-direct path pays one prefix check per connection, nothing per request). A CONNECT is answered here:
+A connection that does not start with `CONNECT ` is handed at once to the front end (`front/`, which hands what it
+does not serve to aiohttp) and never seen here again (the direct path pays one prefix check per connection, nothing
+per request). A CONNECT is answered here:
 
 - to a host on the intercept list: `200`, then TLS is terminated with a leaf for that host signed by the
-  gateway's CA, and the decrypted connection is served by aiohttp with the same request handler as direct
-  traffic, told which host it is (`via`), so requests inside are relayed, traced and recorded the same way;
+  gateway's CA, and the decrypted connection is served as direct ones are (a front end of its own, handing over to
+  an aiohttp server of its own), told which host it is (`via`), so requests inside are relayed, traced and
+  recorded the same way;
 - to any other host: `200` once the host is reached, then a byte-for-byte tunnel (`tunnel.py`);
 - malformed: `400`; from a non-loopback client while the gateway listens on loopback: `403`; an unreachable host:
   `502` / `504`. Each with a JSON body like the relay's errors.
@@ -56,6 +58,7 @@ class ProxyServer(web.Server):
         self.proxy = proxy
         self.front = Front(serve, max_body_bytes, self._aiohttp_protocol) if serve is not None else None
         self._origins: dict[tuple[str, int], web.Server] = {}  # one aiohttp server per intercepted host
+        self._origin_fronts: dict[tuple[str, int], Front] = {}  # and its front end (`front/`)
         self._pending: set[asyncio.Task] = set()  # CONNECTs being answered (upstream connect, TLS handshake)
         self._tunnels: set[TunnelSide] = set()
 
@@ -71,10 +74,14 @@ class ProxyServer(web.Server):
 
     def pre_shutdown(self) -> None:
         super().pre_shutdown()
-        if self.front is not None:
-            self.front.pre_shutdown()
+        for front in self.fronts():
+            front.pre_shutdown()
         for server in self._origins.values():
             server.pre_shutdown()
+
+    def fronts(self) -> list[Front]:
+        """The front ends: the direct one, and one per intercepted host."""
+        return [*(() if self.front is None else (self.front,)), *self._origin_fronts.values()]
 
     async def shutdown(self, timeout: float | None = None) -> None:
         """In-flight requests inside intercepted connections get the same grace as direct ones; tunnels and
@@ -83,8 +90,8 @@ class ProxyServer(web.Server):
             task.cancel()
         for side in list(self._tunnels):
             side.close()
-        front = (self.front.shutdown(timeout),) if self.front is not None else ()
-        await asyncio.gather(super().shutdown(timeout), *front, *(s.shutdown(timeout) for s in self._origins.values()))
+        await asyncio.gather(super().shutdown(timeout), *(front.shutdown(timeout) for front in self.fronts()),
+                             *(server.shutdown(timeout) for server in self._origins.values()))
 
     # ------------------------------------------------------------------------------------------ CONNECT
 
@@ -149,7 +156,7 @@ class ProxyServer(web.Server):
             _answer(transport, 500, "Internal Server Error", "proxy_ca_unavailable", f"llm-gateway: {exc}")
             return
         transport.write(ESTABLISHED)
-        protocol = self._origin(host)()
+        protocol = self._origin_protocol(host)
         try:
             tls = await asyncio.get_running_loop().start_tls(
                 transport, protocol, context, server_side=True, ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S
@@ -161,6 +168,18 @@ class ProxyServer(web.Server):
         if tls is None:  # the connection was lost during the handshake
             return
         protocol.connection_made(tls)
+
+    def _origin_protocol(self, host: ProxiedHost) -> asyncio.Protocol:
+        """The protocol for a decrypted connection to `host`: the front end's, handing over to that host's aiohttp
+        server, as for direct connections."""
+        if self.front is None:
+            return self._origin(host)()
+        key = (host.host, host.port)
+        front = self._origin_fronts.get(key)
+        if front is None:
+            front = self._origin_fronts[key] = Front(functools.partial(self.front.serve, via=host),
+                                                     self.front.max_body_bytes, self._origin(host))
+        return front()
 
     def _origin(self, host: ProxiedHost) -> web.Server:
         """The aiohttp server for one intercepted host: the same handler, told the host."""

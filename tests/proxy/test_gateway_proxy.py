@@ -172,6 +172,9 @@ async def test_stop_lets_a_stream_in_an_intercepted_connection_finish(
             "POST", "https://api.anthropic.com/v1/messages", content=b"{}") as response:
         raw = response.aiter_raw()
         chunks = [await anext(raw)]
+        # the decrypted connection is served by the front end, as direct ones are (`front/`)
+        server = proxied.gateway.runner.server
+        assert [len(front.connections) for front in server.fronts()] == [0, 1]  # type: ignore[union-attr]
         stopping = asyncio.create_task(proxied.gateway.stop())
         chunks += [chunk async for chunk in raw]
         await stopping
