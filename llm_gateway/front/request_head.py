@@ -93,23 +93,25 @@ def parse_head(head: bytes) -> RequestHead:
     if (version not in (b"HTTP/1.1", b"HTTP/1.0") or target[:1] != b"/" or target.startswith(_GATEWAY_PATHS)
             or not target.isascii()):
         raise NotServed
-    fields = [(name, value.strip(b" \t")) for name, _, value in (line.partition(b":") for line in lines[1:-2])]
+    fields: list[tuple[bytes, bytes]] = []
     forwarded: list[tuple[bytes, bytes]] = []
     headers: dict[str, str] = {}
     connection = b""
-    for field in fields:
-        name, value = field
+    for line in lines[1:-2]:  # one pass: this runs for every request
+        name, _, value = line.partition(b":")
+        field = (name, value.strip(b" \t"))
+        fields.append(field)
         key = (HEADER_NAMES.get(name) or header_name(name))[1]
         if key in headers:
             if key in _ONCE:
                 raise NotServed
         else:
-            headers[key] = value.decode("utf-8", "surrogateescape")
+            headers[key] = field[1].decode("utf-8", "surrogateescape")
         if key in HOP_BY_HOP:
             if key in _NOT_SERVED_FIELDS:
                 raise NotServed
             if key == "connection":
-                connection = value.lower()
+                connection = field[1].lower()
         else:
             forwarded.append(field)
     http11 = version == b"HTTP/1.1"
