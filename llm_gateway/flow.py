@@ -16,6 +16,7 @@ socket become flows of their own (`socket` names the WebSocket flow), made by `a
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -165,6 +166,17 @@ def finish(addons: Sequence[object], flow: Flow) -> None:
     collector (in the telemetry process some forty objects a call, found by passes over every open session)."""
     call_hook(addons, "error" if flow.error else "done", flow)
     flow.chunk_observers = flow.message_observers = flow.scratch = None
+
+
+def fail(addons: Sequence[object], flow: Flow, cause: str, message: str) -> None:
+    """End the flow as failed (`error`), unless it has ended already: `cause` is the class of failure
+    ("upstream_unreachable", "client_gone", ...), `message` says what happened."""
+    if flow.ended_ns is not None:
+        return  # done or error already fired
+    flow.ended_ns = time.time_ns()
+    flow.error = cause
+    flow.error_message = message
+    finish(addons, flow)
 
 
 def notify_chunk(observers: Sequence[Callable[[int, bytes], None]], at_ns: int, data: bytes) -> None:

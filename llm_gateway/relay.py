@@ -7,7 +7,6 @@ afterwards (see `flow.py`). A failing addon never breaks the relay.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -16,16 +15,15 @@ from urllib.parse import unquote
 
 import aiohttp
 import orjson
-from aiohttp import HttpVersion11, WSMsgType, web
-from multidict import CIMultiDict, CIMultiDictProxy
+from aiohttp import HttpVersion11, web
+from multidict import CIMultiDictProxy
 from yarl import URL
 
 from llm_gateway import __version__
 from llm_gateway.config import Settings
 from llm_gateway.errors import error_response
-from llm_gateway.flow import Addon, Flow, call_hook, finish, notify_chunk, notify_message
+from llm_gateway.flow import Addon, Flow, call_hook, fail, finish, notify_chunk
 from llm_gateway.front.request_head import RequestHead
-from llm_gateway.protocols.base import Opcode, SocketMessage
 from llm_gateway.proxy.connect import BadConnect
 from llm_gateway.proxy.forward import ForwardProxy
 from llm_gateway.proxy.intercept import ProxiedHost
@@ -33,9 +31,10 @@ from llm_gateway.redact import url_without_credentials
 from llm_gateway.relayed_response import RelayedResponse
 from llm_gateway.routing import Route, Router
 from llm_gateway.upstream.connection import UpstreamError, UpstreamResponse, copy_body
-from llm_gateway.upstream.http1 import HOP_BY_HOP, Fields, end_to_end, header_text
+from llm_gateway.upstream.http1 import Fields, end_to_end
 from llm_gateway.upstream.pool import UpstreamPool
 from llm_gateway.upstream.via_aiohttp import AiohttpResponse, AiohttpUpstream
+from llm_gateway.websocket_relay import is_websocket_upgrade, relay_websocket
 
 log = logging.getLogger("llm_gateway.relay")
 
@@ -44,23 +43,8 @@ GATEWAY_PATHS = "/_gateway/"
 #: Answers the gateway's own `/_gateway/...` endpoints (MCP call reports); None lets the request be relayed.
 InternalHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse | None]]
 
-# The WebSocket handshake is negotiated anew on each leg.
-_WS_HANDSHAKE = frozenset(
-    {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-accept"}
-)
 # Without this aiohttp would add Accept, Accept-Encoding, User-Agent and Content-Type the client never sent.
 _SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
-
-
-def _connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> frozenset[str]:
-    values = headers.getall("Connection", ())
-    return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
-
-
-def forward_headers(fields: Fields, extra_drop: frozenset[str] = frozenset()) -> CIMultiDict[str]:
-    """A message's end-to-end fields (`end_to_end`) as text, for aiohttp's client and its WebSocket handshakes."""
-    kept = end_to_end(fields, HOP_BY_HOP | extra_drop if extra_drop else HOP_BY_HOP)
-    return CIMultiDict([(header_text(name), header_text(value)) for name, value in kept])
 
 
 def _all_utf8(fields: Fields) -> bool:
@@ -79,7 +63,7 @@ class ClientSide(Protocol):
 
     async def start(self, status: int, reason: str, fields: Fields, whole: bytes | None) -> None:
         """Send the head, made from the upstream's `fields` as received; `whole`: the whole body, sent with it (the
-        answer then ends there), or None when `write` and `end` follow."""
+        answer then ends there), or None when `relay_body` and `end` follow."""
 
     async def relay_body(self, upstream: UpstreamResponse | AiohttpResponse,
                          record: Callable[[bytes], None] | None) -> None:
@@ -198,8 +182,9 @@ class Relay:
                                      "framed with Transfer-Encoding: chunked alone (RFC 9112, section 6.1)")
             refused.force_close()  # where this body ends is a guess: nothing after it is read as a request
             return refused
-        if _is_websocket_upgrade(request):
-            return await self._relay_websocket(request, route)
+        if is_websocket_upgrade(request):
+            assert self._session is not None, "Relay.start() was not awaited"
+            return await relay_websocket(self._session, self.addons, request, route)
 
         limit = self.settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
@@ -242,10 +227,10 @@ class Relay:
         try:
             return await self._forward(answer, flow, fields)
         except (asyncio.CancelledError, ConnectionResetError):  # the latter: gone before the head was written
-            self._fail(flow, "client_gone", "the client closed the connection before the response ended")
+            fail(self.addons, flow, "client_gone", "the client closed the connection before the response ended")
             raise
         except BaseException as exc:
-            self._fail(flow, "gateway_error", repr(exc))
+            fail(self.addons, flow, "gateway_error", repr(exc))
             raise
 
     async def _absolute_form(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -299,12 +284,12 @@ class Relay:
                 else:
                     await answer.relay_body(upstream, record)
             except ConnectionResetError:  # raised by the write: aiohttp's ClientConnectionResetError
-                self._fail(flow, "client_gone", "the client closed the connection before the response ended")
+                fail(self.addons, flow, "client_gone", "the client closed the connection before the response ended")
                 return None
             except (TimeoutError, UpstreamError) as exc:
                 # Headers are out: the only honest signal left is to cut the connection, so the client sees a
                 # truncated body instead of a clean end.
-                self._fail(flow, "upstream_stream_cut", f"{type(exc).__name__}: {exc}")
+                fail(self.addons, flow, "upstream_stream_cut", f"{type(exc).__name__}: {exc}")
                 answer.abort()
                 return None
             if whole is None:
@@ -320,7 +305,7 @@ class Relay:
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         origin = URL(flow.route.base_url)
         verb = "did not answer in time" if status == 504 else "could not be reached"
-        self._fail(flow, cause, detail)
+        fail(self.addons, flow, cause, detail)
         return error_response(
             status,
             cause,
@@ -329,107 +314,6 @@ class Relay:
             cause=detail,
         )
 
-    def _fail(self, flow: Flow, cause: str, message: str) -> None:
-        if flow.ended_ns is not None:
-            return  # done or error already fired
-        flow.ended_ns = time.time_ns()
-        flow.error = cause
-        flow.error_message = message
-        finish(self.addons, flow)
-
-    async def _relay_websocket(self, request: web.BaseRequest, route: Route) -> web.StreamResponse:
-        """Relay a WebSocket: the upgrade, then messages both ways, unchanged and in order, until a close.
-
-        The upgrade goes upstream with the client's headers (its extension offer aside: neither leg negotiates
-        permessage-deflate, so every message crosses as its exact payload) and the upstream's 101 headers come
-        back to the client. Addons see it as a flow whose messages they observe (see `flow.py`)."""
-        assert self._session is not None
-        raw_path = request.raw_path
-        flow = Flow(request.method, raw_path, request.raw_headers, b"", route, route.upstream_url(raw_path),
-                    time.time_ns(), websocket=True)
-        if self.addons:
-            call_hook(self.addons, "request", flow)
-        headers = forward_headers(request.raw_headers, _WS_HANDSHAKE | {"sec-websocket-protocol"})
-        protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-        ws_url = URL(flow.upstream_url, encoded=True)
-        ws_url = ws_url.with_scheme("wss" if ws_url.scheme == "https" else "ws")
-        flow.upstream_started_ns = time.time_ns()
-        try:
-            upstream = await self._session.ws_connect(
-                ws_url, headers=headers, protocols=protocols, autoping=False, autoclose=False,
-                compress=0, max_msg_size=0,
-            )
-        except aiohttp.WSServerHandshakeError as exc:
-            flow.status, flow.response_started_ns = exc.status, time.time_ns()
-            flow.response_headers = CIMultiDictProxy(CIMultiDict(exc.headers or ()))
-            if self.addons:
-                call_hook(self.addons, "response_headers", flow)
-            self._fail(flow, "upstream_websocket_refused", f"{exc.status} {exc.message}")
-            return error_response(
-                exc.status or 502, "upstream_websocket_refused",
-                f"llm-gateway: the upstream refused the WebSocket upgrade ({exc.status} {exc.message})",
-                upstream=url_without_credentials(flow.upstream_url),
-            )
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            self._fail(flow, "upstream_timeout", repr(exc))
-            return error_response(504, "upstream_timeout", f"llm-gateway: WebSocket upstream timed out ({exc!r})")
-        except aiohttp.ClientError as exc:
-            self._fail(flow, "upstream_unreachable", repr(exc))
-            return error_response(502, "upstream_unreachable", f"llm-gateway: WebSocket upstream failed ({exc!r})")
-        # aiohttp keeps the upgrade's response on the socket, with the headers the client must see (Codex reads
-        # x-codex-turn-state, x-models-etag and openai-model there)
-        handshake: aiohttp.ClientResponse | None = getattr(upstream, "_response", None)
-        flow.status = handshake.status if handshake is not None else 101
-        flow.response_fields = handshake.raw_headers if handshake is not None else ()
-        flow.response_started_ns = time.time_ns()
-        if self.addons:
-            call_hook(self.addons, "response_headers", flow)
-        client = web.WebSocketResponse(
-            protocols=[upstream.protocol] if upstream.protocol else (), autoping=False, autoclose=False,
-            compress=False, max_msg_size=0,
-        )
-        if handshake is not None:
-            client.headers.extend(forward_headers(handshake.raw_headers, _WS_HANDSHAKE | {"sec-websocket-protocol"}))
-        ends: list[tuple[bool, _End]] = []
-        tap = _tap(flow)
-        try:
-            await client.prepare(request)
-            await asyncio.gather(_pump(client, upstream, True, tap, ends), _pump(upstream, client, False, tap, ends))
-        except asyncio.CancelledError:  # the client's connection ended (its close handshake may have come first)
-            ends.append((True, _End.GONE))
-            self._socket_ended(flow, ends)
-            raise
-        except BaseException as exc:
-            self._fail(flow, "gateway_error", repr(exc))
-            raise
-        finally:
-            await upstream.close()
-            await client.close()
-        self._socket_ended(flow, ends)
-        return client
-
-    def _socket_ended(self, flow: Flow, ends: list[tuple[bool, _End]]) -> None:
-        """`done` when the first side to end sent a close frame; else `error`, naming the side that went away."""
-        first = next(((from_client, end) for from_client, end in ends if end is not _End.CLOSING), None)
-        if first is not None and first[1] is _End.GONE:
-            if first[0]:
-                self._fail(flow, "client_gone", "the client went away without closing the WebSocket")
-            else:
-                self._fail(flow, "upstream_stream_cut", "the upstream went away without closing the WebSocket")
-        elif flow.ended_ns is None:
-            flow.ended_ns = time.time_ns()
-            finish(self.addons, flow)
-
-
-class _End(enum.Enum):
-    """How one direction of a relayed WebSocket ended."""
-
-    #: its side sent a close frame (passed on, and answered with the same code)
-    CLOSE = "close"
-    #: the other direction is closing this side and answers it
-    CLOSING = "closing"
-    #: its side went away without a close frame
-    GONE = "gone"
 
 
 def _chunk_recorder(flow: Flow) -> Callable[[bytes, int | None], None] | None:
@@ -449,83 +333,11 @@ def _chunk_recorder(flow: Flow) -> Callable[[bytes, int | None], None] | None:
     return record
 
 
-_Tap = Callable[[bool, Opcode, bytes], None]
-
-
-def _tap(flow: Flow) -> _Tap | None:
-    """What hands each relayed message to the flow's addons; None when none asked for them."""
-    if flow.messages is None and flow.message_observers is None:
-        return None
-
-    def tap(from_client: bool, opcode: Opcode, payload: bytes) -> None:
-        at_ns = time.time_ns()
-        message = SocketMessage(from_client, opcode, payload)
-        if flow.messages is not None:
-            flow.messages.append((at_ns, message))
-        if flow.message_observers is not None:
-            notify_message(flow.message_observers, at_ns, message)
-
-    return tap
-
-
-async def _pump(source, sink, from_client: bool, tap: _Tap | None, ends: list[tuple[bool, _End]]) -> None:
-    """Copy WebSocket messages one way, unchanged, until a close, whose code and reason go along too. Each message
-    goes on before `tap` sees it; how this direction ended is appended to `ends`.
-
-    `receive()`, not `async for`: the iterator stops silently at a CLOSE frame, which lost its code."""
-    while True:
-        msg = await source.receive()
-        kind = msg.type
-        if kind is WSMsgType.TEXT:
-            await sink.send_str(msg.data)
-            if tap is not None:
-                tap(from_client, Opcode.TEXT, msg.data.encode())
-        elif kind is WSMsgType.BINARY:
-            await sink.send_bytes(msg.data)
-            if tap is not None:
-                tap(from_client, Opcode.BINARY, msg.data)
-        elif kind is WSMsgType.PING:
-            await sink.ping(msg.data)
-            if tap is not None:
-                tap(from_client, Opcode.PING, msg.data)
-        elif kind is WSMsgType.PONG:
-            await sink.pong(msg.data)
-            if tap is not None:
-                tap(from_client, Opcode.PONG, msg.data)
-        elif kind is WSMsgType.CLOSE:
-            # Pass the close on, then answer the side that started it with the same code.
-            ends.append((from_client, _End.CLOSE))
-            code, reason = msg.data or 1000, (msg.extra or "").encode()
-            await sink.close(code=code, message=reason)
-            if tap is not None:
-                tap(from_client, Opcode.CLOSE, msg.data.to_bytes(2, "big") + reason if msg.data else b"")
-            await source.close(code=code, message=reason)
-            return
-        elif kind is WSMsgType.CLOSING:
-            ends.append((from_client, _End.CLOSING))
-            return  # the other pump is closing this side and answers it
-        else:  # CLOSED / ERROR: this side is gone without a close handshake
-            ends.append((from_client, _End.GONE))
-            break
-    if not sink.closed:
-        await sink.close()
-
-
 def _unknown_transfer_coding(headers: CIMultiDictProxy[str]) -> bool:
     """A transfer coding besides chunked (`gzip, chunked`): its body would go on decoded of the chunks only, the
     coding lost with the hop-by-hop field that named it."""
     codings = headers.getall("Transfer-Encoding", ())
     return bool(codings) and [c.strip().lower() for v in codings for c in v.split(",")] != ["chunked"]
-
-
-def _is_websocket_upgrade(request: web.BaseRequest) -> bool:
-    """A client's WebSocket opening handshake (RFC 6455 section 4.1: a GET without a body, with a key). Anything
-    else that asks for an upgrade is relayed as the plain request it is (Upgrade is hop-by-hop): a POST must not
-    reach the upstream as a WebSocket GET, nor a body be dropped."""
-    headers = request.headers
-    return (request.method == "GET" and headers.get("Upgrade", "").lower() == "websocket"
-            and "upgrade" in _connection_tokens(headers) and "Sec-WebSocket-Key" in headers
-            and not request.body_exists)
 
 
 async def _read_body(request: web.BaseRequest, limit: int) -> bytes | None:

@@ -307,7 +307,7 @@ class FrontConnection(asyncio.Protocol):
         assert transport is not None
         if transport.is_closing():
             raise ConnectionResetError("the client closed the connection")
-        if not self._empty:
+        if chunk and not self._empty:  # an empty chunk would end a chunked body
             transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if self._chunked else chunk)
 
     def when_writable(self, callback: Callable[[], None]) -> None:

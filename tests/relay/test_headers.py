@@ -11,9 +11,9 @@ import pytest
 from yarl import URL
 
 from llm_gateway.config import Settings
-from llm_gateway.relay import forward_headers
 from llm_gateway.server import Gateway
 from llm_gateway.upstream.http1 import end_to_end
+from llm_gateway.websocket_relay import forward_headers
 from tests.support.servers import RecordingUpstream, raw_http, running_gateway, running_upstream
 
 _END_TO_END = (
