@@ -84,6 +84,7 @@ class FrontConnection(asyncio.Protocol):
         "_keep_alive",
         "_loop",
         "_method",
+        "_pending",
         "_reader",
         "_reading",
         "_received",
@@ -118,6 +119,7 @@ class FrontConnection(asyncio.Protocol):
         self._started = False
         self._chunked = False
         self._empty = False
+        self._pending = b""  # a streamed answer's head, written with its first chunk (`flush` writes it alone)
 
     # --- the transport's side ---
 
@@ -265,8 +267,7 @@ class FrontConnection(asyncio.Protocol):
     async def start(self, status: int, reason: str, fields: Fields, whole: bytes | None) -> None:
         if whole is None:
             head = self._head_for(status, reason, fields)
-            self._chunked, self._empty = head.chunked, head.empty
-            self._transport.write(head.block)  # type: ignore[union-attr]  # set by _head_for
+            self._chunked, self._empty, self._pending = head.chunked, head.empty, head.block
         else:
             self._send_whole(status, reason, fields, whole)
         if self.write_paused:
@@ -299,6 +300,7 @@ class FrontConnection(asyncio.Protocol):
         if isinstance(upstream, UpstreamResponse):
             await upstream.pipe(self, record)
         else:  # aiohttp's client (LLM_GATEWAY_HTTP_SPANS=aiohttp)
+            self.flush()
             await copy_body(upstream.read, self._write, record)
 
     def send(self, chunk: bytes) -> None:
@@ -307,8 +309,18 @@ class FrontConnection(asyncio.Protocol):
         assert transport is not None
         if transport.is_closing():
             raise ConnectionResetError("the client closed the connection")
-        if chunk and not self._empty:  # an empty chunk would end a chunked body
-            transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if self._chunked else chunk)
+        if not chunk or self._empty:  # an empty chunk would end a chunked body
+            return
+        data = b"%x\r\n%b\r\n" % (len(chunk), chunk) if self._chunked else chunk
+        if self._pending:  # the head goes with the first chunk, in one write
+            data, self._pending = self._pending + data, b""
+        transport.write(data)
+
+    def flush(self) -> None:
+        """The head, if no chunk took it along: the relay waits for the upstream next."""
+        if self._pending and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(self._pending)
+        self._pending = b""
 
     def when_writable(self, callback: Callable[[], None]) -> None:
         self._writable = callback
@@ -321,11 +333,12 @@ class FrontConnection(asyncio.Protocol):
     async def end(self) -> None:
         transport = self._transport
         assert transport is not None
-        if self._chunked and not transport.is_closing():
-            transport.write(b"0\r\n\r\n")
+        data, self._pending = self._pending + (b"0\r\n\r\n" if self._chunked else b""), b""
+        if data and not transport.is_closing():
+            transport.write(data)
 
     def abort(self) -> None:
-        self._keep_alive = False
+        self._keep_alive, self._pending = False, b""
         if self._transport is not None:
             self._transport.abort()
 

@@ -58,6 +58,9 @@ class Sink(Protocol):
     def send(self, chunk: bytes) -> None:
         """Write now; raises ConnectionResetError when the client is gone."""
 
+    def flush(self) -> None:
+        """Write anything held back (an answer's head, waiting to go with its first chunk): nothing more came."""
+
     def when_writable(self, callback: Callable[[], None]) -> None: ...
 
 
@@ -187,6 +190,7 @@ class UpstreamResponse:
             sink.send(data)
             if record is not None:
                 record(data)
+        sink.flush()
         self._sink, self._record = sink, record
         try:
             while not self._complete:

@@ -176,3 +176,22 @@ async def test_a_client_that_reads_slowly_gets_a_large_stream_whole(servers) -> 
         body += rest[start : start + size]
         rest = rest[start + size + 2 :]
     assert bytes(body) == b"".join(events)
+
+
+async def test_a_streamed_answers_head_is_not_held_for_its_first_chunk(servers) -> None:
+    head_seen = asyncio.Event()
+
+    async def head_first(request: web.BaseRequest) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await head_seen.wait()  # the client has the head before any body byte was sent
+        await response.write(b"data: first\n\n")
+        return response
+
+    url = await servers.enter_async_context(running_upstream(head_first))
+    gateway = await servers.enter_async_context(running_gateway(Settings(catch_all=url, force_all=True)))
+    async with aiohttp.ClientSession() as client:
+        response = await asyncio.wait_for(client.post(gateway.url + "/v1/messages", data=b"{}"), _WAIT)
+        assert response.status == 200 and response.headers["Content-Type"] == "text/event-stream"
+        head_seen.set()
+        assert await asyncio.wait_for(response.content.read(), _WAIT) == b"data: first\n\n"
