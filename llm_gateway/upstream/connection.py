@@ -7,7 +7,8 @@ control). Every wait for the upstream is bounded by the read timeout, as aiohttp
 
 `pipe(sink)` instead hands each chunk to a sink (the client's connection) from the connection's own callback, as it
 arrives: no wake-up of the reader and no loop turn between the upstream's bytes and the client's. The socket is not
-read while the sink cannot take more. A silent upstream is then noticed within one to two read timeouts.
+read while the sink cannot take more (however long the client takes). A silent upstream is then noticed within one
+to two read timeouts.
 """
 
 from __future__ import annotations
@@ -200,7 +201,8 @@ class UpstreamResponse:
                 try:
                     await self._wait()  # woken at the end, an error, or the read timeout
                 except TimeoutError:
-                    if self._received == received:
+                    # silence counts against the upstream, not a wait for the client to take what came
+                    if self._received == received and not self._paused:
                         raise
         finally:
             self._sink = self._record = None

@@ -243,7 +243,9 @@ async def test_a_piped_body_goes_to_the_sink_as_it_arrives_each_chunk_recorded_a
         response.release()
 
 
-async def test_a_paused_sink_holds_the_upstream_back_and_loses_nothing(pool: UpstreamPool) -> None:
+async def test_a_paused_sink_holds_the_upstream_back_and_loses_nothing() -> None:
+    # held back longer than the read timeout: the wait is the client's, not a silent upstream
+    pool = UpstreamPool(connect_timeout=2.0, read_timeout=0.05)
     body = bytes(range(256)) * (4 * READ_BUFFER_LIMIT // 256)
     sink = _Sink()
     sink.write_paused = True
@@ -253,16 +255,19 @@ async def test_a_paused_sink_holds_the_upstream_back_and_loses_nothing(pool: Ups
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
         await writer.drain()
 
-    async with raw_upstream(large) as server:
-        response = await pool.request("GET", server.url, [], None)
-        piping = asyncio.create_task(response.pipe(sink, None))
-        await asyncio.sleep(0.2)  # all of it could have come by now: only the sink's pause (and the kernel) held it
-        assert len(b"".join(sink.sent)) < len(body) and len(sink.on_writable) == 1
-        sink.write_paused = False
-        sink.on_writable.pop()()
-        await asyncio.wait_for(piping, 2.0)
-        assert b"".join(sink.sent).replace(b"<flush>", b"") == body
-        response.release()
+    try:
+        async with raw_upstream(large) as server:
+            response = await pool.request("GET", server.url, [], None)
+            piping = asyncio.create_task(response.pipe(sink, None))
+            await asyncio.sleep(0.2)  # all of it could have come by now: only the sink's pause (and the kernel) held it
+            assert len(b"".join(sink.sent)) < len(body) and len(sink.on_writable) == 1
+            sink.write_paused = False
+            sink.on_writable.pop()()
+            await asyncio.wait_for(piping, 2.0)
+            assert b"".join(sink.sent).replace(b"<flush>", b"") == body
+            response.release()
+    finally:
+        pool.close()
 
 
 async def test_a_sink_whose_client_is_gone_ends_the_pipe_with_its_error(pool: UpstreamPool) -> None:
