@@ -19,7 +19,7 @@ from typing import NamedTuple
 import httptools
 from aiohttp.http_parser import SINGLETON_HEADERS
 
-from llm_gateway.upstream.http1 import HEADER_NAMES, HOP_BY_HOP, end_to_end, header_name
+from llm_gateway.upstream.http1 import HEADER_NAMES, HOP_BY_HOP, PLAIN_CONNECTION, end_to_end, header_name
 
 #: a head longer than this goes to aiohttp, whose limit for one line is 8,190 bytes (agents' heads: 1-4 KiB)
 MAX_HEAD_BYTES = 8 * 1024
@@ -28,8 +28,6 @@ _GATEWAY_PATHS = b"/_gateway/"
 _NOT_SERVED_FIELDS = frozenset({"transfer-encoding", "expect", "upgrade"})
 # aiohttp refuses a second one of these (400); a second Connection field would be one more list to read
 _ONCE = SINGLETON_HEADERS | {"connection"}
-# Connection values that name no field to drop (Keep-Alive is dropped anyway)
-_PLAIN_CONNECTION = frozenset({b"close", b"keep-alive"})
 
 
 class NotServed(Exception):
@@ -118,7 +116,7 @@ def parse_head(head: bytes) -> RequestHead:
     if http11 and "host" not in headers:
         raise NotServed
     tokens = {token.strip() for token in connection.split(b",")} if connection else set()
-    if tokens - _PLAIN_CONNECTION:  # the Connection field names fields that stop here too
+    if tokens - PLAIN_CONNECTION:  # the Connection field names fields that stop here too
         forwarded = end_to_end(fields)
     keep_alive = b"close" not in tokens if http11 else b"keep-alive" in tokens
     length = headers.get("content-length")

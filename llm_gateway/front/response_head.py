@@ -12,12 +12,10 @@ from typing import Any, NamedTuple
 
 from aiohttp.helpers import rfc822_formatted_time
 
-from llm_gateway.upstream.http1 import HEADER_NAMES, HOP_BY_HOP, Fields, end_to_end, header_name
+from llm_gateway.upstream.http1 import HEADER_NAMES, HOP_BY_HOP, PLAIN_CONNECTION, Fields, end_to_end, header_name
 
 # Content-Length is the upstream's to keep (the body goes on as it came); the others this hop frames anew.
 _DROPPED = HOP_BY_HOP - {"content-length"}
-# Connection values that name no field to drop (Keep-Alive is dropped anyway)
-_PLAIN_CONNECTION = frozenset({b"close", b"keep-alive", b""})
 
 
 class ResponseHead(NamedTuple):
@@ -47,7 +45,7 @@ def response_head(status: int, reason: str, fields: Fields, *, method: str, http
             block += (name, b": ", value, b"\r\n")
         elif key == "transfer-encoding":
             transfer_coded = True
-        elif key == "connection" and value.strip().lower() not in _PLAIN_CONNECTION:
+        elif key == "connection" and value.strip().lower() not in PLAIN_CONNECTION:
             return _listing_connection(status, reason, fields, method=method, http11=http11, keep_alive=keep_alive)
     bodiless_status = status in (204, 304) or 100 <= status < 200
     empty = bodiless_status or method == "HEAD"

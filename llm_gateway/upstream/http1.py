@@ -35,6 +35,8 @@ HOP_BY_HOP = frozenset(
         "expect",
     }
 )
+#: Connection values (and tokens) that name no field to drop with it (Keep-Alive is hop-by-hop anyway)
+PLAIN_CONNECTION = frozenset({b"close", b"keep-alive", b""})
 #: header fields as received: (name, value) bytes pairs, in order
 Fields = Sequence[tuple[bytes, bytes]]
 
