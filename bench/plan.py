@@ -19,6 +19,9 @@ class Plan:
     stream_rounds: int
     stream_chunks: int
     stream_interval_us: int
+    #: short SSE streams at concurrency 1, one per path per round: the time to first byte (the long streams above
+    #: are too few for a p99 of it)
+    ttfb_rounds: int
     #: closed-loop throughput
     rps_concurrency: int
     rps_duration_s: float
@@ -48,6 +51,7 @@ FULL = Plan(
     stream_rounds=30,
     stream_chunks=200,
     stream_interval_us=2000,
+    ttfb_rounds=500,
     rps_concurrency=32,
     rps_duration_s=5,
     rps_warmup_s=1,
@@ -70,6 +74,7 @@ QUICK = Plan(
     stream_rounds=2,
     stream_chunks=200,
     stream_interval_us=2000,
+    ttfb_rounds=20,
     rps_concurrency=32,
     rps_duration_s=1,
     rps_warmup_s=0,

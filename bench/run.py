@@ -48,6 +48,9 @@ from bench.proc import (
 )
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: the time-to-first-byte phase's streams: short, so that hundreds fit in seconds
+TTFB_CHUNKS = 2
+TTFB_INTERVAL_US = 1000
 
 
 class LoadgenError(RuntimeError):
@@ -259,6 +262,12 @@ class Bench:
                  f"{p.stream_interval_us} us")
         spec = {"op": "streams", "chunks": p.stream_chunks, "interval_us": p.stream_interval_us}
         return self._interleaved(spec, p.stream_rounds, 900)
+
+    def ttfb(self) -> dict:
+        p = self.plan
+        self.log(f"time to first byte: {p.ttfb_rounds} short streams per proxy ({TTFB_CHUNKS} SSE chunks)")
+        spec = {"op": "streams", "chunks": TTFB_CHUNKS, "interval_us": TTFB_INTERVAL_US}
+        return self._interleaved(spec, p.ttfb_rounds, 900)
 
     def throughput(self, wrk: install.Found | None) -> dict:
         p = self.plan
@@ -502,6 +511,7 @@ def _run(bench: Bench, selected: list[str], results: dict, wrk: install.Found | 
         ("warm", bench.warm),
         ("cold", bench.cold),
         ("streams", bench.streams),
+        ("ttfb", bench.ttfb),
         ("throughput", lambda: bench.throughput(wrk)),
         ("stalls", bench.stalls),
     ]
