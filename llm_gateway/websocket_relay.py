@@ -23,14 +23,13 @@ from llm_gateway.redact import url_without_credentials
 from llm_gateway.routing import Route
 from llm_gateway.upstream.http1 import HOP_BY_HOP, Fields, end_to_end, header_text
 
-# The WebSocket handshake is negotiated anew on each leg.
-_WS_HANDSHAKE = frozenset(
-    {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-accept"}
-)
+# The WebSocket handshake is negotiated anew on each leg: its fields do not cross.
+_WS_HANDSHAKE = frozenset({"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
+                           "sec-websocket-accept", "sec-websocket-protocol"})
 
 
 def forward_headers(fields: Fields, extra_drop: frozenset[str] = frozenset()) -> CIMultiDict[str]:
-    """A message's end-to-end fields (`end_to_end`) as text, for aiohttp's client and its WebSocket handshakes."""
+    """A message's end-to-end fields (`end_to_end`) as text, for the WebSocket handshakes through aiohttp's client."""
     kept = end_to_end(fields, HOP_BY_HOP | extra_drop if extra_drop else HOP_BY_HOP)
     return CIMultiDict([(header_text(name), header_text(value)) for name, value in kept])
 
@@ -62,7 +61,7 @@ async def relay_websocket(session: aiohttp.ClientSession, addons: Sequence[Addon
                 time.time_ns(), websocket=True)
     if addons:
         call_hook(addons, "request", flow)
-    headers = forward_headers(request.raw_headers, _WS_HANDSHAKE | {"sec-websocket-protocol"})
+    headers = forward_headers(request.raw_headers, _WS_HANDSHAKE)
     protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
     ws_url = URL(flow.upstream_url, encoded=True)
     ws_url = ws_url.with_scheme("wss" if ws_url.scheme == "https" else "ws")
@@ -102,7 +101,7 @@ async def relay_websocket(session: aiohttp.ClientSession, addons: Sequence[Addon
         compress=False, max_msg_size=0,
     )
     if handshake is not None:
-        client.headers.extend(forward_headers(handshake.raw_headers, _WS_HANDSHAKE | {"sec-websocket-protocol"}))
+        client.headers.extend(forward_headers(handshake.raw_headers, _WS_HANDSHAKE))
     ends: list[tuple[bool, _End]] = []
     tap = _tap(flow)
     try:

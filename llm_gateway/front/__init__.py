@@ -1,6 +1,7 @@
 """The gateway's own HTTP/1.1 server for the requests it relays most: a plain request with its body framed by
 Content-Length, on a connection the client keeps alive, directly or inside a connection the forward proxy reads.
-aiohttp's server reads a request with about 184k instructions; this one with some 40k (bench/README, item 35).
+With a handler that answers at once, the gateway's process spends about 183k instructions a request under
+aiohttp's server and 120k under this one (bench/README, item 35).
 aiohttp still serves everything else: a request this front end does not take hands the connection over to it, at
 that request's first byte.
 

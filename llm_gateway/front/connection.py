@@ -205,7 +205,7 @@ class FrontConnection(asyncio.Protocol):
         try:
             failed = await self._front.serve(head, body, self)
             if failed is not None:
-                self._send_whole(failed.status, failed.reason, _fields(failed), cast(bytes, failed.body))
+                self._send_own(failed)
         except ConnectionResetError:
             pass  # the client went away while its answer was written: connection_lost follows
         except Exception:
@@ -220,8 +220,15 @@ class FrontConnection(asyncio.Protocol):
         if self._started or self._transport is None or self._transport.is_closing():
             self.abort()
             return
-        failed = error_response(500, "gateway_error", "llm-gateway failed answering this request; its log says why")
-        self._send_whole(failed.status, failed.reason, _fields(failed), cast(bytes, failed.body))
+        self._send_own(error_response(500, "gateway_error", "llm-gateway failed answering this request; its log "
+                                      "says why"))
+
+    def _send_own(self, response: web.Response) -> None:
+        """One of the gateway's own answers (an error), whole."""
+        body = cast(bytes, response.body)
+        fields = [(name.encode(), value.encode()) for name, value in response.headers.items()]
+        fields.append((b"Content-Length", b"%d" % len(body)))
+        self._send_whole(response.status, response.reason, fields, body)
 
     def _answered(self) -> None:
         transport = self._transport
@@ -348,10 +355,3 @@ class FrontConnection(asyncio.Protocol):
             await waiter
         finally:
             self._drained = None
-
-
-def _fields(response: web.Response) -> list[tuple[bytes, bytes]]:
-    """The header fields of one of the gateway's own answers, its length among them."""
-    fields = [(name.encode(), value.encode()) for name, value in response.headers.items()]
-    fields.append((b"Content-Length", b"%d" % len(cast(bytes, response.body))))
-    return fields
