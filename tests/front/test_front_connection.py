@@ -14,7 +14,7 @@ from aiohttp import web
 from llm_gateway.config import ConfigError, Settings
 from llm_gateway.front import connection as front_connection
 from llm_gateway.server import Gateway
-from tests.support.servers import LOOPBACK, RecordingUpstream, running_gateway, running_upstream
+from tests.support.servers import LOOPBACK, RecordingUpstream, held_stream, running_gateway, running_upstream
 
 _WAIT = 5.0
 
@@ -107,18 +107,12 @@ async def test_an_idle_kept_alive_connection_is_closed(servers, monkeypatch: pyt
 
 async def test_a_stream_in_flight_at_shutdown_ends_whole_and_idle_connections_close_at_once(servers) -> None:
     release = asyncio.Event()
+    stream = held_stream(release)
 
-    async def slow_stream(request: web.BaseRequest) -> web.StreamResponse:
-        if request.path == "/v1/models":
-            return web.json_response({"data": []})
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        await response.write(b"data: first\n\n")
-        await release.wait()
-        await response.write(b"data: last\n\n")
-        return response
+    async def models_or_stream(request: web.BaseRequest) -> web.StreamResponse:
+        return web.json_response({"data": []}) if request.path == "/v1/models" else await stream(request)
 
-    url = await servers.enter_async_context(running_upstream(slow_stream))
+    url = await servers.enter_async_context(running_upstream(models_or_stream))
     gateway = await Gateway.start(Settings(host=LOOPBACK, port=0, catch_all=url, force_all=True), env={})
     idle_reader, idle_writer = await asyncio.open_connection(LOOPBACK, gateway.port)
     idle_writer.write(b"GET /v1/models HTTP/1.1\r\nHost: g\r\n\r\n")

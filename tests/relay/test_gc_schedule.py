@@ -12,7 +12,7 @@ import pytest
 
 from llm_gateway.config import Settings
 from llm_gateway.gc_schedule import FullCollections, collect_when_due, take_over_full_collections
-from tests.support.servers import running_gateway, running_upstream
+from tests.support.servers import held_stream, running_gateway, running_upstream
 
 
 def test_a_full_collection_waits_for_a_moment_with_nothing_in_flight_or_for_the_forced_interval():
@@ -55,17 +55,7 @@ async def test_the_collector_waits_while_exchanges_are_in_flight_and_runs_once_n
 async def test_the_relay_counts_an_exchange_in_flight_until_its_last_byte():
     release = asyncio.Event()
 
-    async def slow_stream(request):
-        from aiohttp import web
-
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        await response.write(b"data: first\n\n")
-        await release.wait()
-        await response.write(b"data: last\n\n")
-        return response
-
-    async with running_upstream(slow_stream) as upstream, \
+    async with running_upstream(held_stream(release)) as upstream, \
             running_gateway(Settings(catch_all=upstream, force_all=True)) as gateway:
         relay = gateway.relay
         assert relay.in_flight == 0

@@ -137,6 +137,20 @@ class RecordingUpstream:
         return response
 
 
+def held_stream(release: asyncio.Event) -> Handler:
+    """An upstream handler that streams `data: first`, waits for `release`, then sends `data: last` and ends."""
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: first\n\n")
+        await release.wait()
+        await response.write(b"data: last\n\n")
+        return response
+
+    return handle
+
+
 def _text(raw: bytes) -> str:
     """Header bytes as text; any byte that is not UTF-8 stays visible as a lone surrogate."""
     return raw.decode("utf-8", "surrogateescape")
