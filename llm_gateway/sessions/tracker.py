@@ -532,14 +532,21 @@ class SessionTracker:
         if not request.tool_results:
             return []
         pending = [run for agent in session.all_agents if agent.turn is not None for run in agent.turn.pending]
+        # An agent's request carries every result of its conversation, often hundreds, and those that answer what
+        # is pending come last: the others are passed over by their ids, unless an id-less call is pending (those
+        # pair by name and order).
+        pending_ids = {run.call_id for run in pending}
+        by_order = None in pending_ids
         events: list[Event] = []
         for result in request.tool_results:
             if not pending:
-                break  # the rest are older results the history repeats: an agent's request carries them all
+                break  # the rest are older results the history repeats
+            if not by_order and result.call_id not in pending_ids:
+                continue
             run = _take_pending(pending, result.call_id, result.name)
             if run is None:
-                continue  # an older result repeated in the history (every request has them), or a call made before
-                # the gateway saw it: nothing to end, and too common to log
+                continue  # an older result repeated in the history, or a call made before the gateway saw it:
+                # nothing to end, and too common to log
             run.turn.pending.remove(run)
             run.result = result.content
             events += _end_run(session, run, ToolPhase.ERROR if result.is_error else ToolPhase.OK, at_ns)

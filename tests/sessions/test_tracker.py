@@ -152,6 +152,22 @@ def test_call_without_id_pairs_by_name_even_when_the_result_brings_an_id_of_its_
     assert [(e.tool.name, e.tool.outcome) for e in events] == [("get_temperature", "ok")]
 
 
+def test_the_results_a_long_history_repeats_end_nothing_and_the_new_ones_end_what_is_pending():
+    """An agent's request carries every result of its conversation; those that answer the pending calls come last,
+    by id, or by name for a call without one (whose answer may bring an id the client made up)."""
+    older = [ToolResult(f"old-{n}", name="Read") for n in range(100)]
+    t = tr.SessionTracker(idle_ns=300 * S)
+    t.call_started(1, _identity(), _request(), "p", 0)
+    t.call_finished(1, _record(ToolCall("new", "Read")), S)
+    _, events = t.call_started(2, _identity(), _request(results=[*older, ToolResult("new", is_error=True)]), "p",
+                               2 * S)
+    assert [(e.tool.call_id, e.tool.outcome) for e in events] == [("new", "error")]
+    t.call_finished(2, _record(ToolCall(None, "get_temperature")), 3 * S)
+    answer = ToolResult("made-up", name="get_temperature")
+    _, events = t.call_started(3, _identity(), _request(results=[*older, answer]), "p", 4 * S)
+    assert [(e.tool.name, e.tool.outcome) for e in events] == [("get_temperature", "ok")]
+
+
 def test_session_and_tool_states_follow_the_calls():
     t = tr.SessionTracker(idle_ns=10 * S)
     place, _ = t.call_started(1, _identity(), _request(), "p", 0)
