@@ -15,10 +15,13 @@ class Plan:
     #: non-streamed, concurrency 1: each measured request after `cold_idle_ms` of idle
     cold_rounds: int
     cold_idle_ms: float
-    #: SSE streams at concurrency 1, one per path per round
+    #: SSE streams at concurrency 1, one per path per round, in `stream_passes` passes over the proxies (each pass
+    #: a block of rounds per proxy in a shuffled order, then in the reverse): the per-chunk p99 is the tail of a
+    #: few hundred chunks, and a burst of the machine's noise that lands on one long block moves it by tens of µs
     stream_rounds: int
     stream_chunks: int
     stream_interval_us: int
+    stream_passes: int
     #: short SSE streams at concurrency 1, one per path per round: the time to first byte (the long streams above
     #: are too few for a p99 of it)
     ttfb_rounds: int
@@ -48,9 +51,10 @@ FULL = Plan(
     warm_rounds=1000,
     cold_rounds=200,
     cold_idle_ms=25,
-    stream_rounds=30,
+    stream_rounds=50,
     stream_chunks=200,
     stream_interval_us=2000,
+    stream_passes=5,
     ttfb_rounds=500,
     rps_concurrency=32,
     rps_duration_s=5,
@@ -74,6 +78,7 @@ QUICK = Plan(
     stream_rounds=2,
     stream_chunks=200,
     stream_interval_us=2000,
+    stream_passes=1,
     ttfb_rounds=20,
     rps_concurrency=32,
     rps_duration_s=1,

@@ -216,22 +216,26 @@ class Bench:
             for managed in frozen:
                 managed.resume()
 
-    def _blocks(self) -> list[PathRun]:
-        """Each proxy twice, in a shuffled order and then the reverse, so slow drift falls on all alike."""
-        proxies = [p for p in self.live() if p.name != DIRECT]
-        self._shuffles += 1
-        random.Random(self._shuffles).shuffle(proxies)
-        return proxies + proxies[::-1]
+    def _blocks(self, passes: int) -> list[PathRun]:
+        """Each proxy twice a pass, in a shuffled order and then the reverse, so slow drift falls on all alike."""
+        order: list[PathRun] = []
+        for _ in range(passes):
+            proxies = [p for p in self.live() if p.name != DIRECT]
+            self._shuffles += 1
+            random.Random(self._shuffles).shuffle(proxies)
+            order += proxies + proxies[::-1]
+        return order
 
-    def _interleaved(self, spec: dict, rounds: int, timeout: float) -> dict:
+    def _interleaved(self, spec: dict, rounds: int, timeout: float, passes: int = 1) -> dict:
         """Run `spec` in blocks of (direct, one proxy), requests alternating in a shuffled order per round, the
-        other proxies frozen. Each proxy's figures come with the direct figures of its own blocks."""
+        other proxies frozen; `rounds` per proxy, over `passes` (`_blocks`). Each proxy's figures come with the
+        direct figures of its own blocks."""
         direct = self.paths[DIRECT]
         assert direct.target is not None
         pooled: dict[str, Collected] = {DIRECT: Collected()}
         same_blocks: dict[str, Collected] = {}
-        blocks = self._blocks()
-        per_block = max(1, math.ceil(rounds / 2)) if blocks else rounds
+        blocks = self._blocks(passes)
+        per_block = max(1, math.ceil(rounds / (2 * passes))) if blocks else rounds
         for index, proxy in enumerate(blocks or [None]):
             targets = [direct] + ([proxy] if proxy is not None else [])
             with self.only(proxy):
@@ -259,9 +263,9 @@ class Bench:
     def streams(self) -> dict:
         p = self.plan
         self.log(f"streams: {p.stream_rounds} per proxy of {p.stream_chunks} SSE chunks, one every "
-                 f"{p.stream_interval_us} us")
+                 f"{p.stream_interval_us} us, in {p.stream_passes} passes")
         spec = {"op": "streams", "chunks": p.stream_chunks, "interval_us": p.stream_interval_us}
-        return self._interleaved(spec, p.stream_rounds, 900)
+        return self._interleaved(spec, p.stream_rounds, 900, p.stream_passes)
 
     def ttfb(self) -> dict:
         p = self.plan
