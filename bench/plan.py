@@ -15,16 +15,17 @@ class Plan:
     #: non-streamed, concurrency 1: each measured request after `cold_idle_ms` of idle
     cold_rounds: int
     cold_idle_ms: float
-    #: SSE streams at concurrency 1, one per path per round, in `stream_passes` passes over the proxies (each pass
-    #: a block of rounds per proxy in a shuffled order, then in the reverse): the per-chunk p99 is the tail of a
-    #: few hundred chunks, and a burst of the machine's noise that lands on one long block moves it by tens of µs
+    #: SSE streams at concurrency 1, one per path per round
     stream_rounds: int
     stream_chunks: int
     stream_interval_us: int
-    stream_passes: int
     #: short SSE streams at concurrency 1, one per path per round: the time to first byte (the long streams above
     #: are too few for a p99 of it)
     ttfb_rounds: int
+    #: both stream phases run in this many passes over the proxies (each pass a block of rounds per proxy in a
+    #: shuffled order, then in the reverse): their p99s are tails of a few dozen samples, and a burst of the
+    #: machine's noise on one long block moved them by tens of µs (per chunk) and tenths of ms (TTFB)
+    stream_passes: int
     #: closed-loop throughput
     rps_concurrency: int
     rps_duration_s: float
@@ -51,11 +52,11 @@ FULL = Plan(
     warm_rounds=1000,
     cold_rounds=200,
     cold_idle_ms=25,
-    stream_rounds=50,
+    stream_rounds=40,
     stream_chunks=200,
     stream_interval_us=2000,
+    ttfb_rounds=1500,
     stream_passes=5,
-    ttfb_rounds=500,
     rps_concurrency=32,
     rps_duration_s=5,
     rps_warmup_s=1,
@@ -78,8 +79,8 @@ QUICK = Plan(
     stream_rounds=2,
     stream_chunks=200,
     stream_interval_us=2000,
-    stream_passes=1,
     ttfb_rounds=20,
+    stream_passes=1,
     rps_concurrency=32,
     rps_duration_s=1,
     rps_warmup_s=0,

@@ -269,9 +269,10 @@ class Bench:
 
     def ttfb(self) -> dict:
         p = self.plan
-        self.log(f"time to first byte: {p.ttfb_rounds} short streams per proxy ({TTFB_CHUNKS} SSE chunks)")
+        self.log(f"time to first byte: {p.ttfb_rounds} short streams per proxy ({TTFB_CHUNKS} SSE chunks), in "
+                 f"{p.stream_passes} passes")
         spec = {"op": "streams", "chunks": TTFB_CHUNKS, "interval_us": TTFB_INTERVAL_US}
-        return self._interleaved(spec, p.ttfb_rounds, 900)
+        return self._interleaved(spec, p.ttfb_rounds, 900, p.stream_passes)
 
     def throughput(self, wrk: install.Found | None) -> dict:
         p = self.plan
