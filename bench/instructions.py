@@ -57,11 +57,30 @@ def _load(port: int, request: bytes, requests: int, concurrency: int) -> None:
     asyncio.run(run())
 
 
-def _instructions(dump: Path) -> int:
-    for line in dump.read_text().splitlines():
+def under_callgrind(command: list[str], out: Path) -> list[str]:
+    """`command` run under callgrind, its counts dumped to `out`.PID.N on request (`zero`, `dumped_instructions`)."""
+    return ["valgrind", "--tool=callgrind", "--dump-instr=no", "--trace-children=no",
+            f"--callgrind-out-file={out}.%p", *command]
+
+
+def zero(pid: int) -> None:
+    subprocess.run(["callgrind_control", "--zero", str(pid)], check=True, capture_output=True)
+
+
+def dumped_instructions(pid: int, out: Path) -> int:
+    """Has the process under callgrind dump its counts (its first dump on request) and reads their total."""
+    subprocess.run(["callgrind_control", "--dump", str(pid)], check=True, capture_output=True)
+    dumped = out.parent / f"{out.name}.{pid}.1"
+    wait_until(dumped.exists, 30)
+    time.sleep(0.5)  # written whole
+    for line in dumped.read_text().splitlines():
         if line.startswith(("summary:", "totals:")):
             return int(line.split()[1])
-    raise ValueError(f"no totals in {dump}")
+    raise ValueError(f"no totals in {dumped}")
+
+
+def have_valgrind() -> bool:
+    return shutil.which("valgrind") is not None and shutil.which("callgrind_control") is not None
 
 
 def measure(path: str, requests: int, concurrency: int, stream_chunks: int, workdir: Path,
@@ -81,10 +100,9 @@ def measure(path: str, requests: int, concurrency: int, stream_chunks: int, work
         if path == "gateway-on":
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://{LOOPBACK}:{sink}"
         out = workdir / f"{path}.callgrind"
-        gateway = Managed.start(path, ["valgrind", "--tool=callgrind", "--dump-instr=no", "--trace-children=no",
-                                       f"--callgrind-out-file={out}.%p", sys.executable, "-m", "llm_gateway",
-                                       "serve", "--host", LOOPBACK, "--port", str(port), "--upstream",
-                                       f"anthropic=http://{LOOPBACK}:{up}"],
+        gateway = Managed.start(path, under_callgrind([sys.executable, "-m", "llm_gateway", "serve", "--host",
+                                                       LOOPBACK, "--port", str(port), "--upstream",
+                                                       f"anthropic=http://{LOOPBACK}:{up}"], out),
                                 workdir, env=env, cwd=str(REPO_ROOT))
         servers.append(gateway)
         for check in (lambda: port_open(up), lambda: port_open(sink),
@@ -94,13 +112,9 @@ def measure(path: str, requests: int, concurrency: int, stream_chunks: int, work
         body = wire.request_body(stream=stream_chunks > 0, chunks=stream_chunks)
         request = wire.http_request(LOOPBACK, port, wire.MESSAGES_PATH, body)
         _load(port, request, WARMUP_REQUESTS, concurrency)
-        subprocess.run(["callgrind_control", "--zero", str(gateway.pid)], check=True, capture_output=True)
+        zero(gateway.pid)
         _load(port, request, requests, concurrency)
-        subprocess.run(["callgrind_control", "--dump", str(gateway.pid)], check=True, capture_output=True)
-        dumped = workdir / f"{out.name}.{gateway.pid}.1"  # the first dump on request
-        wait_until(dumped.exists, 30)
-        time.sleep(0.5)  # written whole
-        return _instructions(dumped) / requests
+        return dumped_instructions(gateway.pid, out) / requests
     finally:
         for server in servers:
             server.stop()
@@ -116,7 +130,7 @@ def main() -> None:
     parser.add_argument("--front", default="own", choices=("own", "aiohttp"), help="the server that reads the "
                         "requests (LLM_GATEWAY_FRONT)")
     args = parser.parse_args()
-    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+    if not have_valgrind():
         sys.exit("python -m bench.instructions needs valgrind (apt install valgrind)")
     with tempfile.TemporaryDirectory(prefix="llm-gateway-instructions-") as tmp:
         for path in args.paths.split(","):

@@ -11,6 +11,11 @@ reached the sink (per call), and its RSS when idle before, while every session i
 the sessions expired (idle again).
 
 The child runs on the server CPU, everything else on the harness CPUs, as in the main bench.
+
+`--callgrind` runs the child under valgrind's callgrind and reports its instructions per call (both its threads:
+the replay and the span export), counted from after the warm-up call until every span reached the sink: a figure
+that does not move with the machine's noise, to tell whether a change made tracing cheaper (`bench.instructions`
+does the same for the relay). Its times and memory are then valgrind's.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 import orjson
 
 from bench import wire
+from bench.instructions import dumped_instructions, have_valgrind, under_callgrind, zero
 from bench.proc import LOOPBACK, Managed, cpu_plan, free_port, pin, port_open, wait_until
 from llm_gateway.config import Settings
 from llm_gateway.flow import Flow
@@ -166,14 +172,18 @@ def _conversation(session: int, call: int, *, stream: bool, tool_turns: int = 0)
 
 
 def run_level(sessions: int, calls_per_session: int, stream_chunks: int, sink_url: str, cpus: set[int] | None,
-              idle_s: float, profile: Path | None = None, tool_turns: int = 0, cprofile: Path | None = None) -> dict:
+              idle_s: float, profile: Path | None = None, tool_turns: int = 0, cprofile: Path | None = None,
+              callgrind: Path | None = None) -> dict:
     """One level: a fresh telemetry process, `sessions` x `calls_per_session` calls, then the sessions expire.
-    With `cprofile`, the child runs under cProfile, which writes its main thread's profile there when it exits."""
+    With `cprofile`, the child runs under cProfile, which writes its main thread's profile there when it exits;
+    with `callgrind`, under valgrind's callgrind (its dumps go there), which counts its instructions per call."""
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink_url, "LLM_GATEWAY_SESSION_IDLE_SECONDS": str(idle_s),
            "OTEL_BSP_SCHEDULE_DELAY": "200",
            "LLM_GATEWAY_MAX_SESSIONS": str(max(1000, sessions * 2))}
     command = child_command() if cprofile is None else [
         sys.executable, "-m", "cProfile", "-o", str(cprofile), "-m", "llm_gateway.offload.worker"]
+    if callgrind is not None:
+        command = under_callgrind(command, callgrind)
     child = subprocess.Popen(command, stdin=subprocess.PIPE, env=child_environment(env),
                              preexec_fn=pin(cpus), cwd=str(REPO_ROOT))
     assert child.stdin is not None
@@ -185,7 +195,7 @@ def run_level(sessions: int, calls_per_session: int, stream_chunks: int, sink_ur
         # One call first: what the child loads on its first call (adapters, the price table) is start-up, not load.
         child.stdin.write(frame(calls.messages(-1, 0)))
         child.stdin.flush()
-        wait_until(lambda: _sink_spans(sink_url) >= spans_before + 2, 60)
+        wait_until(lambda: _sink_spans(sink_url) >= spans_before + 2, 60 if callgrind is None else 600)
         _idle(child.pid, at_least_s=1.0)
         _stable(sink_url)
         spans_before = _sink_spans(sink_url)
@@ -197,6 +207,8 @@ def run_level(sessions: int, calls_per_session: int, stream_chunks: int, sink_ur
                                     "--nonblocking", "--output", str(profile)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
             time.sleep(1.0)
+        if callgrind is not None:
+            zero(child.pid)
         cpu_before, threads_before = _cpu_s(child.pid), _thread_cpu_s(child.pid)
         started = time.monotonic()
         batch: list[tuple] = []
@@ -222,6 +234,7 @@ def run_level(sessions: int, calls_per_session: int, stream_chunks: int, sink_ur
         rss_open = _rss_kib(child.pid)
         received = _sink_spans(sink_url) - spans_before
         expired_already = wall_s > idle_s
+        instructions = dumped_instructions(child.pid, callgrind) if callgrind is not None else None
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
@@ -243,6 +256,7 @@ def run_level(sessions: int, calls_per_session: int, stream_chunks: int, sink_ur
             "sessions_expired_during_calls": expired_already,
             "rss_idle_kib": rss_idle, "rss_sessions_open_kib": rss_open, "rss_after_expiry_kib": rss_after,
             "rss_per_session_kib": round((rss_open - rss_idle) / sessions, 2),
+            **({"instructions_per_call": round(instructions / total_calls)} if instructions is not None else {}),
         }
     finally:
         child.stdin.close()
@@ -283,8 +297,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cprofile", type=Path,
                         help="the child's main thread under cProfile, to this file (last level; read it with pstats): "
                              "py-spy also counts the time the child waits for the pipe")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="the child under valgrind's callgrind: instructions per call (all its threads), a figure "
+                             "that does not move with the machine; its times are then valgrind's, not the child's")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
+    if args.callgrind and not have_valgrind():
+        raise SystemExit("--callgrind needs valgrind (apt install valgrind)")
     server, harness, _ = cpu_plan()
     if harness:
         os.sched_setaffinity(0, harness)
@@ -301,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
                 last = index == len(levels) - 1
                 result = run_level(sessions, args.calls_per_session, args.stream_chunks, f"http://{LOOPBACK}:{port}",
                                    server, args.idle_s, args.profile if last else None, args.tool_turns,
-                                   args.cprofile if last else None)
+                                   args.cprofile if last else None,
+                                   Path(tmp) / f"child-{sessions}.callgrind" if args.callgrind else None)
                 print(orjson.dumps(result).decode(), flush=True)
                 results.append(result)
         finally:
