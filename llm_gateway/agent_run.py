@@ -44,7 +44,7 @@ from llm_gateway.mcp.reporter import ENV_GATEWAY_URL
 from llm_gateway.proxy import CAError
 from llm_gateway.proxy.trust import ensure_ca
 from llm_gateway.server import SHUTDOWN_TELEMETRY_WAIT_S, Gateway
-from llm_gateway.sessions.tracker import SessionState
+from llm_gateway.sessions.state import SessionState
 from llm_gateway.sessions.tree import render
 from llm_gateway.telemetry.session_spans import ENV_PRINT
 from llm_gateway.telemetry.setup import export_plan

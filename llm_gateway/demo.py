@@ -24,7 +24,7 @@ from llm_gateway.recordings import REDACTED, Exchange, Fixture, load
 from llm_gateway.recordings.replay import ReplayUpstream
 from llm_gateway.routing import UPSTREAM_NAMES
 from llm_gateway.server import Gateway
-from llm_gateway.sessions.tracker import SessionState
+from llm_gateway.sessions.state import SessionState
 from llm_gateway.sessions.tree import render
 from llm_gateway.upstream.http1 import HOP_BY_HOP
 

@@ -30,7 +30,7 @@ from llm_gateway.proxy.intercept import ENV_INTERCEPT
 from llm_gateway.redact import url_without_credentials
 from llm_gateway.relay import Relay
 from llm_gateway.routing import Router
-from llm_gateway.sessions.tracker import SessionState
+from llm_gateway.sessions.state import SessionState
 from llm_gateway.telemetry import Telemetry, configure, upstream_trace_configs
 from llm_gateway.telemetry.setup import describe, export_plan
 from llm_gateway.telemetry.upstream_spans import http_span_mode

@@ -13,7 +13,7 @@ from llm_gateway.telemetry import Telemetry
 
 if TYPE_CHECKING:
     from llm_gateway.offload import FlowShipper
-    from llm_gateway.sessions.tracker import SessionState
+    from llm_gateway.sessions.state import SessionState
 
 
 def default_addons(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from llm_gateway.sessions.files import file_facts
-from llm_gateway.sessions.tracker import CallNode, SessionState, ToolRun, TurnState, Usage
+from llm_gateway.sessions.state import CallNode, SessionState, ToolRun, TurnState, Usage
 
 
 def _duration(start_ns: int, end_ns: int | None) -> str:

@@ -29,6 +29,7 @@ from opentelemetry.semconv.attributes import error_attributes as err
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
 from llm_gateway.protocols.exchange import ChatRecord, ChatRequest, json_or_text
+from llm_gateway.sessions import state as st
 from llm_gateway.sessions import tracker as tr
 from llm_gateway.sessions.files import file_facts
 from llm_gateway.sessions.identity import identify
@@ -88,7 +89,7 @@ class SessionSpans:
         env: Mapping[str, str],
         *,
         capture: bool,
-        on_finished: Callable[[tr.SessionState], None] | None = None,
+        on_finished: Callable[[st.SessionState], None] | None = None,
     ) -> None:
         """`on_finished` is called with each finished session (the demo); LLM_GATEWAY_PRINT=tree prints them."""
         self._maker = spans
@@ -107,7 +108,7 @@ class SessionSpans:
         self._outer = environment_parent(env)  # TRACEPARENT: sessions (or turns) become children of that span
         self._spans: dict[int, OpenSpan] = {}  # id(state object) -> its open span
         # id(agent) -> its last ended turn and that span's context: a check of the answer joins the turn late
-        self._answered: dict[int, tuple[tr.TurnState, SpanContext]] = {}
+        self._answered: dict[int, tuple[st.TurnState, SpanContext]] = {}
         self._costs: dict[int, CostTotals] = {}  # id(turn or session) -> its running cost
         self._tool_sessions: dict[int, dict[str, Any]] = {}  # id(open tool run) -> its session's ids
         self._named_turns: dict[int, set[tuple[str, str]]] = {}  # id(session) -> turns given a derived span id
@@ -167,17 +168,17 @@ class SessionSpans:
         """Shutdown: end every open session at its last activity."""
         self._apply(self._tracker.close_all())
 
-    def _apply(self, events: list[tr.Event]) -> None:
+    def _apply(self, events: list[st.Event]) -> None:
         for event in events:
             try:
                 self._handle(event)
             except Exception:
                 log.debug("session span for %r failed", event, exc_info=True)
 
-    def _handle(self, event: tr.Event) -> None:
+    def _handle(self, event: st.Event) -> None:
         spans = self._maker
         match event:
-            case tr.SessionStarted(session=session):
+            case st.SessionStarted(session=session):
                 if self._trace_per_turn:
                     return
                 self._spans[id(session)] = spans.start(
@@ -185,15 +186,15 @@ class SessionSpans:
                     self._session_attributes(session), self._outer,
                     trace_id=session_trace_id(session.key), span_id=derived_span_id(session.key),
                 )
-            case tr.TurnStarted(session=session, turn=turn):
+            case st.TurnStarted(session=session, turn=turn):
                 self._start_turn(session, turn)
-            case tr.ToolStarted(session=session, tool=tool):
+            case st.ToolStarted(session=session, tool=tool):
                 self._spans[id(tool)] = spans.start(
                     f"execute_tool {tool.name}", SpanKind.INTERNAL, tool.started_ns,
                     self._tool_attributes(session, tool), self._spans[id(tool.turn)].context,
                 )
                 self._tool_sessions[id(tool)] = _session_ids(session)
-            case tr.ToolFinished(tool=tool):
+            case st.ToolFinished(tool=tool):
                 self._tool_sessions.pop(id(tool), None)
                 attributes: dict[str, Any] = {TOOL_OUTCOME: tool.outcome or "unknown"}
                 status = None
@@ -203,7 +204,7 @@ class SessionSpans:
                 if self._capture and tool.result is not None:
                     attributes[gen_ai.GEN_AI_TOOL_CALL_RESULT] = _json_text(tool.result)
                 spans.end(self._spans.pop(id(tool)), tool.ended_ns, attributes, status)
-            case tr.TurnFinished(turn=turn):
+            case st.TurnFinished(turn=turn):
                 span = self._spans.pop(id(turn))
                 attributes = _totals(turn.usage, turn.models, self._costs.pop(id(turn), None))
                 attributes[TURN_CALLS] = turn.call_count
@@ -213,7 +214,7 @@ class SessionSpans:
                     status = Status(StatusCode.ERROR, turn.error_type)
                 spans.end(span, turn.ended_ns, attributes, status)
                 self._answered[id(turn.agent)] = (turn, span.context)
-            case tr.SessionFinished(session=session):
+            case st.SessionFinished(session=session):
                 span = self._spans.pop(id(session), None)
                 if span is not None:
                     attributes = _totals(session.usage, session.models, self._costs.pop(id(session), None))
@@ -229,7 +230,7 @@ class SessionSpans:
                 if self._on_finished is not None:
                     self._on_finished(session)
 
-    def _start_turn(self, session: tr.SessionState, turn: tr.TurnState) -> None:
+    def _start_turn(self, session: st.SessionState, turn: st.TurnState) -> None:
         # Named by its prompt, so that after a crash the restarted gateway emits the span the turn's earlier
         # children point at; a second turn of the same prompt (a retry after a failed call) gets a random id.
         name = (turn.agent.key or "", str(turn.prompt_ordinal))
@@ -259,10 +260,10 @@ class SessionSpans:
         self._spans[id(turn)] = self._maker.start(f"invoke_agent {agent.name}", SpanKind.INTERNAL, turn.started_ns,
                                                   attributes, parent, trace_id=trace_id, span_id=span_id)
 
-    def _session_attributes(self, session: tr.SessionState) -> dict[str, Any]:
+    def _session_attributes(self, session: st.SessionState) -> dict[str, Any]:
         return {**_session_ids(session), SESSION_SOURCE: session.source, CLIENT: session.client}
 
-    def _tool_attributes(self, session: tr.SessionState, tool: tr.ToolRun) -> dict[str, Any]:
+    def _tool_attributes(self, session: st.SessionState, tool: st.ToolRun) -> dict[str, Any]:
         attributes: dict[str, Any] = {
             gen_ai.GEN_AI_OPERATION_NAME: "execute_tool",
             gen_ai.GEN_AI_TOOL_NAME: tool.name,
@@ -301,16 +302,16 @@ def trace_per(env: Mapping[str, str]) -> str:
 SESSION_IDS = frozenset({SESSION_KEY, SESSION_ID, gen_ai.GEN_AI_CONVERSATION_ID})
 
 
-def _session_ids(session: tr.SessionState) -> dict[str, Any]:
+def _session_ids(session: st.SessionState) -> dict[str, Any]:
     """On every span of a session: the client's own id where it sent one, else the gateway's session key."""
     return {SESSION_KEY: session.key, SESSION_ID: session.key, gen_ai.GEN_AI_CONVERSATION_ID: session.key}
 
 
-def _print_tree(session: tr.SessionState) -> None:
+def _print_tree(session: st.SessionState) -> None:
     print(render(session), file=sys.stderr, flush=True)
 
 
-def _totals(usage: tr.Usage, models: list[str], cost: CostTotals | None) -> dict[str, Any]:
+def _totals(usage: st.Usage, models: list[str], cost: CostTotals | None) -> dict[str, Any]:
     attributes: dict[str, Any] = {name: getattr(usage, kind) for kind, name in USAGE_TOTALS
                                   if getattr(usage, kind) is not None}
     if models:

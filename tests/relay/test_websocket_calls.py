@@ -23,7 +23,7 @@ from llm_gateway.demo import play
 from llm_gateway.recordings import Fixture, fixture_files, load
 from llm_gateway.recordings.replay import ReplayUpstream
 from llm_gateway.server import Gateway
-from llm_gateway.sessions.tracker import CallNode, SessionState
+from llm_gateway.sessions.state import CallNode, SessionState
 from tests.support import FIXTURES
 from tests.support.otlp import OTLPReceiver, ReceivedSpan
 from tests.support.servers import LOOPBACK, running_gateway, running_upstream

@@ -13,6 +13,7 @@ the main loop's first call.
 from __future__ import annotations
 
 from llm_gateway.protocols.exchange import ChatRecord, ChatRequest, ToolCall, ToolResult
+from llm_gateway.sessions import state as st
 from llm_gateway.sessions import tracker as tr
 from llm_gateway.sessions.identity import Identity
 
@@ -47,11 +48,11 @@ def test_next_speaker_check_after_the_final_answer_is_an_auxiliary_call_of_the_t
     t.call_started(2, MAIN, ChatRequest(model="gemini-3.8-flash", tool_names=TOOLS, tool_results=[ToolResult("c1")],
                                         continues_tool_loop=True, prompt_ordinal=1), "gcp.gemini", 300 * MS)
     (ended,) = t.call_finished(2, _record(), 310 * MS)
-    assert isinstance(ended, tr.TurnFinished)  # the final answer: the turn is over
+    assert isinstance(ended, st.TurnFinished)  # the final answer: the turn is over
     check, events = t.call_started(3, CHECK, ChatRequest(model="gemini-3-flash-preview"), "gcp.gemini", 320 * MS)
     assert check.session is main.session
     assert check.call.turn is main.call.turn and check.call.auxiliary
-    assert not [e for e in events if isinstance(e, tr.TurnStarted)]
+    assert not [e for e in events if isinstance(e, st.TurnStarted)]
 
 
 def test_title_call_before_the_first_main_call_of_a_named_session_is_auxiliary() -> None:
@@ -67,7 +68,7 @@ def test_title_call_before_the_first_main_call_of_a_named_session_is_auxiliary()
     assert title.call.auxiliary
 
 
-def _gemini_prompt(t: tr.SessionTracker, first_id: int, at_ms: int, ordinal: int) -> list[tr.Placement]:
+def _gemini_prompt(t: tr.SessionTracker, first_id: int, at_ms: int, ordinal: int) -> list[st.Placement]:
     """One Gemini CLI prompt: router call, tool call, final answer, next-speaker check (the e2e test's order)."""
     router, _ = t.call_started(first_id, ROUTER, ChatRequest(model="gemini-3.5-flash-lite"), "gcp.gemini",
                                at_ms * MS)
@@ -101,7 +102,7 @@ def test_a_side_call_after_the_afterword_window_opens_the_next_turn() -> None:
     ended = answer.call.turn.ended_ns
     late, events = t.call_started(9, CHECK, ChatRequest(), "gcp.gemini", ended + tr.AFTERWORD_NS + 1)
     assert late.call.turn is not answer.call.turn and late.call.turn.number == 2
-    assert [type(e) for e in events] == [tr.TurnStarted]
+    assert [type(e) for e in events] == [st.TurnStarted]
 
 
 def test_a_session_only_side_calls_opened_is_not_taken_over_once_its_turn_gave_up_waiting() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from llm_gateway.protocols.exchange import ChatRecord, ChatRequest, ToolCall, ToolResult
+from llm_gateway.sessions import state as st
 from llm_gateway.sessions import tracker as tr
 from llm_gateway.sessions.identity import Identity
 
@@ -123,7 +124,7 @@ def test_failed_response_starts_no_tool_runs():
     t = tr.SessionTracker(idle_ns=300 * S)
     t.call_started(1, _identity(), _request(), "p", 0)
     (ended,) = t.call_finished(1, _record(ToolCall("a", "Read"), status=500), S)
-    assert isinstance(ended, tr.TurnFinished) and ended.turn.error_type == "500"  # the agent may retry
+    assert isinstance(ended, st.TurnFinished) and ended.turn.error_type == "500"  # the agent may retry
 
 
 def test_request_continuing_a_response_joins_that_session_and_agent_even_without_history():
@@ -172,11 +173,11 @@ def test_session_and_tool_states_follow_the_calls():
     t = tr.SessionTracker(idle_ns=10 * S)
     place, _ = t.call_started(1, _identity(), _request(), "p", 0)
     session = place.session
-    assert session.phase is tr.SessionPhase.ACTIVE
+    assert session.phase is st.SessionPhase.ACTIVE
     (started,) = t.call_finished(1, _record(ToolCall("a", "Read")), S)
-    assert session.phase is tr.SessionPhase.IDLE and started.tool.phase is tr.ToolPhase.PENDING
+    assert session.phase is st.SessionPhase.IDLE and started.tool.phase is st.ToolPhase.PENDING
     t.expire(20 * S)
-    assert session.phase is tr.SessionPhase.ENDED and started.tool.phase is tr.ToolPhase.NO_RESULT
+    assert session.phase is st.SessionPhase.ENDED and started.tool.phase is st.ToolPhase.NO_RESULT
 
 
 def test_a_call_finishing_after_its_session_was_shut_down_changes_nothing_and_says_why(caplog):
@@ -223,7 +224,7 @@ def test_turn_ends_with_the_final_answer_and_the_next_prompt_opens_the_next_turn
     assert turn is first.call.turn and (turn.number, turn.started_ns, turn.ended_ns) == (1, 0, 3 * S)
     assert (turn.usage.input_tokens, turn.usage.output_tokens, turn.usage.cache_read,
             turn.usage.reasoning_tokens) == (20, 10, 3, 2)
-    assert first.session.phase is tr.SessionPhase.IDLE  # the session waits; the turn is done
+    assert first.session.phase is st.SessionPhase.IDLE  # the session waits; the turn is done
     second, events = t.call_started(3, _identity(), _request(), "p", 10 * S)
     assert _kinds(events) == ["TurnStarted"] and second.call.turn.number == 2
     t.call_finished(3, _record(), 11 * S)
@@ -313,4 +314,4 @@ def test_with_history_the_tree_keeps_each_turns_calls_and_tool_runs():
     t.call_finished(2, _record(), 3 * S)
     (turn,) = t.sessions["s1"].main.turns
     assert [type(i).__name__ for i in turn.items] == ["CallNode", "ToolRun", "CallNode"]
-    assert all(i.record is not None for i in turn.items if isinstance(i, tr.CallNode))
+    assert all(i.record is not None for i in turn.items if isinstance(i, st.CallNode))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from llm_gateway.protocols.exchange import ChatRecord, ChatRequest, ToolCall, ToolResult
+from llm_gateway.sessions import state as st
 from llm_gateway.sessions import tracker as tr
 from llm_gateway.sessions.identity import Identity
 from llm_gateway.sessions.tree import render
@@ -20,8 +21,8 @@ def _record(*calls: ToolCall, status: int = 200, **fields: object) -> ChatRecord
     return ChatRecord(request=ChatRequest(), status=status, tool_calls=list(calls), **fields)
 
 
-def _finished(tracker: tr.SessionTracker) -> tr.SessionState:
-    (session,) = [e.session for e in tracker.close_all() if isinstance(e, tr.SessionFinished)]
+def _finished(tracker: tr.SessionTracker) -> st.SessionState:
+    (session,) = [e.session for e in tracker.close_all() if isinstance(e, st.SessionFinished)]
     return session
 
 
@@ -143,7 +144,7 @@ def test_kiro_credits_per_call_and_summed_without_usd() -> None:
 
 
 def test_a_sum_over_fewer_calls_than_counted_says_it_is_a_lower_bound(monkeypatch) -> None:
-    monkeypatch.setattr(tr, "KEPT_PER_AGENT", 2)  # the turn keeps its last two items
+    monkeypatch.setattr(st, "KEPT_PER_AGENT", 2)  # the turn keeps its last two items
     t = tr.SessionTracker(idle_ns=300 * S)
     request = ChatRequest(model="m", tool_names=["Read"])
     _priced(t, 1, _identity(), request, _record(ToolCall("a", "Read", "{}")), 0, S, usd=1.0)
