@@ -227,11 +227,7 @@ class UpstreamResponse:
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
         self._buffered = 0
-        if self._paused:
-            self._paused = False
-            transport = self._connection.transport
-            if transport is not None and not transport.is_closing():
-                transport.resume_reading()
+        self._resume_reading()
         return data
 
     def at_eof(self) -> bool:
@@ -327,11 +323,8 @@ class UpstreamResponse:
             return
         self._chunks.append(body)
         self._buffered += len(body)
-        if self._buffered > READ_BUFFER_LIMIT and not self._paused:
-            transport = self._connection.transport
-            if transport is not None and not transport.is_closing():
-                transport.pause_reading()
-                self._paused = True
+        if self._buffered > READ_BUFFER_LIMIT:
+            self._pause_reading()
         self._wake()
 
     def _piped(self, sink: Sink, body: bytes) -> None:
@@ -345,12 +338,19 @@ class UpstreamResponse:
             return
         if self._record is not None:
             self._record(body)
-        if sink.write_paused and not self._paused:
-            transport = self._connection.transport
-            if transport is not None and not transport.is_closing():
-                transport.pause_reading()
-                self._paused = True
-                sink.when_writable(self._resume_reading)
+        if sink.write_paused and self._pause_reading():
+            sink.when_writable(self._resume_reading)
+
+    def _pause_reading(self) -> bool:
+        """Stops reading from the socket; True when this paused it (it was reading)."""
+        if self._paused:
+            return False
+        transport = self._connection.transport
+        if transport is None or transport.is_closing():
+            return False
+        transport.pause_reading()
+        self._paused = True
+        return True
 
     def _resume_reading(self) -> None:
         if self._paused:
