@@ -315,7 +315,6 @@ class Relay:
         )
 
 
-
 def _chunk_recorder(flow: Flow) -> Callable[[bytes, int | None], None] | None:
     """What hands each relayed body chunk to the flow's addons, with the time it went out; None when none asked."""
     chunks, observers = flow.chunks, flow.chunk_observers
